@@ -1,0 +1,7 @@
+"""``python -m odenet``: see :mod:`odenet.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,169 @@
+"""Saving and loading RKNet checkpoints safely, and finding the shipped pretrained models.
+
+A checkpoint is a plain dict of tensors, strings and numbers written atomically with
+``torch.save`` and read with ``torch.load(weights_only=True)``, so a file carrying code
+is refused instead of executed.  A bare ``state_dict`` saved from the notebook also loads.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ConfigError, TrainConfig
+from .models import ModelConfig, RKNet
+from .utils import atomic_torch_save
+
+__all__ = [
+    "CheckpointError",
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "PRETRAINED_DIR",
+    "pretrained_models",
+    "MAX_CHECKPOINT_BYTES",
+]
+
+FORMAT = "odenet.rknet"
+VERSION = 1
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # an RKNet is ~0.8 MB; anything this big is not ours
+
+
+class CheckpointError(ValueError):
+    """A file is not a valid odenet/notebook checkpoint; the message says what is wrong."""
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds."""
+
+    model_config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    train_config: TrainConfig | None = None
+    metrics: dict[str, Any] | None = None
+
+
+def save_checkpoint(path: str | Path, model: RKNet, train_config: TrainConfig | None = None,
+                    metrics: dict[str, Any] | None = None) -> Path:
+    """Atomically write ``model`` (weights on CPU, contiguous) plus configs and metrics."""
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": model.config.to_dict(),
+        "train_config": None if train_config is None else train_config.to_dict(),
+        "metrics": dict(metrics or {}),
+        "state_dict": state,
+    }
+    path = Path(path)
+    atomic_torch_save(payload, path)
+    return path
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"checkpoint {path} is {size / 2**20:.1f} MiB, larger than the {MAX_CHECKPOINT_BYTES // 2**20} MiB "
+            f"an RKNet checkpoint can be; refusing to read it"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it contains objects other than tensors and plain data "
+            f"(possibly code), so it was not loaded ({str(exc).splitlines()[0]})"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError,
+            TypeError, KeyError, IndexError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is not a valid PyTorch checkpoint (truncated or corrupted?): "
+                              f"{first}") from exc
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _infer_model_config(state: dict[str, torch.Tensor]) -> ModelConfig:
+    """Architecture of a bare (notebook) state_dict; solver as in the notebook (RK4 x1 on [0, 1])."""
+    w = state.get("output.2.weight")
+    if w is None or w.dim() != 2:
+        raise CheckpointError("state_dict has no 'output.2.weight' (N_classes x channels); not an RKNet")
+    return ModelConfig(integrator="rk4", steps=1, t0=0.0, t1=1.0, channels=int(w.shape[1]),
+                       classes=int(w.shape[0]))
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and validate a checkpoint (odenet format or a bare notebook ``state_dict``)."""
+    path = Path(path)
+    obj = _read(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        if obj.get("version") != VERSION:
+            raise CheckpointError(f"checkpoint {path} has format version {obj.get('version')!r}; "
+                                  f"this odenet reads version {VERSION}")
+        state = obj.get("state_dict")
+        if not _is_state_dict(state):
+            raise CheckpointError(f"checkpoint {path} has no valid 'state_dict' (name -> tensor)")
+        try:
+            mcfg = ModelConfig.from_dict(obj["model_config"])
+            tcfg = None if obj.get("train_config") is None else TrainConfig.from_dict(obj["train_config"])
+        except (ValueError, TypeError, KeyError, ConfigError) as exc:
+            raise CheckpointError(f"checkpoint {path} has an invalid config: {exc}") from exc
+        metrics = obj.get("metrics") if isinstance(obj.get("metrics"), dict) else {}
+        return Checkpoint(mcfg, state, tcfg, metrics)
+    if _is_state_dict(obj):
+        return Checkpoint(_infer_model_config(obj), obj, None, {"source": "state_dict"})
+    raise CheckpointError(f"checkpoint {path} is neither an odenet checkpoint nor an RKNet state_dict "
+                          f"(got {type(obj).__name__})")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> RKNet:
+    """A ready :class:`RKNet` in eval mode; ``model.config`` is its ModelConfig and
+    ``model.train_config`` / ``model.metrics`` come from the checkpoint (None / {} if absent).
+
+    ``path`` may also be the name of a shipped model (e.g. ``"rk4_1step"``).
+    """
+    p = Path(path)
+    if not p.exists() and isinstance(path, str) and path in pretrained_models():
+        p = pretrained_models()[path]
+    ckpt = load_checkpoint(p)
+    model = RKNet(ckpt.model_config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(ckpt.state_dict))
+    unexpected = sorted(set(ckpt.state_dict) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"checkpoint {p} does not match RKNet: missing keys {missing[:5]}"
+                              f"{'...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+                              f"{'...' if len(unexpected) > 5 else ''}")
+    wrong = [f"{k}: {tuple(v.shape)} vs expected {tuple(expected[k].shape)}"
+             for k, v in ckpt.state_dict.items() if v.shape != expected[k].shape]
+    if wrong:
+        raise CheckpointError(f"checkpoint {p} has tensors of the wrong shape: {wrong[:3]}")
+    bad = [k for k, v in ckpt.state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"checkpoint {p} holds NaN/inf weights in {bad[:3]}")
+    model.load_state_dict(ckpt.state_dict)
+    model.train_config = ckpt.train_config
+    model.metrics = ckpt.metrics or {}
+    model.source_path = p
+    return model.to(device).to(memory_format=torch.channels_last).eval()
+
+
+def pretrained_models() -> dict[str, Path]:
+    """Shipped checkpoints by name (file stem), e.g. ``{'rk4_1step': Path(...)}``."""
+    if not PRETRAINED_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(PRETRAINED_DIR.glob("*.pt"))}

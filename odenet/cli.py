@@ -1,0 +1,196 @@
+"""Command line: ``python -m odenet train|evaluate|models``.
+
+Train options are generated from :class:`TrainConfig`'s fields, so the CLI and the app
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from .config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from .integrators import METHODS
+
+__all__ = ["main", "build_parser"]
+
+FIELD_HELP: dict[str, str] = {
+    "integrator": f"integration method: {', '.join(METHODS)}",
+    "steps": "number of fixed solver steps from t0 to t1",
+    "t0": "start time of the ODE block",
+    "t1": "end time of the ODE block",
+    "channels": "channels of the hidden state (64 = the notebook's model)",
+    "adaptive": "use the adaptive solver (embedded pairs only: bosh3, dopri5)",
+    "rtol": "adaptive solver relative tolerance",
+    "atol": "adaptive solver absolute tolerance",
+    "preset": f"training recipe: {', '.join(PRESETS)} (other options override it)",
+    "epochs": "passes over the training subset",
+    "batch_size": "images per optimisation step",
+    "optimizer": f"optimizer: {', '.join(OPTIMIZERS)}",
+    "lr": "(peak) learning rate",
+    "weight_decay": "weight decay (not applied to biases and BatchNorm)",
+    "momentum": "SGD momentum",
+    "schedule": f"learning-rate schedule: {', '.join(SCHEDULES)}",
+    "train_size": "number of training images used (1..60000, first N)",
+    "eval_size": "test images used by mid-epoch evaluations (epoch ends always use all 10000)",
+    "eval_every": "evaluate every N batches (0 = at epoch ends only)",
+    "log_every": "report training loss/accuracy every N batches",
+    "augment": "random small rotations/shifts/scaling of training images",
+    "seed": "random seed (same seed and config give the same losses on CPU)",
+    "device": "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps",
+    "amp": "bfloat16 autocast (GPU)",
+    "compile": "torch.compile the model",
+}
+_SKIP = {"custom_tableau"}
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    for f in fields(TrainConfig):
+        if f.name in _SKIP:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        help_ = f"{FIELD_HELP.get(f.name, f.name)} (default: {default})"
+        if isinstance(default, bool):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
+        elif f.name == "eval_size":
+            p.add_argument(flag, dest=f.name, type=int, default=None, help=help_)
+        else:
+            typ: Any = type(default) if default is not None else str
+            kw: dict[str, Any] = {}
+            if f.name == "integrator":
+                kw["choices"] = list(METHODS)
+            elif f.name == "optimizer":
+                kw["choices"] = list(OPTIMIZERS)
+            elif f.name == "schedule":
+                kw["choices"] = list(SCHEDULES)
+            elif f.name == "preset":
+                kw["choices"] = list(PRESETS)
+            p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_, **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m odenet", description="Neural ODEs from scratch: train and "
+                                     "evaluate RKNet on MNIST.")
+    sub = parser.add_subparsers(dest="command")
+    t = sub.add_parser("train", help="train an RKNet and write a run directory",
+                       description="Train an RKNet on MNIST. Writes config.json, metrics.jsonl, status.json, "
+                                   "last.pt and best.pt into a new run directory.")
+    _add_config_options(t)
+    t.add_argument("--config", type=Path, help="JSON file with TrainConfig fields (options override it)")
+    t.add_argument("--runs-dir", type=Path, default=None, help="parent of run directories (default: ./runs)")
+    t.add_argument("--name", default=None, help="run directory name (default: timestamp + integrator)")
+    t.add_argument("--out", type=Path, default=None, help="also copy the final checkpoint to this path")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    e = sub.add_parser("evaluate", help="test loss/accuracy of a checkpoint",
+                       description="Evaluate a checkpoint on the 10,000 MNIST test images, optionally with "
+                                   "another integrator or step count than it was trained with.")
+    e.add_argument("checkpoint", help="checkpoint file or shipped model name (see `models`)")
+    e.add_argument("--integrator", choices=list(METHODS), help="evaluate with this integrator")
+    e.add_argument("--steps", type=int, help="evaluate with this many solver steps")
+    e.add_argument("--t1", type=float, help="evaluate with this end time")
+    e.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    sub.add_parser("models", help="list the shipped pretrained models")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training import Trainer, new_run_dir
+
+    base: dict[str, Any] = {}
+    if args.config is not None:
+        base = TrainConfig.from_json(args.config.read_text()).to_dict()
+    opts = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+            if f.name not in _SKIP and getattr(args, f.name, None) is not None}
+    preset = opts.pop("preset", base.pop("preset", "default"))
+    cfg = TrainConfig.from_preset(preset, **{**base, **opts})
+    run_dir = new_run_dir(args.runs_dir, args.name, cfg)
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.epochs * cfg.batches_per_epoch(), unit="batch", dynamic_ncols=True)
+
+    def on_event(ev: Any) -> None:
+        if ev.kind == "batch" and bar is not None:
+            bar.update(ev.step - bar.n)
+            bar.set_description(f"epoch {ev.epoch}/{cfg.epochs}")
+            bar.set_postfix(loss=f"{ev.train_loss:.4f}", acc=f"{ev.train_acc:.3f}", img_s=f"{ev.images_per_s:.0f}")
+        elif ev.kind == "eval":
+            msg = f"epoch {ev.epoch} batch {ev.batch}: test loss {ev.test_loss:.4f}, test acc {100 * ev.test_acc:.2f}%"
+            (bar.write if bar is not None else print)(msg)
+
+    trainer = Trainer(cfg, run_dir=run_dir, callback=on_event)
+    prev = signal.signal(signal.SIGINT, lambda *_: trainer.stop())
+    try:
+        print(f"run directory: {run_dir}\nconfig: {json.dumps(cfg.to_dict(), sort_keys=True)}", flush=True)
+        res = trainer.run()
+    finally:
+        signal.signal(signal.SIGINT, prev)
+        if bar is not None:
+            bar.close()
+    if args.out is not None and (run_dir / "last.pt").exists():
+        import shutil
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(run_dir / "last.pt", args.out)
+    acc = f"{100 * res.final_test_acc:.2f}%" if res.final_test_acc is not None else "n/a"
+    print(f"{res.status}: final test accuracy {acc}, {res.elapsed:.1f} s. {res.message}".strip())
+    return 0 if res.status in ("finished", "stopped") else 1
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .checkpoints import load_model
+    from .data import load_mnist
+    from .training import evaluate
+
+    model = load_model(args.checkpoint, device=args.device if args.device != "auto" else "cpu")
+    changes = {k: getattr(args, k) for k in ("integrator", "steps", "t1") if getattr(args, k) is not None}
+    if changes:
+        model.set_solver(**changes)
+    _, test = load_mnist()
+    test = test.subset(args.test_size)
+    loss, acc = evaluate(model, test)
+    res = {"checkpoint": str(args.checkpoint), "solver": model.config.label(), "test_images": len(test),
+           "test_loss": loss, "test_acc": acc}
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"{args.checkpoint} with {res['solver']}: test loss {loss:.4f}, test accuracy {100 * acc:.2f}% "
+              f"on {len(test)} images")
+    return 0
+
+
+def _models() -> int:
+    from .checkpoints import load_checkpoint, pretrained_models
+
+    for name, path in pretrained_models().items():
+        ck = load_checkpoint(path)
+        acc = (ck.metrics or {}).get("test_acc")
+        acc_s = f"{100 * acc:.2f}%" if isinstance(acc, float) else "?"
+        print(f"{name:<16} {ck.model_config.label():<14} test acc {acc_s:<8} {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "evaluate":
+            return _evaluate(args)
+        return _models()
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,174 @@
+"""Test ODEs with exact (or reference) solutions, and empirical convergence orders.
+
+Used by the tests and by the Integrators page.  States are float64 tensors of shape (d,).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .integrators import RungeKuttaMethod, get_method
+from .solvers import AdaptiveStepSolver, FixedStepSolver
+
+__all__ = ["ODEProblem", "PROBLEMS", "get_problem", "reference_solution", "convergence", "convergence_steps",
+           "ConvergenceResult", "solve_fixed"]
+
+Exact = Callable[[torch.Tensor], torch.Tensor]  # ts (T,) -> ys (T, d)
+
+
+@dataclass(frozen=True)
+class ODEProblem:
+    """An initial value problem y' = f(t, y), y(t0) = y0 on [t0, t1]."""
+
+    key: str
+    title: str
+    f: Callable[[float, torch.Tensor], torch.Tensor]
+    y0: tuple[float, ...]
+    t0: float
+    t1: float
+    exact: Exact | None
+    labels: tuple[str, ...]
+    equation: str
+
+    def y0_tensor(self) -> torch.Tensor:
+        return torch.tensor(self.y0, dtype=torch.float64)
+
+    def solution(self, ts: torch.Tensor) -> torch.Tensor:
+        """Exact solution at ``ts`` (T,) -> (T, d); a tight dopri5 reference where none is known."""
+        if self.exact is not None:
+            return self.exact(ts.to(torch.float64))
+        return reference_solution(self, ts)
+
+
+def _decay_exact(ts: torch.Tensor) -> torch.Tensor:
+    return torch.exp(-0.5 * ts).unsqueeze(1)
+
+
+def _harmonic_exact(ts: torch.Tensor) -> torch.Tensor:
+    return torch.stack([torch.cos(ts), -torch.sin(ts)], 1)
+
+
+_SPIRAL = torch.tensor([[-0.1, -1.0], [1.0, -0.1]], dtype=torch.float64)
+
+
+def _spiral_exact(ts: torch.Tensor) -> torch.Tensor:
+    r = torch.exp(-0.1 * ts)
+    return torch.stack([r * (2 * torch.cos(ts)), r * (2 * torch.sin(ts))], 1)
+
+
+def _nonauto_exact(ts: torch.Tensor) -> torch.Tensor:
+    return torch.exp(torch.sin(ts)).unsqueeze(1)
+
+
+def _vdp(t: float, y: torch.Tensor, mu: float = 1.0) -> torch.Tensor:
+    return torch.stack([y[1], mu * (1 - y[0] ** 2) * y[1] - y[0]])
+
+
+def _lv(t: float, y: torch.Tensor) -> torch.Tensor:
+    a, b, c, d = 1.5, 1.0, 3.0, 1.0
+    return torch.stack([a * y[0] - b * y[0] * y[1], -c * y[1] + d * y[0] * y[1]])
+
+
+PROBLEMS: dict[str, ODEProblem] = {p.key: p for p in [
+    ODEProblem("decay", "Exponential decay", lambda t, y: -0.5 * y, (1.0,), 0.0, 4.0, _decay_exact, ("y",),
+               r"y' = -\tfrac12 y,\quad y(t) = e^{-t/2}"),
+    ODEProblem("harmonic", "Harmonic oscillator", lambda t, y: torch.stack([y[1], -y[0]]), (1.0, 0.0), 0.0,
+               2 * math.pi, _harmonic_exact, ("position", "velocity"),
+               r"x'' = -x,\quad x(t) = \cos t"),
+    ODEProblem("spiral", "2-D linear spiral", lambda t, y: _SPIRAL @ y, (2.0, 0.0), 0.0, 10.0, _spiral_exact,
+               ("y1", "y2"), r"y' = \begin{pmatrix}-0.1 & -1\\ 1 & -0.1\end{pmatrix} y"),
+    ODEProblem("nonautonomous", "Time-dependent growth", lambda t, y: math.cos(t) * y, (1.0,), 0.0, 4.0,
+               _nonauto_exact, ("y",), r"y' = \cos(t)\, y,\quad y(t) = e^{\sin t}"),
+    ODEProblem("vanderpol", "Van der Pol (mu = 1)", _vdp, (2.0, 0.0), 0.0, 10.0, None, ("x", "x'"),
+               r"x'' = \mu (1 - x^2) x' - x"),
+    ODEProblem("lotka_volterra", "Lotka-Volterra", _lv, (10.0, 5.0), 0.0, 10.0, None, ("prey", "predator"),
+               r"x' = 1.5x - xy,\quad y' = -3y + xy"),
+]}
+
+_REF_CACHE: dict[tuple[str, tuple[float, ...]], torch.Tensor] = {}
+
+
+def get_problem(key: str) -> ODEProblem:
+    try:
+        return PROBLEMS[key]
+    except KeyError:
+        raise ValueError(f"unknown problem {key!r}; choose one of {', '.join(PROBLEMS)}") from None
+
+
+def reference_solution(problem: ODEProblem, ts: torch.Tensor) -> torch.Tensor:
+    """Dopri5 at rtol=atol=1e-12, integrated piecewise to each requested time (cached)."""
+    key = (problem.key, tuple(float(t) for t in ts))
+    if key not in _REF_CACHE:
+        y = problem.y0_tensor()
+        out, t_prev = [], problem.t0
+        for t in ts.tolist():
+            if t != t_prev:
+                y = AdaptiveStepSolver(problem.f, t_prev, t, "dopri5", rtol=1e-12, atol=1e-12,
+                                       max_steps=200_000).integrate(y)
+            out.append(y)
+            t_prev = t
+        _REF_CACHE[key] = torch.stack(out)
+    return _REF_CACHE[key]
+
+
+@dataclass
+class FixedRun:
+    ts: torch.Tensor  # (steps + 1,)
+    ys: torch.Tensor  # (steps + 1, d)
+    nfe: int
+    seconds: float
+    error: float  # global error: max over step times of the max-norm error
+
+
+def solve_fixed(problem: ODEProblem, method: RungeKuttaMethod | str, steps: int) -> FixedRun:
+    """Solve ``problem`` with ``steps`` fixed steps; trajectory, NFE, wall time and final error."""
+    solver = FixedStepSolver(problem.f, problem.t0, problem.t1, get_method(method), steps=steps)
+    t = time.perf_counter()
+    sol = solver.solve(problem.y0_tensor(), trajectory=True)
+    seconds = time.perf_counter() - t
+    ts = torch.tensor(sol.ts, dtype=torch.float64)
+    ys = sol.stacked()
+    exact = problem.solution(ts)
+    return FixedRun(ts, ys, sol.stats.nfe, seconds, float((ys - exact).abs().max()))
+
+
+@dataclass
+class ConvergenceResult:
+    method: str
+    nominal_order: int
+    steps: list[int]
+    errors: list[float]
+    nfe: list[int]
+    fitted_order: float  # least-squares slope of -log(error) vs log(steps)
+
+
+def convergence_steps(order: int) -> tuple[int, ...]:
+    """Halving step sizes that sit in the asymptotic range for a method of ``order``
+    (coarse enough to stay above round-off in float64)."""
+    return {1: (128, 256, 512, 1024), 2: (64, 128, 256, 512)}.get(order, (32, 64, 128, 256))
+
+
+def convergence(problem: ODEProblem, method: RungeKuttaMethod | str,
+                steps: tuple[int, ...] | None = None) -> ConvergenceResult:
+    """Global error (max over the grid) for each step count and the fitted log-log slope (empirical order).
+
+    Errors at round-off level (< 1e-13) are excluded from the fit.
+    """
+    m = get_method(method)
+    steps = steps or convergence_steps(m.order)
+    runs = [solve_fixed(problem, m, n) for n in steps]
+    errors = [r.error for r in runs]
+    pts = [(math.log(n), math.log(e)) for n, e in zip(steps, errors) if e > 1e-13]
+    if len(pts) >= 2:
+        mx = sum(p[0] for p in pts) / len(pts)
+        my = sum(p[1] for p in pts) / len(pts)
+        slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
+        fitted = -slope
+    else:
+        fitted = float("nan")
+    return ConvergenceResult(m.name, m.order, list(steps), errors, [r.nfe for r in runs], fitted)

@@ -1,0 +1,308 @@
+"""The training engine: one Trainer for the CLI, the app's background job and the tests.
+
+Progress is reported as :class:`TrainEvent` values through a callback (and recorded in the
+run directory's ``metrics.jsonl``).  ``stop()`` is cooperative: the current batch finishes,
+a consistent checkpoint is written, and ``run()`` returns with status ``"stopped"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoints import save_checkpoint
+from .config import TrainConfig
+from .data import MNISTSplit, iterate_batches, load_mnist
+from .models import RKNet
+from .utils import atomic_write_text, pick_device, safe_name
+
+__all__ = ["TrainEvent", "TrainResult", "TrainingDiverged", "Trainer", "evaluate", "default_runs_dir",
+           "new_run_dir"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; training stopped and no bad weights were saved."""
+
+
+@dataclass
+class TrainEvent:
+    """One progress report.  ``kind`` is 'start', 'batch', 'eval', 'epoch' or 'end'.
+
+    Batch events carry ``train_loss``/``train_acc`` averaged since the last batch event,
+    ``images_per_s`` over that window and ``nfe`` per forward pass; eval events carry
+    ``test_loss``/``test_acc``; 'end' carries ``status`` and ``message``.
+    """
+
+    kind: str
+    epoch: int = 0
+    batch: int = 0
+    batches_per_epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    elapsed: float = 0.0
+    train_loss: float | None = None
+    train_acc: float | None = None
+    images_per_s: float | None = None
+    nfe: float | None = None
+    lr: float | None = None
+    test_loss: float | None = None
+    test_acc: float | None = None
+    status: str | None = None
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class TrainResult:
+    status: str  # finished | stopped | failed
+    model: RKNet
+    run_dir: Path | None
+    best_test_acc: float | None
+    final_test_acc: float | None
+    elapsed: float
+    message: str = ""
+    history: list[TrainEvent] = field(default_factory=list)
+
+
+def default_runs_dir() -> Path:
+    """``$ODENET_RUNS`` if set, else ``<project>/runs``."""
+    env = os.environ.get("ODENET_RUNS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "runs"
+
+
+def new_run_dir(runs_dir: Path | None = None, name: str | None = None, config: TrainConfig | None = None) -> Path:
+    """Create a fresh run directory; never reuses (so never overwrites) an existing run."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if name is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        label = f"{config.integrator}x{config.steps}" if config is not None else "run"
+        name = f"{stamp}-{label}"
+    base = safe_name(name)
+    for i in range(1000):
+        cand = runs_dir / (base if i == 0 else f"{base}-{i}")
+        try:
+            cand.mkdir()
+            return cand
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a unique run directory for {base!r} under {runs_dir}")
+
+
+@torch.no_grad()
+def evaluate(model: RKNet, split: MNISTSplit, batch_size: int = 1000,
+             device: torch.device | str | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in [0, 1]) of ``model`` on ``split`` in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for x, y in iterate_batches(split, batch_size, device=device):
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = len(split)
+    return float(loss_sum) / n, int(correct) / n
+
+
+class Trainer:
+    """Train an RKNet from a :class:`TrainConfig`.
+
+    ``data`` (train, test) defaults to the packaged MNIST; ``run_dir`` (optional) receives
+    config.json, metrics.jsonl, status.json, last.pt and best.pt; ``callback`` gets every
+    :class:`TrainEvent`.
+    """
+
+    def __init__(self, config: TrainConfig, data: tuple[MNISTSplit, MNISTSplit] | None = None,
+                 run_dir: str | Path | None = None, callback: Callable[[TrainEvent], None] | None = None) -> None:
+        self.config = config
+        self._data = data
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callback = callback
+        self._stop = threading.Event()
+        self.history: list[TrainEvent] = []
+        self.device = pick_device(config.device)
+
+    # -- control ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to stop after the current batch (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    # -- helpers ------------------------------------------------------------------------
+    def _emit(self, ev: TrainEvent) -> None:
+        self.history.append(ev)
+        if self.run_dir is not None:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(ev.to_dict()) + "\n")
+        if self.callback is not None:
+            self.callback(ev)
+
+    def _write_status(self, **info: Any) -> None:
+        if self.run_dir is None:
+            return
+        self._status.update(info)
+        atomic_write_text(self.run_dir / "status.json", json.dumps(self._status, indent=2))
+
+    def _build(self) -> tuple[RKNet, torch.optim.Optimizer, Any]:
+        cfg = self.config
+        model = RKNet(cfg.model_config()).to(self.device).to(memory_format=torch.channels_last)
+        decay, no_decay = [], []
+        for p in model.parameters():
+            (no_decay if p.dim() == 1 else decay).append(p)  # no weight decay on biases / BN
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if cfg.optimizer == "adamw":
+            opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        elif cfg.optimizer == "adam":
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+        total = cfg.epochs * cfg.batches_per_epoch()
+        if cfg.schedule == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
+        elif cfg.schedule == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+        else:
+            sched = None
+        return model, opt, sched
+
+    # -- main loop ----------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        """Train to the end (or until stopped / diverged).  Raises nothing for a NaN loss:
+        the result's status is 'failed' with the reason, unless the caller wants the
+        exception (``TrainingDiverged`` is raised after the run directory is updated)."""
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        start = time.perf_counter()
+        self._status: dict[str, Any] = {
+            "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"), "config": cfg.to_dict(),
+        }
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.json", cfg.to_json())
+            self._write_status()
+        train, test = self._data if self._data is not None else load_mnist()
+        train = train.subset(cfg.train_size).to(self.device)
+        test = test.to(self.device)
+        eval_split = test.subset(cfg.eval_size)
+        model, opt, sched = self._build()
+        if cfg.compile:
+            model_fwd = torch.compile(model)
+        else:
+            model_fwd = model
+        bpe = cfg.batches_per_epoch()
+        total = cfg.epochs * bpe
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp)
+        best_acc: float | None = None
+        final_acc: float | None = None
+        step = 0
+        status, message = "finished", ""
+        sync_every = 1 if self.device.type == "cpu" else cfg.log_every
+        self._emit(TrainEvent("start", batches_per_epoch=bpe, total_steps=total, message=cfg.model_config().label()))
+
+        def ckpt_metrics(epoch: int) -> dict[str, Any]:
+            return {"epoch": epoch, "step": step, "best_test_acc": best_acc, "test_acc": final_acc,
+                    "elapsed": time.perf_counter() - start}
+
+        def do_eval(epoch: int, batch: int, split: MNISTSplit) -> float:
+            nonlocal best_acc, final_acc
+            with amp:
+                loss, acc = evaluate(model, split, device=self.device)
+            final_acc = acc
+            self._emit(TrainEvent("eval", epoch=epoch, batch=batch, batches_per_epoch=bpe, step=step,
+                                  total_steps=total, elapsed=time.perf_counter() - start, test_loss=loss,
+                                  test_acc=acc))
+            if split is test and (best_acc is None or acc > best_acc):
+                best_acc = acc
+                if self.run_dir is not None:
+                    save_checkpoint(self.run_dir / "best.pt", model, cfg, ckpt_metrics(epoch))
+            return acc
+
+        try:
+            model.train()
+            for epoch in range(1, cfg.epochs + 1):
+                win_loss = torch.zeros((), device=self.device)
+                win_correct = torch.zeros((), dtype=torch.int64, device=self.device)
+                win_n, win_nfe, win_t = 0, 0, time.perf_counter()
+                for batch, (x, y) in enumerate(iterate_batches(train, cfg.batch_size, shuffle=True, generator=gen,
+                                                               augment=cfg.augment, drop_last=True), start=1):
+                    with amp:
+                        logits = model_fwd(x)
+                        loss = F.cross_entropy(logits.float(), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    step += 1
+                    if step % sync_every == 0 and not math.isfinite(loss.item()):
+                        raise TrainingDiverged(
+                            f"training diverged: loss became {loss.item()} at epoch {epoch}, batch {batch} "
+                            f"(lr={cfg.lr}, optimizer={cfg.optimizer}); lower the learning rate"
+                        )
+                    opt.step()
+                    if sched is not None:
+                        sched.step()
+                    win_loss += loss.detach() * y.shape[0]
+                    win_correct += (logits.detach().argmax(1) == y).sum()
+                    win_n += y.shape[0]
+                    win_nfe += model.last_stats.nfe
+                    last = batch == bpe
+                    if batch % cfg.log_every == 0 or last or self._stop.is_set():
+                        mean_loss = float(win_loss) / win_n
+                        if not math.isfinite(mean_loss):
+                            raise TrainingDiverged(f"training diverged: mean loss {mean_loss} at epoch {epoch}, "
+                                                   f"batch {batch}; lower the learning rate")
+                        now = time.perf_counter()
+                        nb = win_n / cfg.batch_size
+                        self._emit(TrainEvent("batch", epoch=epoch, batch=batch, batches_per_epoch=bpe, step=step,
+                                              total_steps=total, elapsed=now - start, train_loss=mean_loss,
+                                              train_acc=int(win_correct) / win_n, images_per_s=win_n / (now - win_t),
+                                              nfe=win_nfe / max(nb, 1), lr=opt.param_groups[0]["lr"]))
+                        win_loss.zero_()
+                        win_correct.zero_()
+                        win_n, win_nfe, win_t = 0, 0, time.perf_counter()
+                    if self._stop.is_set():
+                        status, message = "stopped", f"stopped by request at epoch {epoch}, batch {batch}"
+                        break
+                    if cfg.eval_every and batch % cfg.eval_every == 0 and not last:
+                        do_eval(epoch, batch, eval_split)
+                        model.train()
+                if status == "stopped":
+                    break
+                do_eval(epoch, bpe, test)
+                model.train()
+                self._emit(TrainEvent("epoch", epoch=epoch, batch=bpe, batches_per_epoch=bpe, step=step,
+                                      total_steps=total, elapsed=time.perf_counter() - start, test_acc=final_acc))
+                if self.run_dir is not None:
+                    save_checkpoint(self.run_dir / "last.pt", model, cfg, ckpt_metrics(epoch))
+            if status == "stopped" and self.run_dir is not None:
+                save_checkpoint(self.run_dir / "last.pt", model, cfg, ckpt_metrics(epoch))
+        except TrainingDiverged as exc:
+            status, message = "failed", str(exc)
+        elapsed = time.perf_counter() - start
+        model.eval()
+        self._emit(TrainEvent("end", step=step, total_steps=total, elapsed=elapsed, status=status,
+                              message=message, test_acc=final_acc))
+        self._write_status(status=status, message=message, best_test_acc=best_acc, final_test_acc=final_acc,
+                           ended=datetime.now(UTC).isoformat(timespec="seconds"), duration=elapsed,
+                           steps=step)
+        return TrainResult(status, model, self.run_dir, best_acc, final_acc, elapsed, message, self.history)

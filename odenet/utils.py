@@ -1,0 +1,85 @@
+"""Small shared helpers: atomic file writes, device choice, safe names."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "pick_device", "safe_name"]
+
+
+def _atomic(path: Path, write: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file + rename: readers see old or new, never torn."""
+    _atomic(Path(path), lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` with the same atomic guarantee."""
+    _atomic(Path(path), lambda fh: torch.save(obj, fh))
+
+
+def pick_device(requested: str | None = "auto") -> torch.device:
+    """'auto' -> CUDA, else MPS, else CPU; an explicit name must be available."""
+    if requested in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(requested)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'mps', got {requested!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={requested!r} requested but CUDA is not available on this machine")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device={requested!r} requested but MPS is not available on this machine")
+    return dev
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def safe_name(name: str) -> str:
+    """Validate a user-typed name (run name): letters, digits, '_', '-', '.', no path parts."""
+    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
+        raise ValueError(
+            f"name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', starting with a letter "
+            f"or digit (no '/', no '..')"
+        )
+    return name

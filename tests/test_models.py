@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+from benchmarks import notebook_reference as nb
+from odenet import ModelConfig, RKNet
+from odenet.models import GradientNet
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return RKNet().eval()
+
+
+def test_parameter_count_and_keys_match_notebook(model):
+    ref = nb.RKNet(nb.FixedStepSolver, nb.RungeKutta4, 0.0, 1.0, 10)
+    assert model.num_parameters() == 208_138
+    assert list(model.state_dict()) == list(ref.state_dict())
+    prefixes = {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("gradient") else "")
+                for k in model.state_dict()}
+    assert prefixes == {"sampling", "gradient.block1", "gradient.block2", "output"}
+    assert not any("optimizer" in k or "loss" in k for k in dir(model) if not k.startswith("_"))
+
+
+@pytest.mark.parametrize("integ, steps, nb_method", [("rk4", 1, nb.RungeKutta4), ("euler", 3, nb.Euler)])
+def test_notebook_weights_load_and_give_same_outputs(integ, steps, nb_method):
+    torch.manual_seed(1)
+    ref = nb.RKNet(nb.FixedStepSolver, nb_method, 0.0, 1.0, 10, steps=steps)
+    x = torch.randn(5, 1, 28, 28)
+    ref.train()
+    ref(x)  # move BatchNorm running stats away from their init
+    ref.eval()
+    ours = RKNet(integrator=integ, steps=steps)
+    ours.load_state_dict(ref.state_dict())
+    ours.eval()
+    with torch.no_grad():
+        assert torch.allclose(ours(x), ref(x), atol=1e-5)
+
+
+def test_output_and_trajectory_shapes(model):
+    x = torch.randn(4, 1, 28, 28)
+    assert model(x).shape == (4, 10)
+    assert model.features(x).shape == (4, 64, 6, 6)
+    model.set_solver(integrator="rk4", steps=5)
+    traj = model.trajectory(x)
+    assert traj.states.shape == (6, 4, 64, 6, 6)
+    assert traj.logits.shape == (6, 4, 10)
+    assert traj.ts.tolist() == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert traj.stats.nfe == 20
+    with torch.no_grad():
+        final = model(x)
+        h0 = model.features(x)
+    assert torch.allclose(traj.logits[-1], final, atol=1e-5)
+    assert torch.allclose(traj.states[0], h0, atol=1e-6)
+    model.set_solver(integrator="rk4", steps=1)
+
+
+def test_swap_solver_on_trained_model(model):
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        a = model(x)
+        model.set_solver(integrator="euler", steps=8)
+        b = model(x)
+        assert model.last_stats.nfe == 8
+        model.set_solver(integrator="dopri5", adaptive=True, rtol=1e-3, atol=1e-3)
+        c = model(x)
+        assert model.last_stats.nfe >= 7
+        model.set_solver(integrator="rk4", steps=1, adaptive=False, rtol=1e-3, atol=1e-4)
+    assert a.shape == b.shape == c.shape and not torch.equal(a, b)
+    assert model.config == ModelConfig()
+
+
+def test_config_validation_messages():
+    with pytest.raises(ValueError, match="unknown integrator 'nope'"):
+        RKNet(integrator="nope")
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
+        RKNet(steps=0)
+    with pytest.raises(ValueError, match="adaptive=True needs an embedded pair.*'rk4'"):
+        RKNet(adaptive=True)
+    with pytest.raises(ValueError, match="channels.*cannot change"):
+        RKNet().set_solver(channels=32)
+
+
+def test_channels_and_gradient_net_time_channel():
+    m = RKNet(channels=16)
+    assert m(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    g = GradientNet(4)
+    x = torch.randn(2, 4, 6, 6)
+    xt = g.concat_time(0.75, x)
+    assert xt.shape == (2, 5, 6, 6) and torch.all(xt[:, 4] == 0.75) and torch.equal(xt[:, :4], x)
+
+
+def test_gradients_flow_through_solver():
+    m = RKNet(steps=2)
+    loss = m(torch.randn(3, 1, 28, 28)).logsumexp(1).sum()
+    loss.backward()
+    assert m.gradient.block1[0].weight.grad is not None
+    assert m.gradient.block1[0].weight.grad.abs().sum() > 0
