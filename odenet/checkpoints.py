@@ -8,6 +8,8 @@ is refused instead of executed.  A bare ``state_dict`` saved from the notebook a
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,12 +81,20 @@ def _read(path: Path) -> Any:
             f"an RKNet checkpoint can be; refusing to read it"
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch warns about foreign pickle protocols
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"checkpoint {path} was refused: it contains objects other than tensors and plain data "
-            f"(possibly code), so it was not loaded ({str(exc).splitlines()[0]})"
-        ) from exc
+        text = str(exc)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            raise CheckpointError(
+                f"checkpoint {path} was refused: it references {found.group(1)}, i.e. objects other than tensors "
+                f"and plain data (possibly code), so it was not loaded"
+            ) from None
+        detail = re.search(r"(Unsupported operand \d+|[^\n]*error[^\n]*)\s*$", text.split("Check the doc")[0].strip())
+        raise CheckpointError(f"checkpoint {path} is not a valid PyTorch checkpoint (truncated, corrupted or "
+                              f"another format): {detail.group(1) if detail else 'unreadable pickle'}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError,
             TypeError, KeyError, IndexError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

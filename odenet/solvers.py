@@ -210,6 +210,7 @@ class IController:
         return accept, dt * factor
 
 
+@torch.no_grad()
 def _error_norm(err: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol: float, atol: float) -> float:
     scale = atol + rtol * torch.maximum(y0.abs(), y1.abs())
     return float(torch.sqrt(torch.mean((err / scale) ** 2)))
@@ -257,6 +258,7 @@ class AdaptiveStepSolver:
 
     def _initial_step(self, y0: torch.Tensor, f0: torch.Tensor, direction: float, stats: SolverStats) -> float:
         """Hairer, Norsett & Wanner (II.4) starting step estimate; costs one evaluation."""
+        y0, f0 = y0.detach(), f0.detach()
         scale = self.atol + self.rtol * y0.abs()
         d0 = float(torch.sqrt(torch.mean((y0 / scale) ** 2)))
         d1 = float(torch.sqrt(torch.mean((f0 / scale) ** 2)))
@@ -264,7 +266,8 @@ class AdaptiveStepSolver:
         span = abs(self.t1 - self.t0)
         h0 = min(h0, span)
         y1 = y0 + direction * h0 * f0
-        f1 = self.f(self.t0 + direction * h0, y1)
+        with torch.no_grad():
+            f1 = self.f(self.t0 + direction * h0, y1)
         stats.nfe += 1
         d2 = float(torch.sqrt(torch.mean(((f1 - f0) / scale) ** 2))) / h0
         q = self.method.order
@@ -284,7 +287,8 @@ class AdaptiveStepSolver:
         if self.first_step is not None:
             dt = self.first_step
         else:
-            f0 = self.f(t, y)
+            with torch.no_grad():
+                f0 = self.f(t, y)
             stats.nfe += 1
             dt = self._initial_step(y, f0, direction, stats)
         dt = min(max(dt, self.min_step), self.max_step)

@@ -121,6 +121,17 @@ def evaluate(model: RKNet, split: MNISTSplit, batch_size: int = 1000,
     return float(loss_sum) / n, int(correct) / n
 
 
+def lr_factor(step: int, total: int, warmup: float = 0.25, start: float = 0.04, end: float = 1e-3) -> float:
+    """Learning-rate multiplier: linear warm-up from ``start`` over ``warmup * total`` steps,
+    then cosine decay to ``end`` (one-cycle); ``warmup=0`` is plain cosine.  Works for any
+    ``total >= 1`` (torch's OneCycleLR fails on very short runs)."""
+    w = int(warmup * total)
+    if step < w:
+        return start + (1 - start) * step / w
+    frac = min(1.0, (step - w) / max(1, total - w))
+    return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
 class Trainer:
     """Train an RKNet from a :class:`TrainConfig`.
 
@@ -175,14 +186,12 @@ class Trainer:
         elif cfg.optimizer == "adam":
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         else:
-            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
         total = cfg.epochs * cfg.batches_per_epoch()
-        if cfg.schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.25)
-        elif cfg.schedule == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
-        else:
-            sched = None
+        sched = None
+        if cfg.schedule != "constant":
+            warm = 0.25 if cfg.schedule == "onecycle" else 0.0
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, warm))
         return model, opt, sched
 
     # -- main loop ----------------------------------------------------------------------

@@ -1,0 +1,138 @@
+import json
+import os
+import threading
+
+import pandas as pd
+import pytest
+import torch
+
+from odenet import TrainConfig, load_model
+from odenet.config import PRESETS, ConfigError
+from odenet.data import load_mnist
+from odenet.training import Trainer, evaluate, new_run_dir
+
+
+@pytest.fixture(scope="module")
+def small():
+    train, test = load_mnist()
+    return train.subset(2000), test.subset(500)
+
+
+def quick(**kw):
+    base = dict(train_size=2000, epochs=1, batch_size=64, log_every=5, device="cpu", lr=3e-3)
+    base.update(kw)
+    return TrainConfig.from_preset("default", **base)
+
+
+def test_small_subset_learns_and_writes_run_dir(small, tmp_path):
+    events = []
+    run = tmp_path / "run"
+    res = Trainer(quick(), data=small, run_dir=run, callback=events.append).run()
+    assert res.status == "finished"
+    batch = [e for e in events if e.kind == "batch"]
+    assert batch[0].train_loss > 1.5 and batch[-1].train_loss < 0.6 * batch[0].train_loss
+    assert res.final_test_acc > 0.6  # chance is 0.1
+    assert {e.kind for e in events} == {"start", "batch", "eval", "epoch", "end"}
+    assert all(e.images_per_s > 0 and e.nfe == 4 for e in batch)
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.jsonl",
+                                                      "status.json"]
+    df = pd.read_json(run / "metrics.jsonl", lines=True)
+    assert set(df["kind"]) >= {"batch", "eval"} and df["train_loss"].notna().sum() == len(batch)
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "finished" and status["final_test_acc"] == pytest.approx(res.final_test_acc)
+    assert TrainConfig.from_json((run / "config.json").read_text()) == quick()
+    model = load_model(run / "last.pt")
+    assert not model.training and model.train_config == quick()
+    loss, acc = evaluate(model, small[1])
+    assert acc == pytest.approx(res.final_test_acc)
+
+
+def test_same_seed_same_first_epoch_losses(small):
+    cfg = quick(train_size=640, log_every=2, augment=True)
+    a = [e.train_loss for e in Trainer(cfg, data=small).run().history if e.kind == "batch"]
+    b = [e.train_loss for e in Trainer(cfg, data=small).run().history if e.kind == "batch"]
+    c = [e.train_loss for e in Trainer(cfg.replace(seed=1), data=small).run().history if e.kind == "batch"]
+    assert a == b and a != c
+
+
+def test_stop_within_one_batch_leaves_loadable_checkpoint(small, tmp_path):
+    seen = []
+    holder = {}
+
+    def cb(ev):
+        seen.append(ev)
+        if ev.kind == "batch" and ev.batch == 10:
+            holder["t"].stop()
+
+    tr = Trainer(quick(epochs=3, log_every=10), data=small, run_dir=tmp_path / "r", callback=cb)
+    holder["t"] = tr
+    res = tr.run()
+    assert res.status == "stopped" and "batch 10" in res.message
+    assert max(e.step for e in seen if e.kind == "batch") == 10  # no batch after the stop request
+    model = load_model(tmp_path / "r" / "last.pt")
+    assert model.metrics["step"] == 10
+    assert json.loads((tmp_path / "r" / "status.json").read_text())["status"] == "stopped"
+
+
+def test_stop_from_another_thread(small):
+    tr = Trainer(quick(epochs=50), data=small)
+    timer = threading.Timer(1.0, tr.stop)
+    timer.start()
+    res = tr.run()
+    assert res.status == "stopped" and res.elapsed < 30
+
+
+def test_diverging_training_stops_with_message(small, tmp_path):
+    cfg = quick(optimizer="sgd", lr=1e6, schedule="constant", momentum=0.0)
+    res = Trainer(cfg, data=small, run_dir=tmp_path / "nan").run()
+    assert res.status == "failed"
+    assert "training diverged" in res.message and "lower the learning rate" in res.message
+    assert json.loads((tmp_path / "nan" / "status.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "nan" / "last.pt").exists()  # no garbage weights written
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(lr=0), r"lr must be > 0, got 0.0"),
+        (dict(lr=-1e-3), r"lr must be > 0"),
+        (dict(epochs=0), r"epochs must be a positive integer, got 0"),
+        (dict(integrator="rk9"), r"unknown integrator 'rk9'; choose one of"),
+        (dict(batch_size=5000, train_size=1000), r"batch_size \(5000\) must not exceed train_size \(1000\)"),
+        (dict(train_size=70000), r"train_size must be at most 60000"),
+        (dict(optimizer="lion"), r"optimizer must be one of adamw, adam, sgd, got 'lion'"),
+        (dict(adaptive=True), r"adaptive=True needs an embedded pair"),
+        (dict(t1=0.0), r"t0 and t1 must differ"),
+    ],
+)
+def test_config_validation(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**kw)
+
+
+def test_config_json_round_trip_and_unknown_keys():
+    cfg = TrainConfig.from_preset("notebook")
+    assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs) == ("adam", 0.1, 128, 20)
+    assert TrainConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ConfigError, match=r"unknown config keys \['learning_rate'\]"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        TrainConfig.from_json("{oops")
+    assert set(PRESETS) == {"default", "notebook"}
+
+
+def test_run_dirs_never_reused_and_names_are_safe(tmp_path):
+    a = new_run_dir(tmp_path, "demo")
+    b = new_run_dir(tmp_path, "demo")
+    assert a != b and a.parent == b.parent == tmp_path
+    for bad in ("../escape", "a/b", "..", "", "/etc", "x" * 100):
+        with pytest.raises(ValueError, match="not allowed"):
+            new_run_dir(tmp_path, bad)
+    assert sorted(os.listdir(tmp_path)) == ["demo", "demo-1"]
+
+
+def test_adaptive_training_reports_nfe(small):
+    cfg = quick(integrator="bosh3", adaptive=True, rtol=1e-2, atol=1e-2, train_size=256, log_every=1)
+    res = Trainer(cfg, data=small).run()
+    nfes = [e.nfe for e in res.history if e.kind == "batch"]
+    assert res.status == "finished" and all(n >= 4 for n in nfes)
