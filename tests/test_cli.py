@@ -23,7 +23,7 @@ def test_train_help_documents_every_config_option():
     from odenet.cli import _SKIP
     from odenet.config import TrainConfig
 
-    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
     for f in fields(TrainConfig):
         if f.name not in _SKIP:
             assert "--" + f.name.replace("_", "-") in text, f.name

@@ -4,7 +4,6 @@ import threading
 
 import pandas as pd
 import pytest
-import torch
 
 from odenet import TrainConfig, load_model
 from odenet.config import PRESETS, ConfigError
