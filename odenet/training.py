@@ -32,6 +32,10 @@ __all__ = ["TrainEvent", "TrainResult", "TrainingDiverged", "Trainer", "evaluate
            "new_run_dir"]
 
 
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; training stopped and no bad weights were saved."""
 
@@ -147,6 +151,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callback = callback
         self._stop = threading.Event()
+        self._total = 0
+        self._model: RKNet | None = None
         self.history: list[TrainEvent] = []
         self.device = pick_device(config.device)
 
@@ -196,122 +202,125 @@ class Trainer:
 
     # -- main loop ----------------------------------------------------------------------
     def run(self) -> TrainResult:
-        """Train to the end (or until stopped / diverged).  Raises nothing for a NaN loss:
-        the result's status is 'failed' with the reason, unless the caller wants the
-        exception (``TrainingDiverged`` is raised after the run directory is updated)."""
+        """Train to the end, or until stopped or diverged (status 'stopped' / 'failed' with the
+        reason in ``message``).  Any other error is recorded in status.json and re-raised."""
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        start = time.perf_counter()
+        self._start = time.perf_counter()
         self._status: dict[str, Any] = {
             "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-            "started": datetime.now(UTC).isoformat(timespec="seconds"), "config": cfg.to_dict(),
+            "started": _now(), "config": cfg.to_dict(),
         }
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.json", cfg.to_json())
             self._write_status()
+        self.best_acc: float | None = None
+        self.final_acc: float | None = None
+        self.step = 0
+        model: RKNet | None = None
+        try:
+            model, status, message = self._train()
+        except TrainingDiverged as exc:
+            status, message = "failed", str(exc)
+        except BaseException as exc:  # record the failure in the run directory, then let the caller see it
+            self._write_status(status="failed", message=f"{type(exc).__name__}: {exc}",
+                               ended=_now())
+            raise
+        elapsed = time.perf_counter() - self._start
+        model = model if model is not None else self._model
+        model.eval()
+        self._emit(TrainEvent("end", step=self.step, total_steps=self._total, elapsed=elapsed, status=status,
+                              message=message, test_acc=self.final_acc))
+        self._write_status(status=status, message=message, best_test_acc=self.best_acc,
+                           final_test_acc=self.final_acc, ended=_now(),
+                           duration=elapsed, steps=self.step)
+        return TrainResult(status, model, self.run_dir, self.best_acc, self.final_acc, elapsed, message, self.history)
+
+    def _metrics(self, epoch: int) -> dict[str, Any]:
+        return {"epoch": epoch, "step": self.step, "best_test_acc": self.best_acc, "test_acc": self.final_acc,
+                "elapsed": time.perf_counter() - self._start}
+
+    def _evaluate(self, epoch: int, batch: int, split: MNISTSplit, full: bool) -> None:
+        """Evaluate, report, and keep best.pt when a full-test-set accuracy improves."""
+        with self._amp:
+            loss, acc = evaluate(self._model, split, device=self.device)
+        self.final_acc = acc
+        self._emit(TrainEvent("eval", epoch=epoch, batch=batch, batches_per_epoch=self._bpe, step=self.step,
+                              total_steps=self._total, elapsed=time.perf_counter() - self._start, test_loss=loss,
+                              test_acc=acc))
+        if full and (self.best_acc is None or acc > self.best_acc):
+            self.best_acc = acc
+            if self.run_dir is not None:
+                save_checkpoint(self.run_dir / "best.pt", self._model, self.config, self._metrics(epoch))
+        self._model.train()
+
+    def _train(self) -> tuple[RKNet, str, str]:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        self._bpe = bpe = cfg.batches_per_epoch()
+        self._total = total = cfg.epochs * bpe
+        self._model, opt, sched = self._build()
+        model = self._model
         train, test = self._data if self._data is not None else load_mnist()
         train = train.subset(cfg.train_size).to(self.device)
         test = test.to(self.device)
         eval_split = test.subset(cfg.eval_size)
-        model, opt, sched = self._build()
-        if cfg.compile:
-            model_fwd = torch.compile(model)
-        else:
-            model_fwd = model
-        bpe = cfg.batches_per_epoch()
-        total = cfg.epochs * bpe
-        amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp)
-        best_acc: float | None = None
-        final_acc: float | None = None
-        step = 0
-        status, message = "finished", ""
-        sync_every = 1 if self.device.type == "cpu" else cfg.log_every
+        model_fwd = torch.compile(model) if cfg.compile else model
+        self._amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp)
+        sync_every = 1 if self.device.type == "cpu" else cfg.log_every  # no per-batch host sync on GPU
         self._emit(TrainEvent("start", batches_per_epoch=bpe, total_steps=total, message=cfg.model_config().label()))
-
-        def ckpt_metrics(epoch: int) -> dict[str, Any]:
-            return {"epoch": epoch, "step": step, "best_test_acc": best_acc, "test_acc": final_acc,
-                    "elapsed": time.perf_counter() - start}
-
-        def do_eval(epoch: int, batch: int, split: MNISTSplit) -> float:
-            nonlocal best_acc, final_acc
-            with amp:
-                loss, acc = evaluate(model, split, device=self.device)
-            final_acc = acc
-            self._emit(TrainEvent("eval", epoch=epoch, batch=batch, batches_per_epoch=bpe, step=step,
-                                  total_steps=total, elapsed=time.perf_counter() - start, test_loss=loss,
-                                  test_acc=acc))
-            if split is test and (best_acc is None or acc > best_acc):
-                best_acc = acc
-                if self.run_dir is not None:
-                    save_checkpoint(self.run_dir / "best.pt", model, cfg, ckpt_metrics(epoch))
-            return acc
-
-        try:
-            model.train()
-            for epoch in range(1, cfg.epochs + 1):
-                win_loss = torch.zeros((), device=self.device)
-                win_correct = torch.zeros((), dtype=torch.int64, device=self.device)
-                win_n, win_nfe, win_t = 0, 0, time.perf_counter()
-                for batch, (x, y) in enumerate(iterate_batches(train, cfg.batch_size, shuffle=True, generator=gen,
-                                                               augment=cfg.augment, drop_last=True), start=1):
-                    with amp:
-                        logits = model_fwd(x)
-                        loss = F.cross_entropy(logits.float(), y)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    step += 1
-                    if step % sync_every == 0 and not math.isfinite(loss.item()):
-                        raise TrainingDiverged(
-                            f"training diverged: loss became {loss.item()} at epoch {epoch}, batch {batch} "
-                            f"(lr={cfg.lr}, optimizer={cfg.optimizer}); lower the learning rate"
-                        )
-                    opt.step()
-                    if sched is not None:
-                        sched.step()
-                    win_loss += loss.detach() * y.shape[0]
-                    win_correct += (logits.detach().argmax(1) == y).sum()
-                    win_n += y.shape[0]
-                    win_nfe += model.last_stats.nfe
-                    last = batch == bpe
-                    if batch % cfg.log_every == 0 or last or self._stop.is_set():
-                        mean_loss = float(win_loss) / win_n
-                        if not math.isfinite(mean_loss):
-                            raise TrainingDiverged(f"training diverged: mean loss {mean_loss} at epoch {epoch}, "
-                                                   f"batch {batch}; lower the learning rate")
-                        now = time.perf_counter()
-                        nb = win_n / cfg.batch_size
-                        self._emit(TrainEvent("batch", epoch=epoch, batch=batch, batches_per_epoch=bpe, step=step,
-                                              total_steps=total, elapsed=now - start, train_loss=mean_loss,
-                                              train_acc=int(win_correct) / win_n, images_per_s=win_n / (now - win_t),
-                                              nfe=win_nfe / max(nb, 1), lr=opt.param_groups[0]["lr"]))
-                        win_loss.zero_()
-                        win_correct.zero_()
-                        win_n, win_nfe, win_t = 0, 0, time.perf_counter()
-                    if self._stop.is_set():
-                        status, message = "stopped", f"stopped by request at epoch {epoch}, batch {batch}"
-                        break
-                    if cfg.eval_every and batch % cfg.eval_every == 0 and not last:
-                        do_eval(epoch, batch, eval_split)
-                        model.train()
-                if status == "stopped":
-                    break
-                do_eval(epoch, bpe, test)
-                model.train()
-                self._emit(TrainEvent("epoch", epoch=epoch, batch=bpe, batches_per_epoch=bpe, step=step,
-                                      total_steps=total, elapsed=time.perf_counter() - start, test_acc=final_acc))
-                if self.run_dir is not None:
-                    save_checkpoint(self.run_dir / "last.pt", model, cfg, ckpt_metrics(epoch))
-            if status == "stopped" and self.run_dir is not None:
-                save_checkpoint(self.run_dir / "last.pt", model, cfg, ckpt_metrics(epoch))
-        except TrainingDiverged as exc:
-            status, message = "failed", str(exc)
-        elapsed = time.perf_counter() - start
-        model.eval()
-        self._emit(TrainEvent("end", step=step, total_steps=total, elapsed=elapsed, status=status,
-                              message=message, test_acc=final_acc))
-        self._write_status(status=status, message=message, best_test_acc=best_acc, final_test_acc=final_acc,
-                           ended=datetime.now(UTC).isoformat(timespec="seconds"), duration=elapsed,
-                           steps=step)
-        return TrainResult(status, model, self.run_dir, best_acc, final_acc, elapsed, message, self.history)
+        model.train()
+        for epoch in range(1, cfg.epochs + 1):
+            win_loss = torch.zeros((), device=self.device)
+            win_correct = torch.zeros((), dtype=torch.int64, device=self.device)
+            win_n, win_nfe, win_t = 0, 0, time.perf_counter()
+            batches = iterate_batches(train, cfg.batch_size, shuffle=True, generator=gen, augment=cfg.augment,
+                                      drop_last=True)
+            for batch, (x, y) in enumerate(batches, start=1):
+                with self._amp:
+                    logits = model_fwd(x)  # (B, 10)
+                    loss = F.cross_entropy(logits.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.step += 1
+                if self.step % sync_every == 0 and not math.isfinite(loss.item()):
+                    raise TrainingDiverged(
+                        f"training diverged: loss became {loss.item()} at epoch {epoch}, batch {batch} "
+                        f"(lr={cfg.lr}, optimizer={cfg.optimizer}); lower the learning rate"
+                    )
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                win_loss += loss.detach() * y.shape[0]
+                win_correct += (logits.detach().argmax(1) == y).sum()
+                win_n += y.shape[0]
+                win_nfe += model.last_stats.nfe
+                last = batch == bpe
+                if batch % cfg.log_every == 0 or last or self._stop.is_set():
+                    mean_loss = float(win_loss) / win_n
+                    if not math.isfinite(mean_loss):
+                        raise TrainingDiverged(f"training diverged: mean loss {mean_loss} at epoch {epoch}, "
+                                               f"batch {batch}; lower the learning rate")
+                    now = time.perf_counter()
+                    self._emit(TrainEvent("batch", epoch=epoch, batch=batch, batches_per_epoch=bpe, step=self.step,
+                                          total_steps=total, elapsed=now - self._start, train_loss=mean_loss,
+                                          train_acc=int(win_correct) / win_n, images_per_s=win_n / (now - win_t),
+                                          nfe=win_nfe / max(1, win_n // cfg.batch_size),
+                                          lr=opt.param_groups[0]["lr"]))
+                    win_loss.zero_()
+                    win_correct.zero_()
+                    win_n, win_nfe, win_t = 0, 0, time.perf_counter()
+                if self._stop.is_set():
+                    if self.run_dir is not None:
+                        save_checkpoint(self.run_dir / "last.pt", model, cfg, self._metrics(epoch))
+                    return model, "stopped", f"stopped by request at epoch {epoch}, batch {batch}"
+                if cfg.eval_every and batch % cfg.eval_every == 0 and not last:
+                    self._evaluate(epoch, batch, eval_split, full=cfg.eval_size is None)
+            self._evaluate(epoch, bpe, test, full=True)
+            self._emit(TrainEvent("epoch", epoch=epoch, batch=bpe, batches_per_epoch=bpe, step=self.step,
+                                  total_steps=total, elapsed=time.perf_counter() - self._start,
+                                  test_acc=self.final_acc))
+            if self.run_dir is not None:
+                save_checkpoint(self.run_dir / "last.pt", model, cfg, self._metrics(epoch))
+        return model, "finished", ""

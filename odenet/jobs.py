@@ -1,0 +1,308 @@
+"""Background training jobs for the app: one runs at a time, others wait in a queue.
+
+The manager is process-wide (every browser tab and session sees the same jobs).  It owns
+one worker thread that never touches Streamlit; pages only read :meth:`JobManager.snapshot`
+and call :meth:`submit` / :meth:`stop`.  All state changes happen under one lock.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TrainConfig
+from .training import Trainer, TrainEvent, default_runs_dir, new_run_dir
+
+__all__ = ["JobLimits", "Job", "JobSnapshot", "JobManager", "get_manager", "QueueFull", "JobRejected"]
+
+ACTIVE = ("queued", "running")
+
+
+class JobRejected(ValueError):
+    """A job was refused (over the per-job caps); the message says which cap and how to change it."""
+
+
+class QueueFull(JobRejected):
+    """Too many jobs are already waiting."""
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """Server-wide caps so one user cannot occupy the machine indefinitely.
+
+    Defaults come from ``ODENET_MAX_EPOCHS``, ``ODENET_MAX_IMAGES`` (epochs x train images),
+    ``ODENET_MAX_QUEUE`` and ``ODENET_TRAIN_THREADS`` (intra-op threads of the worker;
+    0 = torch's default).
+    """
+
+    max_epochs: int = 20
+    max_images: int = 1_200_000
+    max_queue: int = 4
+    train_threads: int = 0
+
+    @classmethod
+    def from_env(cls) -> JobLimits:
+        def get(name: str, default: int) -> int:
+            raw = os.environ.get(name)
+            try:
+                return int(raw) if raw is not None else default
+            except ValueError:
+                return default
+
+        d = cls()
+        return cls(get("ODENET_MAX_EPOCHS", d.max_epochs), get("ODENET_MAX_IMAGES", d.max_images),
+                   get("ODENET_MAX_QUEUE", d.max_queue), get("ODENET_TRAIN_THREADS", d.train_threads))
+
+    def check(self, cfg: TrainConfig) -> None:
+        if cfg.epochs > self.max_epochs:
+            raise JobRejected(f"epochs={cfg.epochs} is over this server's cap of {self.max_epochs} per job "
+                              f"(set ODENET_MAX_EPOCHS to change it)")
+        if cfg.epochs * cfg.train_size > self.max_images:
+            raise JobRejected(f"epochs x train_size = {cfg.epochs * cfg.train_size:,} images is over this server's "
+                              f"cap of {self.max_images:,} per job (set ODENET_MAX_IMAGES to change it)")
+
+
+@dataclass
+class Job:
+    """A training job's full state (mutated only by the manager under its lock)."""
+
+    id: int
+    config: TrainConfig
+    name: str | None
+    owner: str
+    status: str = "queued"  # queued | running | finished | stopped | failed | cancelled
+    run_dir: Path | None = None
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
+    events: list[TrainEvent] = field(default_factory=list)
+    message: str = ""
+    best_test_acc: float | None = None
+    trainer: Trainer | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """An immutable copy of a job for rendering: never changes under the reader."""
+
+    id: int
+    config: TrainConfig
+    owner: str
+    status: str
+    run_dir: Path | None
+    submitted: float
+    started: float | None
+    ended: float | None
+    events: tuple[TrainEvent, ...]
+    message: str
+    best_test_acc: float | None
+    queue_position: int | None
+
+    @property
+    def last_batch(self) -> TrainEvent | None:
+        return next((e for e in reversed(self.events) if e.kind == "batch"), None)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of optimisation steps done, 0..1."""
+        ev = self.last_batch
+        return 0.0 if ev is None or not ev.total_steps else min(1.0, ev.step / ev.total_steps)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Remaining time, extrapolated from progress so far (None before the first report)."""
+        ev = self.last_batch
+        if ev is None or ev.step == 0 or self.status != "running":
+            return None
+        return ev.elapsed / ev.step * (ev.total_steps - ev.step)
+
+    def estimated_duration(self) -> float:
+        """Rough total seconds for a queued job, from its size (used for queue waits)."""
+        c = self.config
+        nfe = 4 if c.adaptive else c.steps  # per-batch cost roughly scales with stages x steps
+        return c.epochs * c.train_size / 1000.0 * (0.5 + 0.15 * nfe)
+
+
+class JobManager:
+    """Runs submitted :class:`TrainConfig` jobs one at a time in a daemon worker thread."""
+
+    def __init__(self, runs_dir: str | Path | None = None, limits: JobLimits | None = None,
+                 data_loader: Any = None) -> None:
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+        self.limits = limits or JobLimits.from_env()
+        self._data_loader = data_loader  # callable -> (train, test); default: odenet.data.load_mnist
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._ids = itertools.count(1)
+        self._jobs: dict[int, Job] = {}
+        self._queue: deque[int] = deque()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+
+    # -- public API -----------------------------------------------------------------------
+    def submit(self, config: TrainConfig, name: str | None = None, owner: str = "anonymous") -> JobSnapshot:
+        """Queue a job (it starts at once if nothing runs).  Raises JobRejected over the caps."""
+        self.limits.check(config)
+        with self._lock:
+            if len(self._queue) >= self.limits.max_queue:
+                raise QueueFull(f"{len(self._queue)} jobs are already waiting (cap {self.limits.max_queue}); "
+                                f"try again when the current job ends")
+            job = Job(next(self._ids), config, name, owner)
+            self._jobs[job.id] = job
+            self._queue.append(job.id)
+            self._ensure_worker()
+            self._wake.notify_all()
+            return self._snap(job)
+
+    def stop(self, job_id: int) -> bool:
+        """Stop a running job (within one batch) or cancel a queued one.  True if it acted."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return False
+            if job.status == "queued":
+                self._queue.remove(job_id)
+                job.status, job.ended, job.message = "cancelled", time.time(), "cancelled before it started"
+                return True
+            if job.status == "running" and job.trainer is not None:
+                job.trainer.stop()
+                return True
+            return False
+
+    def snapshot(self, job_id: int) -> JobSnapshot | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return None if job is None else self._snap(job)
+
+    def current(self) -> JobSnapshot | None:
+        """The running job, if any."""
+        with self._lock:
+            job = next((j for j in self._jobs.values() if j.status == "running"), None)
+            return None if job is None else self._snap(job)
+
+    def queued(self) -> list[JobSnapshot]:
+        with self._lock:
+            return [self._snap(self._jobs[i]) for i in self._queue]
+
+    def jobs(self) -> list[JobSnapshot]:
+        """All jobs this process knows, newest first."""
+        with self._lock:
+            return [self._snap(j) for j in sorted(self._jobs.values(), key=lambda j: -j.id)]
+
+    def active_run_dirs(self) -> set[Path]:
+        with self._lock:
+            return {j.run_dir.resolve() for j in self._jobs.values() if j.status == "running" and j.run_dir}
+
+    def wait_until_start_estimate(self, job_id: int) -> float | None:
+        """Seconds until a queued job should start (remaining time of the running job plus
+        estimates of those ahead of it); None if it is not queued."""
+        with self._lock:
+            if job_id not in self._queue:
+                return None
+            cur = self.current()
+            wait = 0.0
+            if cur is not None:
+                wait += cur.eta_seconds if cur.eta_seconds is not None else cur.estimated_duration()
+            for i in self._queue:
+                if i == job_id:
+                    break
+                wait += self._snap(self._jobs[i]).estimated_duration()
+            return wait
+
+    def wait(self, job_id: int, timeout: float | None = None) -> JobSnapshot | None:
+        """Block until the job is no longer queued/running (tests, CLI)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while self._jobs[job_id].status in ACTIVE:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._wake.wait(left if left is not None else 1.0)
+            return self._snap(self._jobs[job_id])
+
+    def close(self) -> None:
+        """Stop the running job, cancel the queue and end the worker."""
+        with self._lock:
+            self._closed = True
+            for i in list(self._queue):
+                self.stop(i)
+            cur = next((j for j in self._jobs.values() if j.status == "running"), None)
+            if cur is not None and cur.trainer is not None:
+                cur.trainer.stop()
+            self._wake.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=60)
+
+    # -- internals ----------------------------------------------------------------------
+    def _snap(self, job: Job) -> JobSnapshot:
+        pos = (list(self._queue).index(job.id) + 1) if job.id in self._queue else None
+        return JobSnapshot(job.id, job.config, job.owner, job.status, job.run_dir, job.submitted, job.started,
+                           job.ended, tuple(job.events), job.message, job.best_test_acc, pos)
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._loop, name="odenet-train-worker", daemon=True)
+            self._worker.start()
+
+    def _loop(self) -> None:
+        if self.limits.train_threads > 0:
+            torch.set_num_threads(self.limits.train_threads)
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if self._closed and not self._queue:
+                    return
+                job = self._jobs[self._queue.popleft()]
+                job.status, job.started = "running", time.time()
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        def on_event(ev: TrainEvent) -> None:
+            with self._lock:
+                job.events.append(ev)
+                if ev.kind == "eval" and ev.test_acc is not None and ev.batch == ev.batches_per_epoch:
+                    job.best_test_acc = max(job.best_test_acc or 0.0, ev.test_acc)
+
+        status, message = "failed", ""
+        try:
+            run_dir = new_run_dir(self.runs_dir, job.name, job.config)
+            data = self._data_loader() if self._data_loader is not None else None
+            trainer = Trainer(job.config, data=data, run_dir=run_dir, callback=on_event)
+            with self._lock:
+                job.run_dir, job.trainer = run_dir, trainer
+            res = trainer.run()
+            status, message = res.status, res.message
+            with self._lock:
+                job.best_test_acc = res.best_test_acc
+        except torch.OutOfMemoryError as exc:
+            message = f"out of memory: {str(exc).splitlines()[0]}; use a smaller batch size or fewer steps"
+        except Exception as exc:  # a failing job must never take the server down
+            message = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        with self._lock:
+            job.status, job.message, job.ended, job.trainer = status, message, time.time(), None
+            self._wake.notify_all()
+
+
+_MANAGER: JobManager | None = None
+_MANAGER_LOCK = threading.Lock()
+
+
+def get_manager() -> JobManager:
+    """The process-wide manager (created on first use)."""
+    global _MANAGER
+    with _MANAGER_LOCK:
+        if _MANAGER is None:
+            _MANAGER = JobManager()
+        return _MANAGER
+

@@ -1,0 +1,124 @@
+"""The runs directory: list finished/stopped/interrupted runs and read their metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .checkpoints import pretrained_models
+from .training import default_runs_dir
+
+__all__ = ["RunInfo", "list_runs", "read_metrics", "ModelChoice", "available_models"]
+
+
+@dataclass
+class RunInfo:
+    """One run directory as the app lists it."""
+
+    name: str
+    path: Path
+    status: str  # running | finished | stopped | failed | interrupted | unknown
+    config: dict[str, Any] = field(default_factory=dict)
+    best_test_acc: float | None = None
+    final_test_acc: float | None = None
+    duration: float | None = None
+    started: str | None = None
+    message: str = ""
+
+    @property
+    def checkpoint(self) -> Path | None:
+        p = self.path / "last.pt"
+        return p if p.is_file() else None
+
+    def label(self) -> str:
+        c = self.config
+        solver = f"{c.get('integrator', '?')} x{c.get('steps', '?')}"
+        acc = f"{100 * self.best_test_acc:.2f}%" if self.best_test_acc is not None else "n/a"
+        return f"{self.name} ({solver}, {self.status}, best {acc})"
+
+
+def _pid_alive(pid: Any, host: Any) -> bool:
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_status(run: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads((run / "status.json").read_text(encoding="utf-8"))
+        return obj if isinstance(obj, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def list_runs(runs_dir: str | Path | None = None, active: set[Path] | None = None) -> list[RunInfo]:
+    """All run directories, newest first.  A run whose status says 'running' but whose
+    process is gone (or that no active job owns, when ``active`` is given) is 'interrupted'."""
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    if not root.is_dir():
+        return []
+    out = []
+    for run in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True):
+        st = _read_status(run)
+        status = st.get("status", "unknown")
+        if status == "running":
+            alive = _pid_alive(st.get("pid"), st.get("host"))
+            if not alive or (active is not None and st.get("pid") == os.getpid() and run.resolve() not in active):
+                status = "interrupted"
+        out.append(RunInfo(run.name, run, status, st.get("config") or {}, st.get("best_test_acc"),
+                           st.get("final_test_acc"), st.get("duration"), st.get("started"), st.get("message", "")))
+    return out
+
+
+def read_metrics(run: str | Path) -> pd.DataFrame:
+    """The run's metrics.jsonl as a DataFrame (empty if none yet); torn last lines are skipped."""
+    path = Path(run) / "metrics.jsonl"
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model the pages can load: shipped with the repo or produced by a run."""
+
+    key: str
+    label: str
+    path: Path
+    source: str  # shipped | run
+
+
+def available_models(runs_dir: str | Path | None = None) -> list[ModelChoice]:
+    """Shipped models first, then runs with a checkpoint (finished or stopped), newest first."""
+    from .checkpoints import load_checkpoint
+
+    out = []
+    for name, path in pretrained_models().items():
+        try:
+            ck = load_checkpoint(path)
+            acc = (ck.metrics or {}).get("test_acc")
+            label = f"{name} (shipped, {ck.model_config.label()}" + (f", {100 * acc:.2f}%)" if acc else ")")
+        except ValueError:
+            continue
+        out.append(ModelChoice(f"shipped:{name}", label, path, "shipped"))
+    for run in list_runs(runs_dir):
+        if run.checkpoint is not None and run.status in ("finished", "stopped", "interrupted"):
+            out.append(ModelChoice(f"run:{run.name}", f"run {run.label()}", run.checkpoint, "run"))
+    return out
