@@ -276,8 +276,7 @@ class JobManager:
         status, message = "failed", ""
         try:
             run_dir = new_run_dir(self.runs_dir, job.name, job.config)
-            data = self._data_loader() if self._data_loader is not None else None
-            trainer = Trainer(job.config, data=data, run_dir=run_dir, callback=on_event)
+            trainer = Trainer(job.config, data=self._data_loader, run_dir=run_dir, callback=on_event)
             with self._lock:
                 job.run_dir, job.trainer = run_dir, trainer
             res = trainer.run()

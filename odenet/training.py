@@ -139,12 +139,13 @@ def lr_factor(step: int, total: int, warmup: float = 0.25, start: float = 0.04, 
 class Trainer:
     """Train an RKNet from a :class:`TrainConfig`.
 
-    ``data`` (train, test) defaults to the packaged MNIST; ``run_dir`` (optional) receives
+    ``data`` (train, test), or a callable returning it, defaults to the packaged MNIST; ``run_dir`` (optional) receives
     config.json, metrics.jsonl, status.json, last.pt and best.pt; ``callback`` gets every
     :class:`TrainEvent`.
     """
 
-    def __init__(self, config: TrainConfig, data: tuple[MNISTSplit, MNISTSplit] | None = None,
+    def __init__(self, config: TrainConfig,
+                 data: tuple[MNISTSplit, MNISTSplit] | Callable[[], tuple[MNISTSplit, MNISTSplit]] | None = None,
                  run_dir: str | Path | None = None, callback: Callable[[TrainEvent], None] | None = None) -> None:
         self.config = config
         self._data = data
@@ -262,7 +263,8 @@ class Trainer:
         self._total = total = cfg.epochs * bpe
         self._model, opt, sched = self._build()
         model = self._model
-        train, test = self._data if self._data is not None else load_mnist()
+        data = self._data() if callable(self._data) else self._data
+        train, test = data if data is not None else load_mnist()
         train = train.subset(cfg.train_size).to(self.device)
         test = test.to(self.device)
         eval_split = test.subset(cfg.eval_size)
