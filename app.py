@@ -1,7 +1,16 @@
-"""odenet dashboard entry point (placeholder until the pages land)."""
+"""odenet: the Neural ODE lab.  `streamlit run app.py` (or `make run`)."""
 
 import streamlit as st
 
 st.set_page_config(page_title="odenet: Neural ODE lab", page_icon="🌀", layout="wide")
-st.title("odenet: Neural ODE lab")
-st.write("Integrators, solvers and RKNet on MNIST. Pages are being built.")
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
+    st.Page("pages/integrators.py", title="Integrators", icon="📈", url_path="integrators"),
+    st.Page("pages/draw.py", title="Draw a digit", icon="✏️", url_path="draw"),
+    st.Page("pages/trajectories.py", title="Trajectories", icon="🌀", url_path="trajectories"),
+    st.Page("pages/robustness.py", title="Solver robustness", icon="🧪", url_path="robustness"),
+]
+
+st.navigation(PAGES).run()

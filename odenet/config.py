@@ -104,9 +104,11 @@ class TrainConfig:
         if not isinstance(self.device, str):
             raise err("device", "must be a string such as 'auto', 'cpu' or 'cuda'")
         try:
-            self.model_config()
+            mc = self.model_config()
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        if self.custom_tableau is None and mc.custom_tableau is not None:
+            object.__setattr__(self, "custom_tableau", mc.custom_tableau)
 
     def model_config(self) -> ModelConfig:
         """The architecture/solver part of this config."""

@@ -198,15 +198,27 @@ def _download(root: Path) -> None:
         ) from exc
 
 
+_LOADED: dict[Path, tuple[MNISTSplit, MNISTSplit]] = {}
+
+
 def load_mnist(root: str | Path | None = None, packaged: Path | None = None) -> tuple[MNISTSplit, MNISTSplit]:
-    """(train 60,000, test 10,000) as uint8 tensors, through ``torchvision.datasets.MNIST``."""
+    """(train 60,000, test 10,000) as uint8 tensors, through ``torchvision.datasets.MNIST``.
+
+    Verified and read once per process and cache directory; callers share the (read-only) tensors.
+    """
     import torchvision
 
+    key = (Path(root) if root is not None else default_cache_dir()).resolve()
+    with _LOCK:
+        if key in _LOADED and packaged is None:
+            return _LOADED[key]
     root = prepare_mnist(root, packaged)
     splits = []
     for train in (True, False):
         ds = torchvision.datasets.MNIST(str(root), train=train, download=False)
         splits.append(MNISTSplit(ds.data.contiguous(), ds.targets.to(torch.int64).contiguous()))
+    with _LOCK:
+        _LOADED[key] = (splits[0], splits[1])
     return splits[0], splits[1]
 
 

@@ -22,6 +22,8 @@ __all__ = [
     "rk_step",
     "custom_method",
     "register_method",
+    "is_builtin",
+    "method_spec",
     "get_method",
     "method_names",
     "METHODS",
@@ -334,6 +336,17 @@ def get_method(name: str | RungeKuttaMethod) -> RungeKuttaMethod:
             if m.name == name:
                 return m
     raise ValueError(f"unknown integrator {name!r}; choose one of {', '.join(METHODS)}")
+
+
+def is_builtin(key: str) -> bool:
+    return key in _BUILTIN
+
+
+def method_spec(method: RungeKuttaMethod) -> dict[str, Any]:
+    """Plain-data description of a method (JSON/checkpoint friendly), inverse of :func:`custom_method`."""
+    tab = method.tableau
+    return {"name": method.name, "a": [list(r) for r in tab.a], "b": list(tab.b), "c": list(tab.c),
+            "order": method.order, "b_error": None if tab.b_error is None else list(tab.b_error)}
 
 
 def register_method(key: str, method: RungeKuttaMethod, overwrite: bool = False) -> RungeKuttaMethod:

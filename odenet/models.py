@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .integrators import METHODS, custom_method, get_method, register_method
+from .integrators import METHODS, custom_method, get_method, is_builtin, method_spec, register_method
 from .solvers import AdaptiveStepSolver, FixedStepSolver, SolverStats
 
 __all__ = ["ModelConfig", "GradientNet", "RKNet", "ModelTrajectory"]
@@ -46,6 +46,9 @@ class ModelConfig:
         if self.custom_tableau is not None:
             ensure_custom_registered(self.integrator, self.custom_tableau)
         method = get_method(self.integrator)  # raises ValueError naming valid choices
+        if self.custom_tableau is None and not is_builtin(self.integrator):
+            # a user-defined method: carry its tableau so saved configs/checkpoints rebuild it anywhere
+            object.__setattr__(self, "custom_tableau", method_spec(method))
         for name in ("steps", "channels", "classes", "max_steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

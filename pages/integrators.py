@@ -1,0 +1,81 @@
+"""Integrators playground: test ODEs, step points vs exact solution, convergence orders,
+Butcher tableaux and user-defined methods."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from odenet import plots
+from odenet.integrators import METHODS, TableauError
+from odenet.problems import PROBLEMS, convergence, solve_fixed
+from odenet.ui import add_custom_method
+
+st.title("📈 Integrators")
+st.caption("Every method is a Butcher tableau run by one generic Runge-Kutta step.")
+
+c1, c2, c3 = st.columns([2, 3, 1])
+pkey = c1.selectbox("Test problem", list(PROBLEMS), format_func=lambda k: PROBLEMS[k].title, key="int_problem")
+problem = PROBLEMS[pkey]
+methods = c2.multiselect("Integrators", list(METHODS), default=["euler", "modified_euler", "rk4"], key="int_methods",
+                         format_func=lambda k: f"{k} (order {METHODS[k].order})")
+steps = c3.number_input("Steps", min_value=1, max_value=2000, value=10, key="int_steps")
+st.latex(problem.equation + rf",\qquad t \in [{problem.t0:g}, {problem.t1:.3g}]")
+if problem.exact is None:
+    st.caption("No closed form: the reference is Dormand-Prince 5(4) at rtol = atol = 1e-12.")
+
+if not methods:
+    st.info("Pick at least one integrator.")
+    st.stop()
+
+runs = {k: solve_fixed(problem, k, int(steps)) for k in methods}
+fine = torch.linspace(problem.t0, problem.t1, 400, dtype=torch.float64)
+st.plotly_chart(plots.ode_trajectories(problem, runs, fine, problem.solution(fine)), key="int_traj", width="stretch")
+
+st.subheader(f"Cost and accuracy at {int(steps)} steps")
+st.dataframe(pd.DataFrame([{"method": k, "order": METHODS[k].order, "stages": METHODS[k].stages,
+                            "NFE": r.nfe, "wall time (ms)": round(1000 * r.seconds, 3),
+                            "max error": f"{r.error:.3e}"} for k, r in runs.items()]), hide_index=True)
+
+st.subheader("Convergence")
+st.caption("Global error (max over the grid) for halving step sizes; the fitted log-log slope is the "
+           "empirical order.")
+conv = [convergence(problem, k) for k in methods]
+st.plotly_chart(plots.convergence_plot(conv), key="int_conv", width="stretch")
+st.dataframe(pd.DataFrame([{"method": r.method, "nominal order": r.nominal_order,
+                            "empirical order": round(r.fitted_order, 2)} for r in conv]), hide_index=True)
+
+st.subheader("Butcher tableau")
+show = st.selectbox("Method", methods, key="int_show")
+m = METHODS[show]
+tab = m.tableau
+rows = [[f"{tab.c[i]:.6g}"] + [f"{v:.6g}" if j < i else "" for j, v in enumerate(tab.a[i])]
+        for i in range(tab.stages)]
+rows.append(["b"] + [f"{v:.6g}" for v in tab.b])
+if tab.b_error is not None:
+    rows.append(["b - b̂"] + [f"{v:.4g}" for v in tab.b_error])
+st.dataframe(pd.DataFrame(rows, columns=["c"] + [f"a·{j + 1}" for j in range(tab.stages)]), hide_index=True)
+st.caption(m.description or f"{m.name}: order {m.order}, {m.stages} stages")
+
+st.subheader("Define your own method")
+st.caption("Enter the tableau as JSON lists. c defaults to the row sums of a; the order is derived from the "
+           "order conditions. A valid method becomes available here and on the Train, Draw and other pages.")
+with st.form("custom_tableau"):
+    name = st.text_input("Name", value="Heun3", key="ct_name")
+    a_text = st.text_area("a (rows, lower triangular)", value="[[0], [0.3333333333333333], [0, 0.6666666666666666]]",
+                          key="ct_a")
+    b_text = st.text_input("b", value="[0.25, 0, 0.75]", key="ct_b")
+    c_text = st.text_input("c (optional)", value="", key="ct_c")
+    submitted = st.form_submit_button("Validate and add")
+if submitted:
+    try:
+        a = json.loads(a_text)
+        b = json.loads(b_text)
+        c = json.loads(c_text) if c_text.strip() else None
+        key = add_custom_method(name, a, b, c)
+        st.success(f"Added {key!r}: order {METHODS[key].order}, {METHODS[key].stages} stages. Select it above.")
+    except json.JSONDecodeError as exc:
+        st.error(f"Could not read the numbers as JSON lists: {exc}")
+    except TableauError as exc:
+        st.error(f"Inconsistent tableau: {exc}")

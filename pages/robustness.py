@@ -1,0 +1,60 @@
+"""Solver robustness: is the trained network a true ODE, or a ResNet tied to its solver?"""
+
+import threading
+
+import streamlit as st
+
+from odenet import plots
+from odenet.analysis import robustness_grid
+from odenet.integrators import METHODS
+from odenet.ui import model_picker, require_mnist
+
+st.title("🧪 Solver robustness")
+st.markdown(
+    "Evaluate one trained model with many integrators and step counts. If accuracy holds as the solver gets "
+    "more accurate, the network learned a vector field it can follow (a true ODE); if it only works with the "
+    "training solver, it behaves like a ResNet with that discretisation baked in (Ott et al., *ResNet after "
+    "all? Neural ODEs and their numerical solution*, ICLR 2021)."
+)
+picked = model_picker("rob_model")
+data = require_mnist()
+if picked is None or data is None:
+    st.stop()
+choice, model = picked
+_, test = data
+trained = model.train_config.model_config() if model.train_config is not None else model.config
+
+c1, c2, c3 = st.columns([2, 2, 1])
+integrators = c1.multiselect("Integrators", list(METHODS), default=["euler", "modified_euler", "rk4", "dopri5"],
+                             key="rob_integ")
+steps = c2.multiselect("Steps", [1, 2, 3, 4, 6, 8, 12, 16, 32], default=[1, 2, 4, 8], key="rob_steps")
+size = c3.select_slider("Test images", [200, 500, 1000, 2000, 5000, 10000], value=1000, key="rob_size")
+
+
+@st.cache_resource
+def _grid_cache() -> tuple[dict, threading.Lock]:
+    return {}, threading.Lock()
+
+
+cache, lock = _grid_cache()
+key = (str(choice.path), choice.path.stat().st_mtime, tuple(integrators), tuple(sorted(steps)), size)
+if not integrators or not steps:
+    st.info("Pick at least one integrator and one step count.")
+    st.stop()
+if key not in cache and st.button(f"Run the grid ({len(integrators) * len(steps)} evaluations on {size} images)",
+                                  type="primary", key="rob_run"):
+    bar = st.progress(0.0, text="starting ...")
+    df = robustness_grid(model, test.subset(size), integrators, sorted(steps),
+                         progress=lambda f, label: bar.progress(f, text=f"evaluating {label} ..."))
+    bar.empty()
+    with lock:
+        cache[key] = df
+if key not in cache:
+    st.caption("Results are cached per model and grid; rerunning the same grid is instant.")
+    st.stop()
+df = cache[key]
+model.set_solver(integrator=trained.integrator, steps=trained.steps)
+st.plotly_chart(plots.robustness_heatmap(df, (trained.integrator, trained.steps)), key="rob_heat", width="stretch")
+st.plotly_chart(plots.accuracy_vs_nfe(df), key="rob_scatter", width="stretch")
+st.dataframe(df.assign(accuracy=(100 * df["accuracy"]).round(2), loss=df["loss"].round(4),
+                       seconds=df["seconds"].round(2)), hide_index=True)

@@ -1,0 +1,190 @@
+"""Train RKNet live: controls -> TrainConfig -> background job; a fragment polls and plots."""
+
+import time
+import uuid
+
+import streamlit as st
+
+from odenet import plots
+from odenet.config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from odenet.integrators import METHODS
+from odenet.jobs import JobRejected
+from odenet.runs import list_runs, read_metrics
+from odenet.ui import manager, require_mnist
+
+st.title("🏋️ Train RKNet live")
+mgr = manager()
+owner = st.session_state.setdefault("owner", f"session-{uuid.uuid4().hex[:6]}")
+TRAIN_SIZES = [1000, 2000, 5000, 10000, 20000, 30000, 60000]
+
+
+def apply_preset() -> None:
+    p = PRESETS[st.session_state["tr_preset"]]
+    st.session_state.update(tr_optimizer=p["optimizer"], tr_lr=p["lr"], tr_epochs=p["epochs"],
+                            tr_batch=p["batch_size"], tr_schedule=p["schedule"])
+
+
+def reset_form() -> None:
+    for k in [k for k in st.session_state if k.startswith("tr_")]:
+        del st.session_state[k]
+    st.session_state.pop("watch_job", None)
+
+
+if "tr_preset" not in st.session_state:
+    st.session_state.update(tr_preset="default", tr_train_size=5000, tr_epochs=1)
+    p = PRESETS["default"]
+    st.session_state.update(tr_optimizer=p["optimizer"], tr_lr=p["lr"], tr_batch=p["batch_size"],
+                            tr_schedule=p["schedule"])
+
+with st.sidebar:
+    st.header("Run settings")
+    st.selectbox("Recipe", list(PRESETS), key="tr_preset", on_change=apply_preset,
+                 help="default: AdamW + one-cycle (98% in one epoch). notebook: Adam lr 0.1, 20 epochs.")
+    integ = st.selectbox("Integrator", list(METHODS), key="tr_integ",
+                         format_func=lambda k: f"{k} ({METHODS[k].name}, order {METHODS[k].order})")
+    adaptive = False
+    if METHODS[integ].adaptive:
+        adaptive = st.checkbox("Adaptive steps", key="tr_adaptive", help="Use the embedded error estimate.")
+    if adaptive:
+        c1, c2 = st.columns(2)
+        rtol = c1.number_input("rtol", value=1e-2, format="%.0e", key="tr_rtol")
+        atol = c2.number_input("atol", value=1e-2, format="%.0e", key="tr_atol")
+        steps = 1
+    else:
+        rtol, atol = 1e-3, 1e-4
+        steps = st.number_input("Steps", min_value=1, max_value=32, value=1, key="tr_steps")
+    t1 = st.number_input("t1 (integrate from 0 to t1)", value=1.0, step=0.5, key="tr_t1")
+    c1, c2 = st.columns(2)
+    epochs = c1.number_input("Epochs", min_value=1, max_value=mgr.limits.max_epochs, key="tr_epochs")
+    batch = c2.number_input("Batch size", min_value=8, max_value=1024, step=32, key="tr_batch")
+    c1, c2 = st.columns(2)
+    optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key="tr_optimizer")
+    schedule = c2.selectbox("LR schedule", SCHEDULES, key="tr_schedule")
+    lr = st.number_input("Learning rate", min_value=0.0, format="%.4f", step=1e-3, key="tr_lr")
+    train_size = st.select_slider("Training images", TRAIN_SIZES, key="tr_train_size",
+                                  help="1,000 for a quick demo, 60,000 for the full set.")
+    augment = st.checkbox("Augmentation (small shifts/rotations)", key="tr_augment")
+    seed = st.number_input("Seed", min_value=0, value=0, key="tr_seed")
+    name = st.text_input("Run name (optional)", key="tr_name", placeholder="e.g. euler-demo")
+
+config, problem = None, None
+try:
+    config = TrainConfig(integrator=integ, steps=int(steps), t1=float(t1), adaptive=adaptive, rtol=float(rtol),
+                         atol=float(atol), preset=st.session_state["tr_preset"], epochs=int(epochs),
+                         batch_size=int(batch), optimizer=optimizer, lr=float(lr), schedule=schedule,
+                         train_size=int(train_size), augment=augment, seed=int(seed),
+                         eval_every=max(1, int(train_size) // int(batch) // 4), eval_size=2000, log_every=5)
+    mgr.limits.check(config)
+except (ConfigError, JobRejected) as exc:
+    problem = str(exc)
+if problem:
+    st.sidebar.error(problem)
+
+running = mgr.current()
+mine = st.session_state.get("watch_job")
+c1, c2, c3, c4 = st.columns([1, 1, 1, 3])
+if c1.button("▶ Start", type="primary", disabled=config is None, key="btn_start"):
+    if require_mnist() is not None:
+        try:
+            snap = mgr.submit(config, name=name.strip() or None, owner=owner)
+            st.session_state["watch_job"] = snap.id
+            mine = snap.id
+            time.sleep(0.3)  # let the worker pick it up so the first render shows it running
+        except (JobRejected, ValueError) as exc:
+            st.error(str(exc))
+if c2.button("■ Stop", disabled=mgr.current() is None and not mgr.queued(), key="btn_stop"):
+    target = mine if mine is not None else (mgr.current().id if mgr.current() else None)
+    if target is not None and mgr.stop(target):
+        st.toast("Stopping after the current batch ...")
+c3.button("↺ Reset", on_click=reset_form, key="btn_reset", help="Restore the default settings and clear the view.")
+
+
+def fmt_eta(sec):
+    if sec is None:
+        return "estimating ..."
+    return f"{int(sec // 60)} min {int(sec % 60)} s" if sec >= 60 else f"{sec:.0f} s"
+
+
+@st.fragment(run_every=1.5)
+def live_view() -> None:
+    job_id = st.session_state.get("watch_job")
+    cur = mgr.current()
+    snap = mgr.snapshot(job_id) if job_id is not None else cur
+    if snap is None:
+        snap = cur
+    if snap is None:
+        st.info("No training job is running. Choose settings in the sidebar and press Start.")
+        return
+    if cur is not None and cur.id != snap.id:
+        st.warning(f"Another job (#{cur.id}, {cur.config.model_config().label()}, by {cur.owner}) is running; "
+                   f"it should end in about {fmt_eta(cur.eta_seconds)}.")
+    if snap.status == "queued":
+        wait = mgr.wait_until_start_estimate(snap.id)
+        st.info(f"Job #{snap.id} is queued at position {snap.queue_position}; it should start in about "
+                f"{fmt_eta(wait)}. Press Stop to cancel it.")
+        return
+    ev = snap.last_batch
+    head = f"Job #{snap.id} · {snap.config.model_config().label()} · {snap.status}"
+    if snap.status == "running" and ev is not None:
+        eta = fmt_eta(snap.eta_seconds)
+        st.progress(snap.progress, text=f"{head} · epoch {ev.epoch}/{snap.config.epochs} · batch "
+                    f"{ev.batch}/{ev.batches_per_epoch} · {ev.images_per_s:.0f} img/s · ETA {eta}")
+    else:
+        st.progress(snap.progress, text=head)
+    if snap.status == "failed":
+        st.error(f"Training failed: {snap.message}")
+    elif snap.status in ("stopped", "finished"):
+        acc = f"{100 * snap.best_test_acc:.2f}%" if snap.best_test_acc is not None else "n/a"
+        st.success(f"Run {snap.run_dir.name if snap.run_dir else ''} {snap.status}; best test accuracy {acc}. "
+                   "It is now selectable on the other pages.")
+    import pandas as pd
+
+    df = pd.DataFrame([e.to_dict() for e in snap.events])
+    if df.empty or "kind" not in df:
+        st.caption("waiting for the first batches ...")
+        return
+    loss, acc = plots.training_curves({"run": df})
+    m1, m2, m3, m4 = st.columns(4)
+    if ev is not None:
+        m1.metric("train loss", f"{ev.train_loss:.4f}")
+        m2.metric("batch accuracy", f"{100 * ev.train_acc:.1f}%")
+        m3.metric("NFE / forward", f"{ev.nfe:.1f}")
+    evs = df[df["kind"] == "eval"]
+    if not evs.empty:
+        m4.metric("test accuracy", f"{100 * evs['test_acc'].iloc[-1]:.2f}%")
+    g1, g2 = st.columns(2)
+    g1.plotly_chart(loss, key="live_loss", width="stretch")
+    g2.plotly_chart(acc, key="live_acc", width="stretch")
+    if snap.config.adaptive:
+        st.plotly_chart(plots.nfe_curve(df), key="live_nfe", width="stretch")
+
+
+live_view()
+
+st.divider()
+st.subheader("Runs")
+runs = [r for r in list_runs(active=mgr.active_run_dirs()) if r.status != "running"]
+if not runs:
+    st.caption("Finished and stopped runs will appear here.")
+else:
+    table = [{"run": r.name, "status": r.status, "solver": f"{r.config.get('integrator')} x{r.config.get('steps')}",
+              "epochs": r.config.get("epochs"), "train images": r.config.get("train_size"),
+              "best test acc": None if r.best_test_acc is None else round(100 * r.best_test_acc, 2),
+              "duration (s)": None if r.duration is None else round(r.duration, 1), "note": r.message}
+             for r in runs]
+    st.dataframe(table, hide_index=True, width="stretch")
+    picked = st.multiselect("Compare runs", [r.name for r in runs], default=[runs[0].name], key="cmp_runs")
+    if picked:
+        loss, acc = plots.training_curves({n: read_metrics(next(r.path for r in runs if r.name == n))
+                                           for n in picked})
+        g1, g2 = st.columns(2)
+        g1.plotly_chart(loss, key="cmp_loss", width="stretch")
+        g2.plotly_chart(acc, key="cmp_acc", width="stretch")
+    dl = st.selectbox("Download a run", [r.name for r in runs], key="dl_run")
+    run = next(r for r in runs if r.name == dl)
+    d1, d2 = st.columns(2)
+    if run.checkpoint is not None:
+        d1.download_button("Checkpoint (.pt)", run.checkpoint.read_bytes(), file_name=f"{run.name}.pt",
+                           key="dl_ckpt")
+    d2.download_button("Metrics (.csv)", read_metrics(run.path).to_csv(index=False), file_name=f"{run.name}.csv",
+                       key="dl_csv")
