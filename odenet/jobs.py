@@ -293,15 +293,19 @@ class JobManager:
             self._wake.notify_all()
 
 
-_MANAGER: JobManager | None = None
+_MANAGERS: dict[Path, JobManager] = {}
 _MANAGER_LOCK = threading.Lock()
 
 
 def get_manager() -> JobManager:
-    """The process-wide manager (created on first use)."""
-    global _MANAGER
+    """The process-wide manager for the current runs directory (created on first use).
+
+    A server has one runs directory, hence one manager and one job at a time; keying by
+    directory only matters to tests that point ``ODENET_RUNS`` elsewhere.
+    """
+    key = default_runs_dir().resolve()
     with _MANAGER_LOCK:
-        if _MANAGER is None:
-            _MANAGER = JobManager()
-        return _MANAGER
+        if key not in _MANAGERS:
+            _MANAGERS[key] = JobManager(key)
+        return _MANAGERS[key]
 

@@ -68,13 +68,17 @@ with st.form("custom_tableau"):
     b_text = st.text_input("b", value="[0.25, 0, 0.75]", key="ct_b")
     c_text = st.text_input("c (optional)", value="", key="ct_c")
     submitted = st.form_submit_button("Validate and add")
+if "ct_flash" in st.session_state:
+    st.success(st.session_state.pop("ct_flash"))
 if submitted:
     try:
         a = json.loads(a_text)
         b = json.loads(b_text)
         c = json.loads(c_text) if c_text.strip() else None
         key = add_custom_method(name, a, b, c)
-        st.success(f"Added {key!r}: order {METHODS[key].order}, {METHODS[key].stages} stages. Select it above.")
+        st.session_state["ct_flash"] = (f"Added {key!r}: order {METHODS[key].order}, {METHODS[key].stages} stages. "
+                                        "Select it in the integrator list above.")
+        st.rerun()  # so every integrator list on the page offers the new method
     except json.JSONDecodeError as exc:
         st.error(f"Could not read the numbers as JSON lists: {exc}")
     except TableauError as exc:

@@ -40,7 +40,7 @@ with st.sidebar:
     st.header("Run settings")
     st.selectbox("Recipe", list(PRESETS), key="tr_preset", on_change=apply_preset,
                  help="default: AdamW + one-cycle (98% in one epoch). notebook: Adam lr 0.1, 20 epochs.")
-    integ = st.selectbox("Integrator", list(METHODS), key="tr_integ",
+    integ = st.selectbox("Integrator", list(METHODS), key="tr_integ", index=list(METHODS).index("rk4"),
                          format_func=lambda k: f"{k} ({METHODS[k].name}, order {METHODS[k].order})")
     adaptive = False
     if METHODS[integ].adaptive:
@@ -73,7 +73,7 @@ try:
                          atol=float(atol), preset=st.session_state["tr_preset"], epochs=int(epochs),
                          batch_size=int(batch), optimizer=optimizer, lr=float(lr), schedule=schedule,
                          train_size=int(train_size), augment=augment, seed=int(seed),
-                         eval_every=max(1, int(train_size) // int(batch) // 4), eval_size=2000, log_every=5)
+                         eval_every=max(10, int(train_size) // int(batch) // 4), eval_size=1000, log_every=5)
     mgr.limits.check(config)
 except (ConfigError, JobRejected) as exc:
     problem = str(exc)

@@ -1,0 +1,152 @@
+"""AppTest page tests: every page renders through app.py's navigation, controls exist with
+sensible defaults, changing them changes what is shown, bad input shows a message."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from odenet import RKNet, TrainConfig, save_checkpoint
+from odenet.data import load_mnist
+from odenet.preprocess import render_digit_on_canvas
+
+APP = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "app.py")
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    """A runs dir holding one finished run, so model pickers always have a choice."""
+    root = tmp_path / "runs"
+    run = root / "fixture-run"
+    run.mkdir(parents=True)
+    torch.manual_seed(0)
+    cfg = TrainConfig(train_size=1000, epochs=1, integrator="rk4", steps=1)
+    save_checkpoint(run / "last.pt", RKNet(cfg.model_config()).eval(), cfg, {"test_acc": 0.1})
+    (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(),
+                                                 "best_test_acc": 0.1, "duration": 1.0}))
+    (run / "metrics.jsonl").write_text(json.dumps({"kind": "batch", "epoch": 1, "batch": 5, "batches_per_epoch": 7,
+                                                   "step": 5, "train_loss": 2.0, "train_acc": 0.2}) + "\n")
+    monkeypatch.setenv("ODENET_RUNS", str(root))
+    return root
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.run()
+    if name != "home":
+        at.switch_page(f"pages/{name}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_home_explains_and_lists_models(runs):
+    at = page("home")
+    text = " ".join(m.value for m in at.markdown)
+    assert "neural ODE" in text and "Euler step" in text
+    assert any("solver.integrate" in c.value for c in at.code)
+    assert len(at.latex) >= 3
+    assert at.subheader[-1].value == "Pretrained models"
+
+
+def test_integrators_page_defaults_and_changes(runs):
+    at = page("integrators")
+    assert at.selectbox(key="int_problem").value == "decay"
+    assert at.multiselect(key="int_methods").value == ["euler", "modified_euler", "rk4"]
+    assert at.number_input(key="int_steps").value == 10
+    table = at.dataframe[0].value
+    assert list(table["NFE"]) == [10, 20, 40]
+    at.number_input(key="int_steps").set_value(5).run()
+    assert list(at.dataframe[0].value["NFE"]) == [5, 10, 20]
+    orders = at.dataframe[1].value
+    assert all(abs(o - n) <= 0.2 for o, n in zip(orders["empirical order"], orders["nominal order"]))
+    at.selectbox(key="int_problem").set_value("vanderpol").run()
+    assert not at.exception and "No closed form" in at.caption[1].value
+
+
+def test_integrators_custom_tableau_valid_and_invalid(runs):
+    at = page("integrators")
+    at.text_input(key="ct_b").set_value("[0.5, 0.4, 0.2]")
+    at.button[0].click().run()  # the form's submit button
+    assert any("weights b must sum to 1" in e.value for e in at.error)
+    at.text_input(key="ct_b").set_value("[0.25, 0, 0.75]")
+    at.button[0].click().run()
+    assert any("Added 'custom_heun3': order 3" in s.value for s in at.success)
+    at.multiselect(key="int_methods").set_value(["custom_heun3"]).run()
+    assert not at.exception and list(at.dataframe[0].value["NFE"]) == [30]
+
+
+def test_train_page_controls_and_invalid_input(runs):
+    at = page("train")
+    assert at.selectbox(key="tr_preset").value == "default"
+    assert at.selectbox(key="tr_integ").value == "rk4" and at.number_input(key="tr_steps").value == 1
+    assert at.number_input(key="tr_lr").value == pytest.approx(3e-3)
+    at.selectbox(key="tr_preset").set_value("notebook").run()
+    assert at.number_input(key="tr_lr").value == pytest.approx(0.1)
+    assert at.selectbox(key="tr_optimizer").value == "adam"
+    at.number_input(key="tr_lr").set_value(0.0).run()
+    assert any("lr must be > 0" in e.value for e in at.sidebar.error)
+    assert at.button(key="btn_start").disabled
+    # the run list shows the fixture run
+    assert "fixture-run" in list(at.dataframe[0].value["run"])
+
+
+def test_train_page_starts_and_stops_a_job(runs):
+    from odenet.jobs import get_manager
+
+    at = page("train")
+    at.select_slider(key="tr_train_size").set_value(1000)
+    at.number_input(key="tr_epochs").set_value(5)
+    at.button(key="btn_start").click().run()
+    mgr = get_manager()
+    job = mgr.current() or (mgr.jobs()[0] if mgr.jobs() else None)
+    assert job is not None and job.config.train_size == 1000
+    deadline = time.monotonic() + 60
+    while mgr.snapshot(job.id).last_batch is None and time.monotonic() < deadline:  # first report
+        time.sleep(0.2)
+    at.run()
+    assert not at.exception
+    texts = [p.proto.text for p in at.get("progress")]
+    assert any(f"Job #{job.id}" in t and "img/s" in t and "ETA" in t for t in texts), texts
+    assert [m.label for m in at.metric][:3] == ["train loss", "batch accuracy", "NFE / forward"]
+    at.button(key="btn_stop").click().run()
+    done = mgr.wait(job.id, timeout=60)
+    assert done.status == "stopped"
+    at.run()
+    assert any(done.run_dir.name == r for r in at.dataframe[0].value["run"])
+
+
+def test_draw_page_blank_prompt_then_prediction(runs):
+    at = page("draw")
+    at.session_state["canvas_override"] = np.zeros((280, 280, 4), np.uint8)
+    at.run()
+    assert any("Draw a digit" in i.value for i in at.info)
+    _, test = load_mnist()
+    at.session_state["canvas_override"] = render_digit_on_canvas(test.images[0].numpy(), scale=0.8)
+    at.run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert labels[:3] == ["Prediction", "Confidence", "Solver"]
+    assert at.metric[2].value.startswith("rk4 x1")
+    at.selectbox(key="draw_run:fixture-run_integ").set_value("euler").run()
+    assert at.metric[2].value.startswith("euler x1")
+
+
+def test_trajectories_and_robustness_pages(runs):
+    at = page("trajectories")
+    assert at.radio(key="traj_source").value == "random test images"
+    at.slider(key="traj_n").set_value(10).run()
+    assert not at.exception and "10 step times" not in at.caption[0].value
+    at.radio(key="traj_source").set_value("current drawing").run()
+    assert any("Draw a digit on the Draw page first" in i.value for i in at.info)
+    rob = page("robustness")
+    rob.multiselect(key="rob_integ").set_value(["euler", "rk4"])
+    rob.multiselect(key="rob_steps").set_value([1, 2])
+    rob.select_slider(key="rob_size").set_value(200).run()
+    rob.button(key="rob_run").click().run()
+    assert not rob.exception
+    df = rob.dataframe[0].value
+    assert len(df) == 4 and set(df["nfe"]) == {1, 2, 4, 8}
