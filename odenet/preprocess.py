@@ -68,7 +68,7 @@ def prepare_grey(grey: np.ndarray) -> Prepared:
     mass = canvas.sum()
     ys, xs = np.mgrid[0:28, 0:28]
     cy, cx = (ys * canvas).sum() / mass, (xs * canvas).sum() / mass
-    dy, dx = int(round(13.5 - cy)), int(round(13.5 - cx))
+    dy, dx = int(round(14.0 - cy)), int(round(14.0 - cx))  # MNIST digits have their mass at (14, 14)
     dy = int(np.clip(dy, -top, 28 - (top + nh)))
     dx = int(np.clip(dx, -left, 28 - (left + nw)))
     canvas = np.roll(canvas, (dy, dx), axis=(0, 1))
