@@ -46,7 +46,8 @@ class TrainEvent:
 
     Batch events carry ``train_loss``/``train_acc`` averaged since the last batch event,
     ``images_per_s`` over that window and ``nfe`` per forward pass; eval events carry
-    ``test_loss``/``test_acc``; 'end' carries ``status`` and ``message``.
+    ``test_loss``/``test_acc`` and ``eval_seconds`` (all evaluation time so far, so training
+    time is ``elapsed - eval_seconds``); 'end' carries ``status`` and ``message``.
     """
 
     kind: str
@@ -63,6 +64,7 @@ class TrainEvent:
     lr: float | None = None
     test_loss: float | None = None
     test_acc: float | None = None
+    eval_seconds: float | None = None
     status: str | None = None
     message: str | None = None
 
@@ -153,6 +155,7 @@ class Trainer:
         self.callback = callback
         self._stop = threading.Event()
         self._total = 0
+        self._eval_seconds = 0.0
         self._model: RKNet | None = None
         self.history: list[TrainEvent] = []
         self.device = pick_device(config.device)
@@ -243,12 +246,14 @@ class Trainer:
 
     def _evaluate(self, epoch: int, batch: int, split: MNISTSplit, full: bool) -> None:
         """Evaluate, report, and keep best.pt when a full-test-set accuracy improves."""
+        t = time.perf_counter()
         with self._amp:
             loss, acc = evaluate(self._model, split, device=self.device)
+        self._eval_seconds += time.perf_counter() - t
         self.final_acc = acc
         self._emit(TrainEvent("eval", epoch=epoch, batch=batch, batches_per_epoch=self._bpe, step=self.step,
                               total_steps=self._total, elapsed=time.perf_counter() - self._start, test_loss=loss,
-                              test_acc=acc))
+                              test_acc=acc, eval_seconds=self._eval_seconds))
         if full and (self.best_acc is None or acc > self.best_acc):
             self.best_acc = acc
             if self.run_dir is not None:

@@ -7,7 +7,7 @@ from odenet.analysis import predict
 from odenet.preprocess import ImageError, load_upload, prepare_canvas
 from odenet.ui import model_picker, solver_picker
 
-st.title("✏️ Draw a digit")
+st.title("Draw a digit")
 
 picked = model_picker("draw_model")
 if picked is None:
@@ -55,11 +55,12 @@ with right:
     m1, m2, m3 = st.columns(3)
     m1.metric("Prediction", str(pred.digit))
     m2.metric("Confidence", f"{100 * pred.confidence:.1f}%")
-    m3.metric("Solver", f"{model.config.label()} · {pred.nfe} NFE · {1000 * pred.seconds:.0f} ms")
+    m3.metric("Solver", model.config.label(), help="Integrator and step count used for this prediction")
     c1, c2 = st.columns([2, 1])
     c1.plotly_chart(plots.probability_bars(pred.probs[0]), key="draw_bars", width="stretch")
     c2.plotly_chart(plots.digit_image(prepared.image28), key="draw_img")
-    st.caption(f"Input: {source}. Cropped to the ink, scaled into 20x20, centred by mass in 28x28, normalised "
+    st.caption(f"{pred.nfe} function evaluations, {1000 * pred.seconds:.0f} ms. Input: {source}. Cropped to the ink, "
+               "scaled into 20x20, centred by mass in 28x28, normalised "
                "like the training data.")
 
 st.subheader("Watch it think")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from odenet.checkpoints import load_checkpoint, pretrained_models
 
-st.title("🌀 odenet: a Neural ODE lab")
+st.title("odenet: a Neural ODE lab")
 st.markdown(
     """
 A **neural ODE** replaces a stack of residual blocks $h_{k+1} = h_k + f(h_k)$ by a continuous
@@ -35,11 +35,13 @@ with c2:
 st.subheader("Pages")
 cols = st.columns(5)
 links = [
-    ("pages/train.py", "Train", "🏋️", "train RKNet live with any integrator"),
-    ("pages/integrators.py", "Integrators", "📈", "solvers on test ODEs, convergence orders, custom tableaux"),
-    ("pages/draw.py", "Draw a digit", "✏️", "classify your drawing and watch each solver step"),
-    ("pages/trajectories.py", "Trajectories", "🌀", "hidden states through the ODE, in PCA space"),
-    ("pages/robustness.py", "Solver robustness", "🧪", "does the net stay accurate with other solvers?"),
+    ("pages/train.py", "Train", ":material/model_training:", "train RKNet live with any integrator"),
+    ("pages/integrators.py", "Integrators", ":material/show_chart:",
+     "solvers on test ODEs, convergence orders, custom tableaux"),
+    ("pages/draw.py", "Draw a digit", ":material/draw:", "classify your drawing and watch each solver step"),
+    ("pages/trajectories.py", "Trajectories", ":material/scatter_plot:", "hidden states through the ODE, in PCA space"),
+    ("pages/robustness.py", "Solver robustness", ":material/science:",
+     "does the net stay accurate with other solvers?"),
 ]
 for col, (page, title, icon, text) in zip(cols, links):
     with col:

@@ -12,7 +12,7 @@ from odenet.integrators import METHODS, TableauError
 from odenet.problems import PROBLEMS, convergence, solve_fixed
 from odenet.ui import add_custom_method
 
-st.title("📈 Integrators")
+st.title("Integrators")
 st.caption("Every method is a Butcher tableau run by one generic Runge-Kutta step.")
 
 c1, c2, c3 = st.columns([2, 3, 1])

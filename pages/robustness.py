@@ -9,7 +9,7 @@ from odenet.analysis import robustness_grid
 from odenet.integrators import METHODS
 from odenet.ui import model_picker, require_mnist
 
-st.title("🧪 Solver robustness")
+st.title("Solver robustness")
 st.markdown(
     "Evaluate one trained model with many integrators and step counts. If accuracy holds as the solver gets "
     "more accurate, the network learned a vector field it can follow (a true ODE); if it only works with the "

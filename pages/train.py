@@ -12,7 +12,7 @@ from odenet.jobs import JobRejected
 from odenet.runs import list_runs, read_metrics
 from odenet.ui import manager, require_mnist
 
-st.title("🏋️ Train RKNet live")
+st.title("Train RKNet live")
 mgr = manager()
 owner = st.session_state.setdefault("owner", f"session-{uuid.uuid4().hex[:6]}")
 TRAIN_SIZES = [1000, 2000, 5000, 10000, 20000, 30000, 60000]

@@ -8,7 +8,7 @@ from odenet.analysis import pca_project, step_view
 from odenet.data import normalize
 from odenet.ui import model_picker, require_mnist, solver_picker
 
-st.title("🌀 Hidden-state trajectories")
+st.title("Hidden-state trajectories")
 picked = model_picker("traj_model")
 data = require_mnist()
 if picked is None or data is None:

@@ -1,0 +1,372 @@
+"""Side-by-side benchmarks, one process, one machine; every comparison is a ratio.
+
+    python benchmarks/run.py                 # everything (about 10-15 min on a 2-core CPU)
+    python benchmarks/run.py --quick         # skip time-to-98% and the app benchmark
+    python benchmarks/run.py --only throughput,overhead
+
+Writes benchmarks/results.json (machine, numbers, ratios) and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import notebook_reference as nb  # noqa: E402
+from odenet import RKNet, TrainConfig  # noqa: E402
+from odenet.data import MNIST_MEAN, MNIST_STD, default_cache_dir, iterate_batches, load_mnist  # noqa: E402
+from odenet.training import Trainer, evaluate  # noqa: E402
+from odenet.utils import pick_device  # noqa: E402
+
+DEV = pick_device("auto")
+CONFIGS = [("rk4", 1), ("euler", 1), ("rk4", 4)]
+RESULTS: dict = {"machine": {}, "rows": []}
+
+
+def machine() -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": str(DEV)}
+    try:
+        info["cpu"] = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if DEV.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def row(group: str, name: str, value: float, unit: str, ratio: float | None = None, ratio_of: str = "",
+        target: str = "") -> None:
+    RESULTS["rows"].append(dict(group=group, name=name, value=value, unit=unit, ratio=ratio, ratio_of=ratio_of,
+                                target=target))
+    r = f"  ratio {ratio:.2f} ({ratio_of})" if ratio is not None else ""
+    print(f"[{group}] {name}: {value:.4g} {unit}{r}", flush=True)
+
+
+def sync() -> None:
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed_steps(step, batches, warmup: int = 3, n: int = 20) -> float:
+    """Images/s of ``step(x, y)`` over ``n`` batches after ``warmup``."""
+    it = iter(batches)
+    for _ in range(warmup):
+        step(*next(it))
+    sync()
+    t = time.perf_counter()
+    imgs = 0
+    for _ in range(n):
+        x, y = next(it)
+        step(x, y)
+        imgs += y.shape[0]
+    sync()
+    return imgs / (time.perf_counter() - t)
+
+
+def make_step(model, opt, fwd=None):
+    fwd = fwd or model
+
+    def step(x, y):
+        loss = F.cross_entropy(fwd(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def torchvision_loader(batch_size: int = 128):
+    """The notebook's pipeline: torchvision MNIST + ToTensor + Normalize through a DataLoader."""
+    import torchvision
+    from torchvision import transforms
+
+    load_mnist()  # make sure the raw files exist
+    tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    ds = torchvision.datasets.MNIST(str(default_cache_dir()), train=True, download=False, transform=tf)
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True)
+
+
+def forever(loader, device=None):
+    while True:
+        for x, y in loader:
+            yield (x.to(device), y.to(device)) if device is not None else (x, y)
+
+
+class TorchdiffeqRKNet(torch.nn.Module):
+    """RKNet with the ODE block integrated by torchdiffeq.odeint (fixed grid)."""
+
+    def __init__(self, method: str, steps: int):
+        super().__init__()
+        base = RKNet()
+        self.sampling, self.gradient, self.output = base.sampling, base.gradient, base.output
+        self.method, self.steps = method, steps
+        self.t = torch.tensor([0.0, 1.0])
+
+    def forward(self, x):
+        from torchdiffeq import odeint
+
+        h = self.sampling(x)
+        h = odeint(self.gradient, h, self.t.to(x.device), method=self.method,
+                   options=dict(step_size=1.0 / self.steps))[-1]
+        return self.output(h)
+
+
+class UnrolledRK4(torch.nn.Module):
+    """RKNet's modules with classic RK4 written out by hand (solver-overhead baseline)."""
+
+    def __init__(self, model: RKNet, steps: int):
+        super().__init__()
+        self.m, self.steps = model, steps
+
+    def forward(self, x):
+        f = self.m.gradient
+        y = self.m.sampling(x)
+        h = 1.0 / self.steps
+        for i in range(self.steps):
+            t = i * h
+            k1 = f(t, y)
+            k2 = f(t + h / 2, y + (h / 2) * k1)
+            k3 = f(t + h / 2, y + (h / 2) * k2)
+            k4 = f(t + h, y + h * k3)
+            y = y + h * ((1 / 6) * k1 + (1 / 3) * k2 + (1 / 3) * k3 + (1 / 6) * k4)
+        return self.m.output(y)
+
+
+def bench_throughput(n: int) -> None:
+    train, _ = load_mnist()
+    train = train.to(DEV)
+    loader = torchvision_loader()
+    for integ, steps in CONFIGS:
+        label = f"{integ} x{steps}"
+        torch.manual_seed(0)
+        ours = RKNet(integrator=integ, steps=steps).to(DEV).to(memory_format=torch.channels_last)
+        ours_ips = timed_steps(make_step(ours, torch.optim.AdamW(ours.parameters(), 3e-3)),
+                               iterate_batches(train, 128, shuffle=True, device=DEV, drop_last=True), n=n)
+        method = {"rk4": nb.RungeKutta4, "euler": nb.Euler}[integ]
+        note = nb.RKNet(nb.FixedStepSolver, method, 0.0, 1.0, 10, steps=steps).to(DEV)
+        nb_ips = timed_steps(make_step(note, torch.optim.Adam(note.parameters(), 1e-3)), forever(loader, DEV), n=n)
+        tdq = TorchdiffeqRKNet({"rk4": "rk4", "euler": "euler"}[integ], steps).to(DEV).to(
+            memory_format=torch.channels_last)
+        tdq_ips = timed_steps(make_step(tdq, torch.optim.AdamW(tdq.parameters(), 3e-3)),
+                              iterate_batches(train, 128, shuffle=True, device=DEV, drop_last=True), n=n)
+        row("1 training throughput", f"odenet {label}", ours_ips, "img/s")
+        row("1 training throughput", f"notebook pipeline {label}", nb_ips, "img/s", ours_ips / nb_ips,
+            "odenet / notebook", ">= 1.5")
+        row("1 training throughput", f"torchdiffeq odeint {label}", tdq_ips, "img/s", ours_ips / tdq_ips,
+            "odenet / torchdiffeq", ">= 1.0")
+
+
+def bench_overhead(n: int) -> None:
+    train, _ = load_mnist()
+    train = train.to(DEV)
+    for steps in (1, 4):
+        torch.manual_seed(0)
+        model = RKNet(integrator="rk4", steps=steps).to(DEV).to(memory_format=torch.channels_last)
+        unrolled = UnrolledRK4(model, steps)
+        opt = torch.optim.AdamW(model.parameters(), 3e-3)
+        # interleave the two to cancel drift; best of 3 rounds each
+        ours, hand = [], []
+        for _ in range(3):
+            ours.append(timed_steps(make_step(model, opt), iterate_batches(train, 128, shuffle=True, device=DEV),
+                                    n=n))
+            hand.append(timed_steps(make_step(model, opt, unrolled),
+                                    iterate_batches(train, 128, shuffle=True, device=DEV), n=n))
+        o, h = max(ours), max(hand)
+        row("2 solver overhead", f"hand-unrolled RK4 x{steps}", h, "img/s")
+        row("2 solver overhead", f"odenet solver RK4 x{steps}", o, "img/s", h / o - 1, "overhead (hand/odenet - 1)",
+            "<= 0.05")
+
+
+def bench_time_to_98() -> None:
+    train, test = load_mnist()
+
+    # project default recipe (1 epoch budget), evaluated every quarter epoch
+    def ours(target, budget):
+        hit = {}
+        cfg = TrainConfig.from_preset("default", epochs=1, eval_every=117, device=str(DEV))
+        tr = Trainer(cfg, data=(train, test))
+
+        def cb(ev):
+            if ev.kind == "eval" and not hit and ev.test_acc >= target:
+                hit["t"] = ev.elapsed - ev.eval_seconds  # training time only
+                tr.stop()
+
+        tr.callback = cb
+        tr.run()
+        return hit.get("t")
+
+    # the notebook's recipe and pipeline: Adam lr 0.1, DataLoader, notebook model
+    def notebook(target, budget):
+        torch.manual_seed(0)
+        model = nb.RKNet(nb.FixedStepSolver, nb.RungeKutta4, 0.0, 1.0, 10).to(DEV)
+        opt = torch.optim.Adam(model.parameters(), lr=0.1)
+        loader = torchvision_loader()
+        t_train, i = 0.0, 0
+        while t_train < budget:
+            for x, y in loader:
+                t = time.perf_counter()
+                model.train()
+                loss = F.cross_entropy(model(x.to(DEV)), y.to(DEV))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                t_train += time.perf_counter() - t
+                i += 1
+                if i % 117 == 0:
+                    _, acc = evaluate(model, test, device=DEV)  # notebook model evaluates the same way
+                    print(f"    notebook recipe: {i} batches, {t_train:.0f} s, test acc {100 * acc:.2f}%", flush=True)
+                    if acc >= target:
+                        return t_train
+                if t_train >= budget:
+                    break
+        return None
+
+    t_ours = ours(0.98, 600)
+    t_nb = notebook(0.98, 1200)
+    row("3 time to 98% test acc", "odenet default recipe", t_ours or float("nan"), "s")
+    row("3 time to 98% test acc", "notebook recipe", t_nb or float("nan"), "s",
+        (t_ours / t_nb) if (t_ours and t_nb) else None, "odenet / notebook", "<= 0.25")
+
+
+def bench_inference() -> None:
+    from odenet.analysis import predict
+    from odenet.checkpoints import load_model, pretrained_models
+
+    name = "rk4_1step" if "rk4_1step" in pretrained_models() else None
+    model = load_model(name) if name else RKNet().eval()
+    _, test = load_mnist()
+    from odenet.data import normalize
+
+    x = normalize(test.images[:1]).to(DEV)
+    model = model.to(DEV)
+
+    def lat(fn, n=300):
+        for _ in range(20):
+            fn()
+        out = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn()
+            sync()
+            out.append(1000 * (time.perf_counter() - t))
+        out.sort()
+        return statistics.median(out), out[int(0.95 * len(out)) - 1]
+
+    with torch.no_grad():
+        p50, p95 = lat(lambda: model(x))
+    row("4 inference", "single image p50", p50, "ms")
+    row("4 inference", "single image p95", p95, "ms", target="<= 20 ms")
+    model.set_solver(steps=8)
+    q50, q95 = lat(lambda: predict(model, x))
+    row("4 inference", "prediction + 8-step trajectory p50", q50, "ms")
+    row("4 inference", "prediction + 8-step trajectory p95", q95, "ms")
+
+
+def bench_flops(n: int) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    train, _ = load_mnist()
+    model = RKNet().to(DEV).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), 3e-3)
+    x, y = next(iterate_batches(train, 128, device=DEV))
+    with FlopCounterMode(display=False) as fc:
+        F.cross_entropy(model(x), y).backward()
+    flops_per_img = fc.get_total_flops() / 128
+    ips = timed_steps(make_step(model, opt), iterate_batches(train.to(DEV), 128, shuffle=True, device=DEV), n=n)
+    a = torch.randn(2048, 2048, device=DEV)
+    b = torch.randn(2048, 2048, device=DEV)
+    for _ in range(3):
+        a @ b
+    sync()
+    t = time.perf_counter()
+    reps = 10
+    for _ in range(reps):
+        a @ b
+    sync()
+    peak = 2 * 2048**3 * reps / (time.perf_counter() - t)
+    achieved = flops_per_img * ips
+    row("6 FLOPs", "RKNet rk4 x1 training FLOPs per image", flops_per_img / 1e6, "MFLOP")
+    row("6 FLOPs", "measured fp32 matmul peak (2048^2)", peak / 1e9, "GFLOP/s")
+    row("6 FLOPs", "achieved training FLOP/s", achieved / 1e9, "GFLOP/s", achieved / peak, "achieved / matmul peak")
+
+
+def bench_app() -> None:
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+                             str(port), "--server.headless", "true"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://localhost:{port}"
+    try:
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.1)
+        t_up = time.perf_counter() - t0
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu",
+                                  "--disable-background-networking", "--disable-component-update", "--no-first-run"])
+            pg = b.new_page()
+            t1 = time.perf_counter()
+            pg.goto(url)
+            pg.get_by_text("Pretrained models").first.wait_for(timeout=60_000)
+            t_first = time.perf_counter() - t1
+            pg.goto(f"{url}/draw")
+            pg.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+            b.close()
+        rss = int(next(ln.split()[1] for ln in open(f"/proc/{proc.pid}/status") if ln.startswith("VmRSS"))) / 1024
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    row("5 app", "server start to healthy", t_up, "s")
+    row("5 app", "first page rendered after server up", t_first, "s", target="< 5 s")
+    row("5 app", "server memory with shipped model loaded (Draw page)", rss, "MiB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="skip time-to-98%% and the app benchmark")
+    ap.add_argument("--only", default="", help="comma list: throughput,overhead,time98,inference,flops,app")
+    ap.add_argument("--batches", type=int, default=20, help="timed batches per throughput measurement")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    args = ap.parse_args()
+    todo = args.only.split(",") if args.only else ["throughput", "overhead", "inference", "flops"] + (
+        [] if args.quick else ["time98", "app"])
+    RESULTS["machine"] = machine()
+    print(json.dumps(RESULTS["machine"]), flush=True)
+    fns = {"throughput": lambda: bench_throughput(args.batches), "overhead": lambda: bench_overhead(args.batches),
+           "inference": bench_inference, "flops": lambda: bench_flops(args.batches), "time98": bench_time_to_98,
+           "app": bench_app}
+    for k in todo:
+        fns[k]()
+    args.out.write_text(json.dumps(RESULTS, indent=2))
+    print("\n| benchmark | measurement | value | ratio | target |\n| --- | --- | --- | --- | --- |")
+    for r in RESULTS["rows"]:
+        ratio = f"{r['ratio']:.2f} ({r['ratio_of']})" if r["ratio"] is not None else ""
+        print(f"| {r['group']} | {r['name']} | {r['value']:.4g} {r['unit']} | {ratio} | {r['target']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Browser tests: a real `streamlit run` server driven by Playwright in Debian's chromium.
+
+Screenshots of every page are saved to ``$ODENET_SCREENSHOTS`` (default ``artifacts/screenshots``)
+and copied into docs/screenshots for the README.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from odenet import RKNet, TrainConfig, save_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)"),
+]
+SHOTS = Path(os.environ.get("ODENET_SCREENSHOTS", ROOT / "artifacts" / "screenshots"))
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    run = runs / "browser-fixture"
+    run.mkdir()
+    cfg = TrainConfig(train_size=1000, epochs=1)
+    torch.manual_seed(0)
+    save_checkpoint(run / "last.pt", RKNet(cfg.model_config()).eval(), cfg, {"test_acc": 0.1})
+    (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(), "best_test_acc": 0.1}))
+    port = free_port()
+    env = {**os.environ, "ODENET_RUNS": str(runs), "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                             "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        log.seek(0)
+        pytest.fail(f"server did not start: {log.read()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.seek(0)
+    text = log.read()
+    assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
+def settle(pg, extra_ms: int = 300) -> None:
+    """Wait until Streamlit has finished running the script."""
+    pg.wait_for_selector("[data-testid='stApp']")
+    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
+    pg.wait_for_timeout(extra_ms)
+
+
+def no_exception(pg) -> None:
+    exc = pg.locator("[data-testid='stException']")
+    assert exc.count() == 0, exc.first.inner_text()
+
+
+def shot(pg, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("path, name, text", [
+    ("", "home", "a Neural ODE lab"),
+    ("integrators", "integrators", "Convergence"),
+    ("trajectories", "trajectories", "Hidden-state trajectories"),
+])
+def test_pages_load(server, page, path, name, text):
+    page.goto(f"{server}/{path}")
+    page.get_by_text(text).first.wait_for()
+    settle(page, 800)
+    no_exception(page)
+    if name == "trajectories":
+        page.locator(".js-plotly-plot").first.wait_for()
+    shot(page, name)
+
+
+def test_train_page_live_run(server, page):
+    page.goto(f"{server}/train")
+    settle(page)
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("5")
+    epochs.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="▶ Start").click()
+    progress = page.locator("[data-testid='stProgress']").first
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stProgress\"]')]"
+                           ".some(e => e.innerText.includes('img/s'))", timeout=90_000)
+    first = progress.inner_text()
+    page.locator(".js-plotly-plot").nth(1).wait_for()
+    page.wait_for_function(f"() => document.querySelector('[data-testid=\"stProgress\"]').innerText !== {first!r}",
+                           timeout=30_000)  # the live view updates by itself
+    no_exception(page)
+    shot(page, "train")
+    page.get_by_role("button", name="■ Stop").click()
+    page.get_by_text("stopped; best test accuracy").wait_for(timeout=60_000)
+    page.reload()
+    settle(page, 1000)
+    assert page.locator("[data-testid='stDataFrame']").count() >= 1
+    no_exception(page)
+
+
+def test_draw_page_prediction_and_steps(server, page):
+    page.goto(f"{server}/draw")
+    page.get_by_text("Draw a digit on the canvas").wait_for()
+    canvas = page.locator("[data-testid=stBidiComponentIsolated] canvas.upper-canvas")
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    x0, y0 = box["x"], box["y"]
+    # a "7": top bar, then the diagonal
+    page.mouse.move(x0 + 80, y0 + 60)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(x0 + 80 + 12 * i, y0 + 60, steps=2)
+    for i in range(1, 16):
+        page.mouse.move(x0 + 200 - 6 * i, y0 + 60 + 12 * i, steps=2)
+    page.mouse.up()
+    page.get_by_text("Prediction").first.wait_for(timeout=60_000)
+    page.get_by_text("Watch it think: class probabilities").first.wait_for()
+    settle(page, 800)
+    no_exception(page)
+    assert page.locator(".js-plotly-plot").count() >= 2
+    shot(page, "draw")
+
+
+def test_robustness_small_grid(server, page):
+    page.goto(f"{server}/robustness")
+    settle(page)
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    slider.press("Home")  # smallest test subset (200 images)
+    settle(page)
+    page.get_by_role("button", name="Run the grid").click()
+    page.get_by_text("Test accuracy (%) by integrator").first.wait_for(timeout=120_000)
+    settle(page, 800)
+    no_exception(page)
+    shot(page, "robustness")
