@@ -96,3 +96,14 @@ def test_gradients_flow_through_solver():
     loss.backward()
     assert m.gradient.block1[0].weight.grad is not None
     assert m.gradient.block1[0].weight.grad.abs().sum() > 0
+
+
+def test_fused_time_channel_equals_concatenation():
+    torch.manual_seed(3)
+    g = GradientNet(8).eval()
+    x = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    g = g.double()
+    for t in (0.0, 0.37, -2.0):
+        ref = g.block2(g.concat_time(t, g.block1(g.concat_time(t, x))))
+        assert torch.allclose(g(t, x), ref, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda h: g(0.5, h), (x[:1].clone().requires_grad_(),))
