@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from dataclasses import MISSING, fields
@@ -111,9 +112,10 @@ def _train(args: argparse.Namespace) -> int:
             if f.name not in _SKIP and getattr(args, f.name, None) is not None}
     preset = opts.pop("preset", base.pop("preset", "default"))
     cfg = TrainConfig.from_preset(preset, **{**base, **opts})
-    run_dir = new_run_dir(args.runs_dir, args.name, cfg)
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun only rank 0 writes and reports
+    run_dir = new_run_dir(args.runs_dir, args.name, cfg) if rank == 0 else None
     bar = None
-    if not args.quiet:
+    if not args.quiet and rank == 0:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.epochs * cfg.batches_per_epoch(), unit="batch", dynamic_ncols=True)
@@ -136,6 +138,8 @@ def _train(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, prev)
         if bar is not None:
             bar.close()
+    if rank != 0:
+        return 0 if res.status in ("finished", "stopped") else 1
     if args.out is not None and (run_dir / "last.pt").exists():
         import shutil
 

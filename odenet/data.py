@@ -252,14 +252,20 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, max
 
 def iterate_batches(split: MNISTSplit, batch_size: int, shuffle: bool = False,
                     generator: torch.Generator | None = None, augment: bool = False,
-                    device: torch.device | str | None = None,
-                    drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                    device: torch.device | str | None = None, drop_last: bool = False,
+                    shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x (B, 1, 28, 28) float32 normalised, y (B,) int64) from in-memory tensors.
 
-    Shuffles by a random permutation of indices (no per-sample work, no PIL).
+    Shuffles by a random permutation of indices (no per-sample work, no PIL).  ``shard =
+    (rank, world)`` keeps every world-th index of the (shared, seeded) permutation, so ranks
+    see disjoint, equally sized parts of the data.
     """
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    rank, world = shard
+    if world > 1:
+        order = order[: n - n % world][rank::world]
+        n = len(order)
     stop = n - (n % batch_size) if drop_last else n
     for i in range(0, stop, batch_size):
         idx = order[i:i + batch_size]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from .checkpoints import save_checkpoint
@@ -109,22 +110,35 @@ def new_run_dir(runs_dir: Path | None = None, name: str | None = None, config: T
     raise RuntimeError(f"could not create a unique run directory for {base!r} under {runs_dir}")
 
 
+def dist_rank_world() -> tuple[int, int]:
+    """(rank, world size) of the current process group, (0, 1) when not distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 @torch.no_grad()
 def evaluate(model: RKNet, split: MNISTSplit, batch_size: int = 1000,
              device: torch.device | str | None = None) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy in [0, 1]) of ``model`` on ``split`` in eval mode."""
+    """(mean cross-entropy, accuracy in [0, 1]) of ``model`` on ``split`` in eval mode.
+
+    Under torch.distributed each rank evaluates its shard and the sums are all-reduced.
+    """
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    for x, y in iterate_batches(split, batch_size, device=device):
+    rank, world = dist_rank_world()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    for x, y in iterate_batches(split, batch_size, device=device, shard=(rank, world)):
         logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-        correct += (logits.argmax(1) == y).sum()
+        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += y.shape[0]
+    if world > 1:
+        dist.all_reduce(sums)
     model.train(was_training)
-    n = len(split)
-    return float(loss_sum) / n, int(correct) / n
+    n = max(1.0, float(sums[2]))
+    return float(sums[0]) / n, float(sums[1]) / n
 
 
 def lr_factor(step: int, total: int, warmup: float = 0.25, start: float = 0.04, end: float = 1e-3) -> float:
@@ -159,6 +173,17 @@ class Trainer:
         self._model: RKNet | None = None
         self.history: list[TrainEvent] = []
         self.device = pick_device(config.device)
+        self._owns_group = False
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (dist.is_available() and dist.is_initialized()):
+            # launched by torchrun: gloo on CPU, NCCL on CUDA (one GPU per local rank)
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+            self._owns_group = True
+        self.rank, self.world = dist_rank_world()
+        if self.rank != 0:  # only rank 0 reports and writes the run directory
+            self.run_dir, self.callback = None, None
 
     # -- control ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -184,7 +209,7 @@ class Trainer:
         self._status.update(info)
         atomic_write_text(self.run_dir / "status.json", json.dumps(self._status, indent=2))
 
-    def _build(self) -> tuple[RKNet, torch.optim.Optimizer, Any]:
+    def _build(self, total: int) -> tuple[RKNet, torch.optim.Optimizer, Any]:
         cfg = self.config
         model = RKNet(cfg.model_config()).to(self.device).to(memory_format=torch.channels_last)
         decay, no_decay = [], []
@@ -197,7 +222,6 @@ class Trainer:
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         else:
             opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-        total = cfg.epochs * cfg.batches_per_epoch()
         sched = None
         if cfg.schedule != "constant":
             warm = 0.25 if cfg.schedule == "onecycle" else 0.0
@@ -230,6 +254,10 @@ class Trainer:
             self._write_status(status="failed", message=f"{type(exc).__name__}: {exc}",
                                ended=_now())
             raise
+        finally:
+            if self._owns_group:
+                dist.destroy_process_group()
+                self._owns_group = False
         elapsed = time.perf_counter() - self._start
         model = model if model is not None else self._model
         model.eval()
@@ -244,8 +272,18 @@ class Trainer:
         return {"epoch": epoch, "step": self.step, "best_test_acc": self.best_acc, "test_acc": self.final_acc,
                 "elapsed": time.perf_counter() - self._start}
 
+    def _sync_buffers(self) -> None:
+        """Average BatchNorm running statistics over ranks (DDP keeps them per rank), so every
+        rank evaluates and saves the same model."""
+        if self.world > 1:
+            for buf in self._model.buffers():
+                if buf.is_floating_point():
+                    dist.all_reduce(buf)
+                    buf.div_(self.world)
+
     def _evaluate(self, epoch: int, batch: int, split: MNISTSplit, full: bool) -> None:
         """Evaluate, report, and keep best.pt when a full-test-set accuracy improves."""
+        self._sync_buffers()
         t = time.perf_counter()
         with self._amp:
             loss, acc = evaluate(self._model, split, device=self.device)
@@ -263,27 +301,36 @@ class Trainer:
     def _train(self) -> tuple[RKNet, str, str]:
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        self._bpe = bpe = cfg.batches_per_epoch()
+        gen = torch.Generator().manual_seed(cfg.seed)  # same on every rank: shards of one permutation
+        world = self.world
+        batch_size = max(1, cfg.batch_size // world)  # per rank; the global batch stays cfg.batch_size
+        shard = (self.rank, world)
+        self._bpe = bpe = (cfg.train_size // world) // batch_size
         self._total = total = cfg.epochs * bpe
-        self._model, opt, sched = self._build()
+        self._model, opt, sched = self._build(total)
         model = self._model
         data = self._data() if callable(self._data) else self._data
         train, test = data if data is not None else load_mnist()
-        train = train.subset(cfg.train_size).to(self.device)
+        train = train.subset(cfg.train_size).to(self.device)  # resident on the device: no host copies
         test = test.to(self.device)
         eval_split = test.subset(cfg.eval_size)
-        model_fwd = torch.compile(model) if cfg.compile else model
+        model_fwd: Any = model
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model_fwd = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
+                                                else None)
+        if cfg.compile:
+            model_fwd = torch.compile(model_fwd)
         self._amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp)
         sync_every = 1 if self.device.type == "cpu" else cfg.log_every  # no per-batch host sync on GPU
         self._emit(TrainEvent("start", batches_per_epoch=bpe, total_steps=total, message=cfg.model_config().label()))
         model.train()
         for epoch in range(1, cfg.epochs + 1):
-            win_loss = torch.zeros((), device=self.device)
-            win_correct = torch.zeros((), dtype=torch.int64, device=self.device)
-            win_n, win_nfe, win_t = 0, 0, time.perf_counter()
-            batches = iterate_batches(train, cfg.batch_size, shuffle=True, generator=gen, augment=cfg.augment,
-                                      drop_last=True)
+            win = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss sum, correct, images, nfe
+            win_t = time.perf_counter()
+            batches = iterate_batches(train, batch_size, shuffle=True, generator=gen, augment=cfg.augment,
+                                      drop_last=True, shard=shard)
             for batch, (x, y) in enumerate(batches, start=1):
                 with self._amp:
                     logits = model_fwd(x)  # (B, 10)
@@ -291,34 +338,43 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.step += 1
-                if self.step % sync_every == 0 and not math.isfinite(loss.item()):
-                    raise TrainingDiverged(
-                        f"training diverged: loss became {loss.item()} at epoch {epoch}, batch {batch} "
-                        f"(lr={cfg.lr}, optimizer={cfg.optimizer}); lower the learning rate"
-                    )
+                stop = self._stop.is_set()
+                if self.step % sync_every == 0:
+                    bad = not math.isfinite(loss.item())
+                    if world > 1:  # every rank must agree to stop or to give up, or the others hang
+                        flags = torch.tensor([float(stop), float(bad)], device=self.device)
+                        dist.all_reduce(flags)
+                        stop, bad = bool(flags[0] > 0), bool(flags[1] > 0)
+                    if bad:
+                        raise TrainingDiverged(
+                            f"training diverged: loss became {loss.item()} at epoch {epoch}, batch {batch} "
+                            f"(lr={cfg.lr}, optimizer={cfg.optimizer}); lower the learning rate"
+                        )
                 opt.step()
                 if sched is not None:
                     sched.step()
-                win_loss += loss.detach() * y.shape[0]
-                win_correct += (logits.detach().argmax(1) == y).sum()
-                win_n += y.shape[0]
-                win_nfe += model.last_stats.nfe
+                win += torch.stack([loss.detach().double() * y.shape[0], (logits.detach().argmax(1) == y).sum(),
+                                    torch.tensor(y.shape[0]), torch.tensor(model.last_stats.nfe)]).to(win)
                 last = batch == bpe
-                if batch % cfg.log_every == 0 or last or self._stop.is_set():
-                    mean_loss = float(win_loss) / win_n
+                if batch % cfg.log_every == 0 or last or stop:
+                    if world > 1:
+                        dist.all_reduce(win)
+                    loss_sum, correct, n, nfe = win.tolist()
+                    mean_loss = loss_sum / n
                     if not math.isfinite(mean_loss):
                         raise TrainingDiverged(f"training diverged: mean loss {mean_loss} at epoch {epoch}, "
                                                f"batch {batch}; lower the learning rate")
                     now = time.perf_counter()
                     self._emit(TrainEvent("batch", epoch=epoch, batch=batch, batches_per_epoch=bpe, step=self.step,
                                           total_steps=total, elapsed=now - self._start, train_loss=mean_loss,
-                                          train_acc=int(win_correct) / win_n, images_per_s=win_n / (now - win_t),
-                                          nfe=win_nfe / max(1, win_n // cfg.batch_size),
-                                          lr=opt.param_groups[0]["lr"]))
-                    win_loss.zero_()
-                    win_correct.zero_()
-                    win_n, win_nfe, win_t = 0, 0, time.perf_counter()
-                if self._stop.is_set():
+                                          train_acc=correct / n, images_per_s=n / (now - win_t),
+                                          nfe=nfe * batch_size / n, lr=opt.param_groups[0]["lr"]))
+                    win.zero_()
+                    win_t = time.perf_counter()
+                if world == 1:  # a stop requested while reporting takes effect now, not a batch later
+                    stop = stop or self._stop.is_set()
+                if stop:
+                    self._sync_buffers()
                     if self.run_dir is not None:
                         save_checkpoint(self.run_dir / "last.pt", model, cfg, self._metrics(epoch))
                     return model, "stopped", f"stopped by request at epoch {epoch}, batch {batch}"
