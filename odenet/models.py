@@ -204,7 +204,7 @@ class RKNet(nn.Module):
         if cfg.adaptive:
             return AdaptiveStepSolver(self.gradient, cfg.t0, cfg.t1, cfg.integrator, rtol=cfg.rtol,
                                       atol=cfg.atol, max_steps=cfg.max_steps)
-        return FixedStepSolver(self.gradient, cfg.t0, cfg.t1, cfg.integrator, steps=cfg.steps)
+        return FixedStepSolver(self.gradient, cfg.t0, cfg.t1, cfg.integrator, steps=cfg.steps, check_finite=False)
 
     # -- forward ----------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:

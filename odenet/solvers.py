@@ -22,6 +22,7 @@ __all__ = [
     "SolverError",
     "MaxStepsExceeded",
     "StepSizeTooSmall",
+    "NonFiniteState",
     "SolverStats",
     "Solution",
     "FixedStepSolver",
@@ -43,6 +44,15 @@ class MaxStepsExceeded(SolverError):
 
 class StepSizeTooSmall(SolverError):
     """The adaptive controller asked for a step below ``min_step``."""
+
+
+class NonFiniteState(SolverError):
+    """The solution became NaN or infinite (steps too large for the problem, or a bad f)."""
+
+
+def _check_finite(y: Any, where: str) -> None:
+    if isinstance(y, torch.Tensor) and not bool(torch.isfinite(y).all()):
+        raise NonFiniteState(f"the state became NaN or infinite {where}; use smaller steps (or check f)")
 
 
 @dataclass
@@ -98,6 +108,9 @@ def _check_positive(name: str, value: Any) -> float:
     return float(value)
 
 
+MAX_FIXED_STEPS = 1_000_000  # a grid longer than this is a mistake (and would exhaust memory)
+
+
 def fixed_grid(t0: float, t1: float, steps: int | None, step_size: float | None) -> list[float]:
     """Step times from ``t0`` to ``t1`` inclusive (``len = number of steps + 1``).
 
@@ -117,12 +130,17 @@ def fixed_grid(t0: float, t1: float, steps: int | None, step_size: float | None)
             raise SolverError(f"steps must be a positive integer, got {steps!r}")
         if steps <= 0:
             raise SolverError(f"steps must be a positive integer, got {steps}")
+        if steps > MAX_FIXED_STEPS:
+            raise SolverError(f"steps={steps} is more than the limit of {MAX_FIXED_STEPS:,} steps")
         n = int(steps)
         return [t0 + length * i / n for i in range(n)] + [t1]
     h = _check_positive("step_size", step_size)
     if h > abs(length) * (1 + 1e-12):
         raise SolverError(f"step_size={step_size!r} is larger than the interval |t1 - t0| = {abs(length)}")
     ratio = abs(length) / h
+    if ratio > MAX_FIXED_STEPS:
+        raise SolverError(f"step_size={step_size!r} on an interval of length {abs(length):g} needs {ratio:.3g} steps, "
+                          f"more than the limit of {MAX_FIXED_STEPS:,}")
     n_full = math.floor(ratio + 1e-9)
     ts = [t0 + sign * h * i for i in range(n_full)]
     if abs(length) - n_full * h > 1e-9 * h:
@@ -141,8 +159,9 @@ class FixedStepSolver:
     name = "FixedStepSolver"
 
     def __init__(self, f: VectorField, t0: float, t1: float, method: RungeKuttaMethod | str,
-                 steps: int | None = None, step_size: float | None = None) -> None:
+                 steps: int | None = None, step_size: float | None = None, check_finite: bool = True) -> None:
         self.f = f
+        self.check_finite = check_finite  # one host sync per solve; RKNet turns it off (the loss is checked)
         self.t0, self.t1 = _check_interval(t0, t1)
         self.method = get_method(method)
         self.ts = fixed_grid(self.t0, self.t1, steps, step_size)
@@ -168,6 +187,8 @@ class FixedStepSolver:
                 ys.append(y)
         n = len(self.hs)
         self.stats = SolverStats(nfe=self.nfe, steps=n, accepted=n, rejected=0)
+        if self.check_finite:
+            _check_finite(y, f"at t1={self.t1} after {n} steps of {self.method.name} (step {self.hs[0]:.3g})")
         return Solution(y=y, ts=list(self.ts) if trajectory else [], ys=ys, stats=self.stats)
 
     def integrate(self, y: Any) -> Any:
@@ -290,6 +311,7 @@ class AdaptiveStepSolver:
             with torch.no_grad():
                 f0 = self.f(t, y)
             stats.nfe += 1
+            _check_finite(f0, f"in f(t0, y0) at t0={t} (the vector field, not the solver)")
             dt = self._initial_step(y, f0, direction, stats)
         dt = min(max(dt, self.min_step), self.max_step)
         while direction * (t1 - t) > 0:

@@ -71,6 +71,8 @@ def test_nfe_is_stages_times_steps(key, steps):
         (dict(step_size=-0.1), r"step_size must be a positive finite number, got -0.1"),
         (dict(step_size=float("nan")), r"step_size must be a positive finite number, got nan"),
         (dict(step_size=1.5), r"step_size=1.5 is larger than the interval \|t1 - t0\| = 1.0"),
+        (dict(step_size=1e-300), r"step_size=1e-300 on an interval of length 1 needs 1e\+300 steps, more than"),
+        (dict(steps=10**9), r"steps=1000000000 is more than the limit of 1,000,000 steps"),
     ],
 )
 def test_fixed_step_bad_arguments(kwargs, message):
@@ -192,3 +194,11 @@ def test_make_solver_picks_solver():
     assert isinstance(make_solver(f_decay, 0, 1, "dopri5"), AdaptiveStepSolver)
     with pytest.raises(SolverError, match="adaptive solver only"):
         make_solver(f_decay, 0, 1, "rk4", steps=2, rtol=1e-3)
+
+
+def test_fixed_step_blow_up_is_reported_not_returned():
+    from odenet.solvers import NonFiniteState
+
+    s = FixedStepSolver(lambda t, y: y**3, 0.0, 10.0, "euler", steps=5)
+    with pytest.raises(NonFiniteState, match=r"NaN or infinite at t1=10.0 after 5 steps of Euler"):
+        s.integrate(torch.tensor([10.0]))  # float32 overflows on the fourth step
