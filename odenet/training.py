@@ -327,7 +327,8 @@ class Trainer:
         self._emit(TrainEvent("start", batches_per_epoch=bpe, total_steps=total, message=cfg.model_config().label()))
         model.train()
         for epoch in range(1, cfg.epochs + 1):
-            win = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss sum, correct, images, nfe
+            win = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct (stay on device)
+            win_n = win_nfe = 0
             win_t = time.perf_counter()
             batches = iterate_batches(train, batch_size, shuffle=True, generator=gen, augment=cfg.augment,
                                       drop_last=True, shard=shard)
@@ -353,13 +354,16 @@ class Trainer:
                 opt.step()
                 if sched is not None:
                     sched.step()
-                win += torch.stack([loss.detach().double() * y.shape[0], (logits.detach().argmax(1) == y).sum(),
-                                    torch.tensor(y.shape[0]), torch.tensor(model.last_stats.nfe)]).to(win)
+                win[0] += loss.detach().double() * y.shape[0]
+                win[1] += (logits.detach().argmax(1) == y).sum()
+                win_n += y.shape[0]
+                win_nfe += model.last_stats.nfe
                 last = batch == bpe
                 if batch % cfg.log_every == 0 or last or stop:
+                    totals = torch.cat([win, torch.tensor([win_n, win_nfe], dtype=win.dtype, device=win.device)])
                     if world > 1:
-                        dist.all_reduce(win)
-                    loss_sum, correct, n, nfe = win.tolist()
+                        dist.all_reduce(totals)
+                    loss_sum, correct, n, nfe = totals.tolist()
                     mean_loss = loss_sum / n
                     if not math.isfinite(mean_loss):
                         raise TrainingDiverged(f"training diverged: mean loss {mean_loss} at epoch {epoch}, "
@@ -370,6 +374,7 @@ class Trainer:
                                           train_acc=correct / n, images_per_s=n / (now - win_t),
                                           nfe=nfe * batch_size / n, lr=opt.param_groups[0]["lr"]))
                     win.zero_()
+                    win_n = win_nfe = 0
                     win_t = time.perf_counter()
                 if world == 1:  # a stop requested while reporting takes effect now, not a batch later
                     stop = stop or self._stop.is_set()
