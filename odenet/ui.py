@@ -14,7 +14,7 @@ import streamlit as st
 import torch
 
 from .checkpoints import load_model
-from .data import DataError, MNISTSplit, load_mnist
+from .data import DataError, MNISTSplit, default_cache_dir, load_mnist
 from .integrators import METHODS, RungeKuttaMethod, custom_method, register_method
 from .jobs import JobManager, get_manager
 from .models import RKNet
@@ -26,15 +26,15 @@ _MODEL_LOCK = threading.Lock()
 
 
 @st.cache_resource(show_spinner="Loading MNIST ...")
-def mnist() -> tuple[MNISTSplit, MNISTSplit]:
-    """(train, test) uint8 tensors, loaded once per server process."""
-    return load_mnist()
+def mnist(root: str) -> tuple[MNISTSplit, MNISTSplit]:
+    """(train, test) uint8 tensors, loaded once per server process and cache directory."""
+    return load_mnist(root)
 
 
 def require_mnist() -> tuple[MNISTSplit, MNISTSplit] | None:
     """MNIST or an actionable error box (the page keeps rendering; other pages still work)."""
     try:
-        return mnist()
+        return mnist(str(default_cache_dir()))
     except DataError as exc:
         st.error(f"MNIST is not available: {exc}")
         return None

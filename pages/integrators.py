@@ -10,6 +10,7 @@ import torch
 from odenet import plots
 from odenet.integrators import METHODS, TableauError
 from odenet.problems import PROBLEMS, convergence, solve_fixed
+from odenet.solvers import SolverError
 from odenet.ui import add_custom_method
 
 st.title("Integrators")
@@ -29,7 +30,14 @@ if not methods:
     st.info("Pick at least one integrator.")
     st.stop()
 
-runs = {k: solve_fixed(problem, k, int(steps)) for k in methods}
+runs = {}
+for k in methods:
+    try:
+        runs[k] = solve_fixed(problem, k, int(steps))
+    except SolverError as exc:  # e.g. 5 RK4 steps of Van der Pol blow up: say so, keep the page
+        st.warning(f"{k} with {int(steps)} steps: {exc}")
+if not runs:
+    st.stop()
 fine = torch.linspace(problem.t0, problem.t1, 400, dtype=torch.float64)
 st.plotly_chart(plots.ode_trajectories(problem, runs, fine, problem.solution(fine)), key="int_traj", width="stretch")
 

