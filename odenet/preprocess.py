@@ -8,6 +8,7 @@ centre, then normalise with the training mean/std.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +91,13 @@ def prepare_canvas(rgba: np.ndarray) -> Prepared:
     return prepare_grey(grey)
 
 
+def _open_image(data: bytes) -> Image.Image:
+    """Lazy open (header only); PIL's bomb warning is silenced because we check the size ourselves."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
+
+
 def load_upload(data: bytes) -> Prepared:
     """An uploaded PNG/JPEG (any size, dark-on-light or light-on-dark) -> model input.
 
@@ -101,7 +109,7 @@ def load_upload(data: bytes) -> Prepared:
         raise ImageError(f"the uploaded file is {len(data) / 2**20:.1f} MiB; the limit is "
                          f"{MAX_UPLOAD_BYTES // 2**20} MiB")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with _open_image(data) as im:
             w, h = im.size
             if w * h > MAX_UPLOAD_PIXELS:
                 raise ImageError(f"the image is {w} x {h} pixels; the limit is {MAX_UPLOAD_PIXELS:,} pixels")
