@@ -161,7 +161,20 @@ def bench_throughput(n: int) -> None:
             memory_format=torch.channels_last)
         tdq_ips = timed_steps(make_step(tdq, torch.optim.AdamW(tdq.parameters(), 3e-3)),
                               iterate_batches(train, 128, shuffle=True, device=DEV, drop_last=True), n=n)
+        amp_ips = None
+        if DEV.type in ("cpu", "cuda"):  # bf16 autocast: pays on CPUs with AMX and on GPUs
+            amp_model = RKNet(integrator=integ, steps=steps).to(DEV).to(memory_format=torch.channels_last)
+            amp_opt = torch.optim.AdamW(amp_model.parameters(), 3e-3)
+
+            def amp_fwd(x, _m=amp_model):
+                with torch.autocast(DEV.type, dtype=torch.bfloat16):
+                    return _m(x).float()
+            amp_ips = timed_steps(make_step(amp_model, amp_opt, amp_fwd),
+                                  iterate_batches(train, 128, shuffle=True, device=DEV, drop_last=True), n=n)
         row("1 training throughput", f"odenet {label}", ours_ips, "img/s")
+        if amp_ips is not None:
+            row("1 training throughput", f"odenet {label} bf16 autocast (--amp)", amp_ips, "img/s",
+                amp_ips / nb_ips, "odenet --amp / notebook", ">= 1.5")
         row("1 training throughput", f"notebook pipeline {label}", nb_ips, "img/s", ours_ips / nb_ips,
             "odenet / notebook", ">= 1.5")
         row("1 training throughput", f"torchdiffeq odeint {label}", tdq_ips, "img/s", ours_ips / tdq_ips,
