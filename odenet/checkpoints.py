@@ -141,8 +141,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> RKNet:
-    """A ready :class:`RKNet` in eval mode; ``model.config`` is its ModelConfig and
-    ``model.train_config`` / ``model.metrics`` come from the checkpoint (None / {} if absent).
+    """A ready :class:`RKNet` in eval mode; ``model.config`` is its ModelConfig (and stays
+    available as ``model.trained_config`` after a solver swap); ``model.train_config`` /
+    ``model.metrics`` come from the checkpoint (None / {} if absent).
 
     ``path`` may also be the name of a shipped model (e.g. ``"rk4_1step"``).
     """
@@ -167,6 +168,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> RKNet:
         raise CheckpointError(f"checkpoint {p} holds NaN/inf weights in {bad[:3]}")
     model.load_state_dict(ckpt.state_dict)
     model.train_config = ckpt.train_config
+    model.trained_config = ckpt.model_config  # the solver it was trained with, even after set_solver
     model.metrics = ckpt.metrics or {}
     model.source_path = p
     return model.to(device).to(memory_format=torch.channels_last).eval()

@@ -34,15 +34,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 class TrainConfig:
     """Everything a training run needs; validated on construction, saved beside the weights."""
 
-    # model / solver
-    integrator: str = "rk4"
-    steps: int = 1
-    t0: float = 0.0
-    t1: float = 1.0
-    channels: int = 64
-    adaptive: bool = False
-    rtol: float = 1e-3
-    atol: float = 1e-4
+    # model / solver (defaults are ModelConfig's: one source of truth)
+    integrator: str = ModelConfig.integrator
+    steps: int = ModelConfig.steps
+    t0: float = ModelConfig.t0
+    t1: float = ModelConfig.t1
+    channels: int = ModelConfig.channels
+    adaptive: bool = ModelConfig.adaptive
+    rtol: float = ModelConfig.rtol
+    atol: float = ModelConfig.atol
     custom_tableau: dict[str, Any] | None = None
     # optimisation
     preset: str = "default"

@@ -165,6 +165,7 @@ class RKNet(nn.Module):
         if overrides:
             cfg = replace(cfg, **overrides)
         self.config = cfg
+        self.trained_config = cfg  # checkpoints overwrite this with the solver used in training
         c = cfg.channels
         self.sampling = nn.Sequential(
             nn.Conv2d(1, c, 3, stride=1),  # (N, 1, 28, 28) -> (N, C, 26, 26)

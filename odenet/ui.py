@@ -20,7 +20,8 @@ from .jobs import JobManager, get_manager
 from .models import RKNet
 from .runs import ModelChoice, available_models
 
-__all__ = ["mnist", "cached_model", "manager", "model_picker", "solver_picker", "require_mnist", "custom_methods"]
+__all__ = ["mnist", "cached_model", "manager", "model_picker", "model_and_test", "solver_picker", "require_mnist",
+           "custom_methods", "add_custom_method"]
 
 _MODEL_LOCK = threading.Lock()
 
@@ -58,6 +59,7 @@ def cached_model(path: Path) -> RKNet:
             model = RKNet(base.config)
             model.load_state_dict(base.state_dict())
         model.train_config, model.metrics = base.train_config, base.metrics
+        model.trained_config = base.trained_config
         models.clear()  # keep one model per session
         models[key] = model.to(memory_format=torch.channels_last).eval()
     return models[key]
@@ -83,6 +85,15 @@ def model_picker(key: str) -> tuple[ModelChoice, RKNet] | None:
     except ValueError as exc:
         st.error(f"Could not load {choice.label}: {exc}")
         return None
+
+
+def model_and_test(key: str) -> tuple[ModelChoice, RKNet, MNISTSplit]:
+    """Model picker plus the MNIST test split; stops the page with a message if either is missing."""
+    picked = model_picker(key)
+    data = require_mnist()
+    if picked is None or data is None:
+        st.stop()
+    return picked[0], picked[1], data[1]
 
 
 def custom_methods() -> dict[str, RungeKuttaMethod]:

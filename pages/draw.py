@@ -13,7 +13,7 @@ picked = model_picker("draw_model")
 if picked is None:
     st.stop()
 choice, model = picked
-trained = model.train_config.model_config() if model.train_config is not None else model.config
+trained = model.trained_config
 with st.expander("Inference solver (default: as trained)", expanded=False):
     solver = solver_picker(f"draw_{choice.key}", trained.integrator, trained.steps)
 model.set_solver(**solver, t0=trained.t0, t1=trained.t1)

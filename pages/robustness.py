@@ -7,7 +7,7 @@ import streamlit as st
 from odenet import plots
 from odenet.analysis import robustness_grid
 from odenet.integrators import METHODS
-from odenet.ui import model_picker, require_mnist
+from odenet.ui import model_and_test
 
 st.title("Solver robustness")
 st.markdown(
@@ -16,13 +16,8 @@ st.markdown(
     "training solver, it behaves like a ResNet with that discretisation baked in (Ott et al., *ResNet after "
     "all? Neural ODEs and their numerical solution*, ICLR 2021)."
 )
-picked = model_picker("rob_model")
-data = require_mnist()
-if picked is None or data is None:
-    st.stop()
-choice, model = picked
-_, test = data
-trained = model.train_config.model_config() if model.train_config is not None else model.config
+choice, model, test = model_and_test("rob_model")
+trained = model.trained_config
 
 c1, c2, c3 = st.columns([2, 2, 1])
 integrators = c1.multiselect("Integrators", list(METHODS), default=["euler", "modified_euler", "rk4", "dopri5"],

@@ -6,16 +6,11 @@ import torch
 from odenet import plots
 from odenet.analysis import pca_project, step_view
 from odenet.data import normalize
-from odenet.ui import model_picker, require_mnist, solver_picker
+from odenet.ui import model_and_test, solver_picker
 
 st.title("Hidden-state trajectories")
-picked = model_picker("traj_model")
-data = require_mnist()
-if picked is None or data is None:
-    st.stop()
-choice, model = picked
-_, test = data
-trained = model.train_config.model_config() if model.train_config is not None else model.config
+choice, model, test = model_and_test("traj_model")
+trained = model.trained_config
 solver = solver_picker(f"traj_{choice.key}", trained.integrator, max(trained.steps, 8))
 model.set_solver(**solver, t0=trained.t0, t1=trained.t1)
 

@@ -133,7 +133,8 @@ def test_draw_page_blank_prompt_then_prediction(runs):
     labels = [m.label for m in at.metric]
     assert labels[:3] == ["Prediction", "Confidence", "Solver"]
     assert at.metric[2].value.startswith("rk4 x1")
-    at.selectbox(key="draw_run:fixture-run_integ").set_value("euler").run()
+    chosen = at.selectbox(key="draw_model").value  # the first model: a shipped one when present
+    at.selectbox(key=f"draw_{chosen}_integ").set_value("euler").run()
     assert at.metric[2].value.startswith("euler x1")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.load_test import draw_digit
 from odenet import RKNet, TrainConfig, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,17 +151,8 @@ def test_train_page_live_run(server, page):
 def test_draw_page_prediction_and_steps(server, page):
     page.goto(f"{server}/draw")
     page.get_by_text("Draw a digit on the canvas").wait_for()
-    canvas = page.locator("[data-testid=stBidiComponentIsolated] canvas.upper-canvas")
-    canvas.wait_for()
-    box = canvas.bounding_box()
-    x0, y0 = box["x"], box["y"]
-    # a "7": top bar, then the diagonal
-    page.mouse.move(x0 + 80, y0 + 60)
-    page.mouse.down()
-    for i in range(1, 11):
-        page.mouse.move(x0 + 80 + 12 * i, y0 + 60, steps=2)
-    for i in range(1, 16):
-        page.mouse.move(x0 + 200 - 6 * i, y0 + 60 + 12 * i, steps=2)
+    page.locator("[data-testid=stBidiComponentIsolated] canvas.upper-canvas").wait_for()
+    draw_digit(page, 1)  # a "7" drawn with real mouse strokes
     page.mouse.up()
     page.get_by_text("Prediction").first.wait_for(timeout=60_000)
     page.get_by_text("Watch it think: class probabilities").first.wait_for()
