@@ -46,10 +46,11 @@ def training_curves(runs: Mapping[str, pd.DataFrame]) -> tuple[go.Figure, go.Fig
         ev = df[df["kind"] == "eval"]
         prefix = f"{name}: " if len(runs) > 1 else ""
         if not tr.empty:
-            loss.add_trace(go.Scatter(x=_epoch_x(tr), y=tr["train_loss"], name=f"{prefix}train", mode="lines",
-                                      line=dict(color=color)))
+            loss.add_trace(go.Scatter(x=_epoch_x(tr), y=tr["train_loss"], name=f"{prefix}train", mode="lines+markers",
+                                      line=dict(color=color), marker=dict(size=3)))
             acc.add_trace(go.Scatter(x=_epoch_x(tr), y=100 * tr["train_acc"], name=f"{prefix}train (batch)",
-                                     mode="lines", line=dict(color=color, width=1), opacity=0.5))
+                                     mode="lines+markers", line=dict(color=color, width=1), marker=dict(size=3),
+                                     opacity=0.6))
         if not ev.empty:
             loss.add_trace(go.Scatter(x=_epoch_x(ev), y=ev["test_loss"], name=f"{prefix}test", mode="lines+markers",
                                       line=dict(color=color, dash="dash")))
