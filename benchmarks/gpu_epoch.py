@@ -32,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     data = load_mnist()
     rows = []
-    variants = [("fp32", {}), ("bf16", {"amp": True}), ("bf16+compile", {"amp": True, "compile": True})]
+    variants = [("fp32", {"amp": False}), ("bf16", {"amp": True}), ("bf16+compile", {"amp": True, "compile": True})]
     for bs in (int(b) for b in args.batch_sizes.split(",")):
         for name, kw in variants:
             cfg = TrainConfig.from_preset("default", epochs=1, batch_size=bs, train_size=args.train_size,

