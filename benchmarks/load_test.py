@@ -48,7 +48,11 @@ def start_server(runs: str) -> tuple[subprocess.Popen, str]:
 
 
 def draw_digit(page, k: int) -> None:
+    """Draw a 1 (k even) or a 7 (k odd) with the mouse; the caller releases the button."""
     canvas = page.locator("[data-testid=stBidiComponentIsolated] canvas.upper-canvas")
+    deadline = time.monotonic() + 60
+    while canvas.count() != 1 and time.monotonic() < deadline:  # a cleared canvas is replaced by a new one
+        page.wait_for_timeout(100)
     box = canvas.bounding_box()
     x0, y0 = box["x"], box["y"]
     if k % 2 == 0:  # a 1
@@ -72,6 +76,7 @@ def user(browser, url: str, draws: int, out: list, errors: list) -> None:
     try:
         page.goto(f"{url}/draw")
         page.get_by_text("Draw a digit on the canvas").wait_for()
+        page.wait_for_timeout(1000)  # let the canvas component finish mounting
         for k in range(draws):
             draw_digit(page, k)
             t = time.perf_counter()
@@ -82,6 +87,7 @@ def user(browser, url: str, draws: int, out: list, errors: list) -> None:
                 errors.append(page.locator("[data-testid='stException']").first.inner_text())
             page.get_by_role("button", name="Clear canvas").click()
             page.get_by_text("Draw a digit on the canvas").wait_for()
+            page.wait_for_timeout(500)  # the new canvas mounts
     except Exception as exc:  # recorded, the test reports it
         errors.append(f"{type(exc).__name__}: {exc}")
     finally:

@@ -3,6 +3,7 @@ trajectories, vector-field norms, and accuracy across a grid of solvers."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import torch
 from .data import MNISTSplit
 from .models import RKNet
 from .training import evaluate
+from .utils import torch_threads
 
 __all__ = ["Prediction", "predict", "StepView", "step_view", "pca_project", "robustness_grid"]
 
@@ -37,11 +39,17 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict(model: RKNet, x: torch.Tensor) -> Prediction:
-    """Run the model on (N, 1, 28, 28) inputs once, keeping every solver step's prediction."""
+def predict(model: RKNet, x: torch.Tensor, threads: int | None = 1) -> Prediction:
+    """Run the model on (N, 1, 28, 28) inputs once, keeping every solver step's prediction.
+
+    ``threads=1`` (default): a single image is fastest on one core and then does not fight a
+    training job or the browser for the other (measured in the app: ~200 ms -> ~15 ms per
+    prediction while chromium renders on the same 2-core machine).  None keeps torch's setting.
+    """
     start = time.perf_counter()
     model.eval()
-    traj = model.trajectory(x.to(next(model.parameters()).device))
+    with torch_threads(threads) if threads else contextlib.nullcontext():
+        traj = model.trajectory(x.to(next(model.parameters()).device))
     step_probs = traj.logits.float().softmax(-1).cpu()  # (T, N, classes)
     return Prediction(step_probs[-1], traj.ts, step_probs, traj.stats.nfe, time.perf_counter() - start)
 

@@ -15,7 +15,7 @@ from .problems import ConvergenceResult, FixedRun, ODEProblem
 __all__ = [
     "training_curves", "nfe_curve", "ode_trajectories", "convergence_plot", "probability_bars",
     "step_probabilities", "pca_figure", "feature_maps", "norms_figure", "robustness_heatmap", "accuracy_vs_nfe",
-    "digit_image",
+    "digit_pixels",
 ]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -222,11 +222,8 @@ def accuracy_vs_nfe(df: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def digit_image(image28: np.ndarray, title: str = "What the model sees (28x28)") -> go.Figure:
-    fig = go.Figure(go.Heatmap(z=np.asarray(image28)[::-1], colorscale="gray", showscale=False,
-                               hovertemplate="x=%{x}, y=%{y}: %{z:.2f}<extra></extra>"))
-    fig.update_layout(title=title, height=280, width=280, margin=dict(l=10, r=10, t=40, b=10),
-                      template="plotly_white")
-    fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_yaxes(visible=False, scaleanchor="x")
-    return fig
+def digit_pixels(image28: np.ndarray, scale: int = 6) -> np.ndarray:
+    """28x28 grey (0..1) -> uint8 image enlarged with square pixels, for ``st.image`` (no chart
+    to render in the browser, so the Draw page answers faster)."""
+    img = np.clip(np.asarray(image28, dtype=np.float32), 0, 1)
+    return np.kron((img * 255).round().astype(np.uint8), np.ones((scale, scale), np.uint8))

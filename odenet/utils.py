@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "pick_device", "amp_pays", "safe_name"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "pick_device", "torch_threads", "amp_pays",
+           "safe_name"]
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -70,6 +73,17 @@ def pick_device(requested: str | None = "auto") -> torch.device:
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"device={requested!r} requested but MPS is not available on this machine")
     return dev
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads, then restore (the setting is per calling thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def amp_pays(device: torch.device) -> bool:

@@ -58,7 +58,7 @@ with right:
     m3.metric("Solver", model.config.label(), help="Integrator and step count used for this prediction")
     c1, c2 = st.columns([2, 1])
     c1.plotly_chart(plots.probability_bars(pred.probs[0]), key="draw_bars", width="stretch")
-    c2.plotly_chart(plots.digit_image(prepared.image28), key="draw_img")
+    c2.image(plots.digit_pixels(prepared.image28), caption="What the model sees (28x28)", width=168)
     st.caption(f"{pred.nfe} function evaluations, {1000 * pred.seconds:.0f} ms. Input: {source}. Cropped to the ink, "
                "scaled into 20x20, centred by mass in 28x28, normalised "
                "like the training data.")
