@@ -35,6 +35,7 @@ __all__ = [
 FORMAT = "odenet.rknet"
 VERSION = 1
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+DEFAULT_PRETRAINED = "rk4_1step"
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # an RKNet is ~0.8 MB; anything this big is not ours
 
 
@@ -178,4 +179,5 @@ def pretrained_models() -> dict[str, Path]:
     """Shipped checkpoints by name (file stem), e.g. ``{'rk4_1step': Path(...)}``."""
     if not PRETRAINED_DIR.is_dir():
         return {}
-    return {p.stem: p for p in sorted(PRETRAINED_DIR.glob("*.pt"))}
+    files = sorted(PRETRAINED_DIR.glob("*.pt"), key=lambda p: (p.stem != DEFAULT_PRETRAINED, p.stem))
+    return {p.stem: p for p in files}  # the notebook's configuration first: the pages' default

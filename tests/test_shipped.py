@@ -18,7 +18,7 @@ def test_shipped_models_present_small_and_listed():
     assert {"rk4_1step", "euler_1step"} <= set(SHIPPED)
     for path in SHIPPED.values():
         assert path.stat().st_size < 2 * 1024 * 1024
-    assert [c.key for c in available_models()][:2] == ["shipped:euler_1step", "shipped:rk4_1step"]
+    assert [c.key for c in available_models()][:2] == ["shipped:rk4_1step", "shipped:euler_1step"]
     m = load_model("rk4_1step")
     assert m.config.label() == "rk4 x1" and (m.config.t0, m.config.t1) == (0.0, 1.0)
     assert load_model("euler_1step").config.label() == "euler x1"
