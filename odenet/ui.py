@@ -20,10 +20,22 @@ from .jobs import JobManager, get_manager
 from .models import RKNet
 from .runs import ModelChoice, available_models
 
-__all__ = ["mnist", "cached_model", "manager", "model_picker", "model_and_test", "solver_picker", "require_mnist",
-           "custom_methods", "add_custom_method"]
+__all__ = ["ensure_app_navigation", "mnist", "cached_model", "manager", "model_picker", "model_and_test",
+           "solver_picker", "require_mnist", "custom_methods", "add_custom_method"]
 
 _MODEL_LOCK = threading.Lock()
+
+
+def ensure_app_navigation() -> None:
+    """Call first in every page file.  On a fresh server whose first request is a page URL
+    (a bookmark to /draw, say), Streamlit runs the file in ``pages/`` directly in its legacy
+    multipage mode, bypassing app.py's ``st.navigation`` (wrong menu, no wide layout).  Leave
+    that mode and rerun, so app.py routes the request like any other."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
 
 
 @st.cache_resource(show_spinner="Loading MNIST ...")

@@ -5,8 +5,9 @@ import streamlit as st
 from odenet import plots
 from odenet.analysis import predict
 from odenet.preprocess import ImageError, load_upload, prepare_canvas
-from odenet.ui import model_picker, solver_picker
+from odenet.ui import ensure_app_navigation, model_picker, solver_picker
 
+ensure_app_navigation()
 st.title("Draw a digit")
 
 picked = model_picker("draw_model")

@@ -3,7 +3,9 @@
 import streamlit as st
 
 from odenet.checkpoints import load_checkpoint, pretrained_models
+from odenet.ui import ensure_app_navigation
 
+ensure_app_navigation()
 st.title("odenet: a Neural ODE lab")
 st.markdown(
     """

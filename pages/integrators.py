@@ -11,8 +11,9 @@ from odenet import plots
 from odenet.integrators import METHODS, TableauError
 from odenet.problems import PROBLEMS, convergence, solve_fixed
 from odenet.solvers import SolverError
-from odenet.ui import add_custom_method
+from odenet.ui import add_custom_method, ensure_app_navigation
 
+ensure_app_navigation()
 st.title("Integrators")
 st.caption("Every method is a Butcher tableau run by one generic Runge-Kutta step.")
 

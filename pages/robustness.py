@@ -7,8 +7,9 @@ import streamlit as st
 from odenet import plots
 from odenet.analysis import robustness_grid
 from odenet.integrators import METHODS
-from odenet.ui import model_and_test
+from odenet.ui import ensure_app_navigation, model_and_test
 
+ensure_app_navigation()
 st.title("Solver robustness")
 st.markdown(
     "Evaluate one trained model with many integrators and step counts. If accuracy holds as the solver gets "

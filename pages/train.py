@@ -10,8 +10,9 @@ from odenet.config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConf
 from odenet.integrators import METHODS
 from odenet.jobs import JobRejected
 from odenet.runs import list_runs, read_metrics
-from odenet.ui import manager, require_mnist
+from odenet.ui import ensure_app_navigation, manager, require_mnist
 
+ensure_app_navigation()
 st.title("Train RKNet live")
 mgr = manager()
 owner = st.session_state.setdefault("owner", f"session-{uuid.uuid4().hex[:6]}")

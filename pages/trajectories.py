@@ -6,8 +6,9 @@ import torch
 from odenet import plots
 from odenet.analysis import pca_project, step_view
 from odenet.data import normalize
-from odenet.ui import model_and_test, solver_picker
+from odenet.ui import ensure_app_navigation, model_and_test, solver_picker
 
+ensure_app_navigation()
 st.title("Hidden-state trajectories")
 choice, model, test = model_and_test("traj_model")
 trained = model.trained_config

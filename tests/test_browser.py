@@ -140,7 +140,8 @@ def test_train_page_live_run(server, page):
                            timeout=30_000)  # the live view updates by itself
     # the loss curve grows as the fragment polls (no reload, no click)
     page.wait_for_function("() => { const p = document.querySelector('.js-plotly-plot');"
-                           " return p && p.data && p.data[0] && p.data[0].x.length >= 4; }", timeout=60_000)
+                           " return p && p.querySelectorAll('.scatterlayer .trace .points path').length >= 4; }",
+                           timeout=60_000)
     no_exception(page)
     shot(page, "train")
     page.get_by_role("button", name="■ Stop").click()
