@@ -123,6 +123,19 @@ class TorchdiffeqRKNet(torch.nn.Module):
         return self.output(h)
 
 
+def hand_rk4(f, y, steps: int):
+    """Classic RK4 from t=0 to 1 written out by hand: the solver-overhead baseline."""
+    h = 1.0 / steps
+    for i in range(steps):
+        t = i * h
+        k1 = f(t, y)
+        k2 = f(t + h / 2, y + (h / 2) * k1)
+        k3 = f(t + h / 2, y + (h / 2) * k2)
+        k4 = f(t + h, y + h * k3)
+        y = y + h * ((1 / 6) * k1 + (1 / 3) * k2 + (1 / 3) * k3 + (1 / 6) * k4)
+    return y
+
+
 class UnrolledRK4(torch.nn.Module):
     """RKNet's modules with classic RK4 written out by hand (solver-overhead baseline)."""
 
@@ -131,17 +144,7 @@ class UnrolledRK4(torch.nn.Module):
         self.m, self.steps = model, steps
 
     def forward(self, x):
-        f = self.m.gradient
-        y = self.m.sampling(x)
-        h = 1.0 / self.steps
-        for i in range(self.steps):
-            t = i * h
-            k1 = f(t, y)
-            k2 = f(t + h / 2, y + (h / 2) * k1)
-            k3 = f(t + h / 2, y + (h / 2) * k2)
-            k4 = f(t + h, y + h * k3)
-            y = y + h * ((1 / 6) * k1 + (1 / 3) * k2 + (1 / 3) * k3 + (1 / 6) * k4)
-        return self.m.output(y)
+        return self.m.output(hand_rk4(self.m.gradient, self.m.sampling(x), self.steps))
 
 
 def autocast_forward(model: torch.nn.Module):
@@ -219,15 +222,7 @@ def solver_cost_us(steps: int, reps: int = 20_000) -> float:
         return FixedStepSolver(f, 0.0, 1.0, "rk4", steps=steps, check_finite=False).solve(y0).y
 
     def hand():
-        y, h = y0, 1.0 / steps
-        for i in range(steps):
-            t = i * h
-            k1 = f(t, y)
-            k2 = f(t + h / 2, y + (h / 2) * k1)
-            k3 = f(t + h / 2, y + (h / 2) * k2)
-            k4 = f(t + h, y + h * k3)
-            y = y + h * ((1 / 6) * k1 + (1 / 3) * k2 + (1 / 3) * k3 + (1 / 6) * k4)
-        return y
+        return hand_rk4(f, y0, steps)
 
     def per_call(fn):
         best = float("inf")

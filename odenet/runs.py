@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -105,19 +106,26 @@ class ModelChoice:
     source: str  # shipped | run
 
 
-def available_models(runs_dir: str | Path | None = None) -> list[ModelChoice]:
-    """Shipped models first, then runs with a checkpoint (finished or stopped), newest first."""
+@functools.lru_cache(maxsize=32)
+def _shipped_label(name: str, path: str, mtime: float) -> str | None:
+    """Label of a shipped checkpoint, read once per file version (pages list models on every rerun)."""
     from .checkpoints import load_checkpoint
 
+    try:
+        ck = load_checkpoint(path)
+    except ValueError:
+        return None
+    acc = (ck.metrics or {}).get("test_acc")
+    return f"{name} (shipped, {ck.model_config.label()}" + (f", {100 * acc:.2f}%)" if acc else ")")
+
+
+def available_models(runs_dir: str | Path | None = None) -> list[ModelChoice]:
+    """Shipped models first, then runs with a checkpoint (finished or stopped), newest first."""
     out = []
     for name, path in pretrained_models().items():
-        try:
-            ck = load_checkpoint(path)
-            acc = (ck.metrics or {}).get("test_acc")
-            label = f"{name} (shipped, {ck.model_config.label()}" + (f", {100 * acc:.2f}%)" if acc else ")")
-        except ValueError:
-            continue
-        out.append(ModelChoice(f"shipped:{name}", label, path, "shipped"))
+        label = _shipped_label(name, str(path), path.stat().st_mtime)
+        if label is not None:
+            out.append(ModelChoice(f"shipped:{name}", label, path, "shipped"))
     for run in list_runs(runs_dir):
         if run.checkpoint is not None and run.status in ("finished", "stopped", "interrupted"):
             out.append(ModelChoice(f"run:{run.name}", f"run {run.label()}", run.checkpoint, "run"))
