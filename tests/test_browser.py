@@ -109,8 +109,8 @@ def shot(pg, name: str) -> None:
 
 
 @pytest.mark.parametrize("path, name, text", [
+    ("integrators", "integrators", "Convergence"),  # first request of a fresh server: a page URL
     ("", "home", "a Neural ODE lab"),
-    ("integrators", "integrators", "Convergence"),
     ("trajectories", "trajectories", "Hidden-state trajectories"),
 ])
 def test_pages_load(server, page, path, name, text):
@@ -118,6 +118,9 @@ def test_pages_load(server, page, path, name, text):
     page.get_by_text(text).first.wait_for()
     settle(page, 800)
     no_exception(page)
+    # app.py's navigation (page titles), not Streamlit's legacy file list ("robustness")
+    nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+    assert "Solver robustness" in nav and "Draw a digit" in nav, nav
     if name == "trajectories":
         page.locator(".js-plotly-plot").first.wait_for()
     shot(page, name)
