@@ -151,7 +151,7 @@ def test_train_page_live_run(server, page):
     page.get_by_text("stopped; best test accuracy").wait_for(timeout=60_000)
     page.reload()
     settle(page, 1000)
-    assert page.locator("[data-testid='stDataFrame']").count() >= 1
+    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=60_000)  # the run list
     no_exception(page)
 
 
