@@ -190,10 +190,6 @@ class Trainer:
         """Ask the loop to stop after the current batch (thread-safe)."""
         self._stop.set()
 
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
     # -- helpers ------------------------------------------------------------------------
     def _emit(self, ev: TrainEvent) -> None:
         self.history.append(ev)

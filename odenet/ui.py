@@ -1,8 +1,8 @@
 """Streamlit glue shared by the pages: cached resources and a few common widgets.
 
-Only the pages import this module.  Read-only shared things (MNIST tensors, loaded models)
-use ``st.cache_resource``; anything mutable lives in ``st.session_state`` or in the job
-manager (which is thread-safe).
+Only the pages import this module.  Read-only shared things (checkpoints via
+``st.cache_resource``; MNIST is cached by odenet.data) are read once per process; anything
+mutable lives in ``st.session_state`` or in the thread-safe job manager.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import streamlit as st
 import torch
 
 from .checkpoints import load_model
-from .data import DataError, MNISTSplit, default_cache_dir, load_mnist
-from .integrators import METHODS, RungeKuttaMethod, custom_method, register_method
+from .data import DataError, MNISTSplit, load_mnist
+from .integrators import METHODS, custom_method, register_method
 from .jobs import JobManager, get_manager
 from .models import RKNet
 from .runs import ModelChoice, available_models
 
-__all__ = ["ensure_app_navigation", "mnist", "cached_model", "manager", "model_picker", "model_and_test",
-           "solver_picker", "require_mnist", "custom_methods", "add_custom_method"]
+__all__ = ["ensure_app_navigation", "cached_model", "manager", "model_picker", "model_and_test", "solver_picker",
+           "require_mnist", "add_custom_method"]
 
 _MODEL_LOCK = threading.Lock()
 
@@ -38,16 +38,11 @@ def ensure_app_navigation() -> None:
         st.rerun()
 
 
-@st.cache_resource(show_spinner="Loading MNIST ...")
-def mnist(root: str) -> tuple[MNISTSplit, MNISTSplit]:
-    """(train, test) uint8 tensors, loaded once per server process and cache directory."""
-    return load_mnist(root)
-
-
 def require_mnist() -> tuple[MNISTSplit, MNISTSplit] | None:
     """MNIST or an actionable error box (the page keeps rendering; other pages still work)."""
     try:
-        return mnist(str(default_cache_dir()))
+        with st.spinner("Loading MNIST ..."):
+            return load_mnist()  # verified and read once per process (odenet.data caches it)
     except DataError as exc:
         st.error(f"MNIST is not available: {exc}")
         return None
@@ -108,17 +103,11 @@ def model_and_test(key: str) -> tuple[ModelChoice, RKNet, MNISTSplit]:
     return picked[0], picked[1], data[1]
 
 
-def custom_methods() -> dict[str, RungeKuttaMethod]:
-    """Custom tableaux the user defined in this session (registered as ``custom_<name>``)."""
-    return st.session_state.setdefault("custom_methods", {})
-
-
 def add_custom_method(name: str, a: list[list[float]], b: list[float], c: list[float] | None) -> str:
     """Validate and register a user tableau; returns its registry key.  Raises TableauError."""
     method = custom_method(name, a, b, c)
     key = "custom_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower())[:40]
     register_method(key, method, overwrite=True)
-    custom_methods()[key] = method
     return key
 
 

@@ -3,6 +3,7 @@
 import time
 import uuid
 
+import pandas as pd
 import streamlit as st
 
 from odenet import plots
@@ -138,8 +139,6 @@ def live_view() -> None:
         acc = f"{100 * snap.best_test_acc:.2f}%" if snap.best_test_acc is not None else "n/a"
         st.success(f"Run {snap.run_dir.name if snap.run_dir else ''} {snap.status}; best test accuracy {acc}. "
                    "It is now selectable on the other pages.")
-    import pandas as pd
-
     df = pd.DataFrame([e.to_dict() for e in snap.events])
     if df.empty or "kind" not in df:
         st.caption("waiting for the first batches ...")
