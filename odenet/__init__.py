@@ -2,6 +2,7 @@
 
 from .checkpoints import CheckpointError, load_checkpoint, load_model, pretrained_models, save_checkpoint
 from .config import PRESETS, ConfigError, TrainConfig
+from .errors import OdenetError
 from .integrators import (
     METHODS,
     BogackiShampine32,
@@ -16,10 +17,10 @@ from .integrators import (
     RungeKutta38,
     RungeKuttaMethod,
     TableauError,
+    UnknownIntegrator,
     custom_method,
     get_method,
     method_names,
-    register_method,
 )
 from .models import GradientNet, ModelConfig, ModelTrajectory, RKNet
 from .solvers import (
@@ -29,17 +30,20 @@ from .solvers import (
     MaxStepsExceeded,
     Solution,
     SolverError,
+    SolverSpec,
     SolverStats,
+    StepRecord,
     StepSizeTooSmall,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AdaptiveStepSolver", "BogackiShampine32", "ButcherTableau", "CheckpointError", "ConfigError",
     "DormandPrince54", "Euler", "FixedStepSolver", "GradientNet", "IController", "Kutta3", "METHODS",
-    "MaxStepsExceeded", "Midpoint", "ModelConfig", "ModelTrajectory", "ModifiedEuler", "PRESETS", "RKNet",
-    "Ralston", "RungeKutta38", "RungeKutta4", "RungeKuttaMethod", "Solution", "SolverError", "SolverStats",
-    "StepSizeTooSmall", "TableauError", "TrainConfig", "custom_method", "get_method", "load_checkpoint",
-    "load_model", "method_names", "pretrained_models", "register_method", "save_checkpoint",
+    "MaxStepsExceeded", "Midpoint", "ModelConfig", "ModelTrajectory", "ModifiedEuler", "OdenetError", "PRESETS",
+    "RKNet", "Ralston", "RungeKutta38", "RungeKutta4", "RungeKuttaMethod", "Solution", "SolverError", "SolverSpec",
+    "SolverStats", "StepRecord", "StepSizeTooSmall", "TableauError", "TrainConfig", "UnknownIntegrator",
+    "custom_method", "get_method", "load_checkpoint", "load_model", "method_names", "pretrained_models",
+    "save_checkpoint",
 ]

@@ -13,6 +13,7 @@ import torch
 
 from .data import MNISTSplit
 from .models import RKNet
+from .solvers import SolverSpec
 from .training import evaluate
 from .utils import torch_threads
 
@@ -39,7 +40,7 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict(model: RKNet, x: torch.Tensor, threads: int | None = 1) -> Prediction:
+def predict(model: RKNet, x: torch.Tensor, solver: SolverSpec | None = None, threads: int | None = 1) -> Prediction:
     """Run the model on (N, 1, 28, 28) inputs once, keeping every solver step's prediction.
 
     ``threads=1`` (default): a single image is fastest on one core and then does not fight a
@@ -47,9 +48,8 @@ def predict(model: RKNet, x: torch.Tensor, threads: int | None = 1) -> Predictio
     prediction while chromium renders on the same 2-core machine).  None keeps torch's setting.
     """
     start = time.perf_counter()
-    model.eval()
     with torch_threads(threads) if threads else contextlib.nullcontext():
-        traj = model.trajectory(x.to(next(model.parameters()).device))
+        traj = model.trajectory(x.to(next(model.parameters()).device), solver)
     step_probs = traj.logits.float().softmax(-1).cpu()  # (T, N, classes)
     return Prediction(step_probs[-1], traj.ts, step_probs, traj.stats.nfe, time.perf_counter() - start)
 
@@ -67,14 +67,12 @@ class StepView:
 
 
 @torch.no_grad()
-def step_view(model: RKNet, x: torch.Tensor) -> StepView:
-    """Trajectory of ``x`` (N, 1, 28, 28) plus state and vector-field norms at each step time.
-
-    The vector field is evaluated in eval mode (BatchNorm uses running statistics), the same
-    way the solver evaluated it.
+def step_view(model: RKNet, x: torch.Tensor, solver: SolverSpec | None = None) -> StepView:
+    """Trajectory of ``x`` (N, 1, 28, 28) under ``solver`` plus state and vector-field norms at
+    each step time.  ``model`` must be in eval mode (BatchNorm uses running statistics), as
+    every model the app loads is.
     """
-    model.eval()
-    traj = model.trajectory(x)
+    traj = model.trajectory(x, solver)
     states = traj.states  # (T, N, C, H, W)
     fn = torch.stack([model.gradient(float(t), h).flatten(1).norm(dim=1) for t, h in zip(traj.ts, states)])
     probs = traj.logits.softmax(-1)
@@ -96,26 +94,21 @@ def pca_project(states: torch.Tensor, k: int = 3) -> tuple[torch.Tensor, torch.T
 
 def robustness_grid(model: RKNet, split: MNISTSplit, integrators: list[str], steps: list[int],
                     progress: Callable[[float, str], None] | None = None) -> pd.DataFrame:
-    """Test accuracy of ``model`` for every (integrator, steps) pair on ``split``.
-
-    Returns columns integrator, steps, nfe (per forward pass), accuracy, loss, seconds.
-    The model's own solver settings are restored afterwards.
-    """
-    saved = model.config
+    """Test accuracy of ``model`` for every (integrator, steps) pair on ``split``, each solved on
+    the model's own interval.  Returns columns integrator, steps, nfe (per forward pass),
+    accuracy, loss, seconds.  The model is not changed."""
+    base = model.config.solver
     rows = []
     total = len(integrators) * len(steps)
-    try:
-        for i, name in enumerate(integrators):
-            for j, n in enumerate(steps):
-                if progress is not None:
-                    progress((i * len(steps) + j) / total, f"{name} x{n}")
-                model.set_solver(integrator=name, steps=n, adaptive=False)
-                start = time.perf_counter()
-                loss, acc = evaluate(model, split)
-                rows.append(dict(integrator=name, steps=n, nfe=model.last_stats.nfe, accuracy=acc, loss=loss,
-                                 seconds=time.perf_counter() - start))
-    finally:
-        model.config = saved
+    for i, name in enumerate(integrators):
+        for j, n in enumerate(steps):
+            if progress is not None:
+                progress((i * len(steps) + j) / total, f"{name} x{n}")
+            spec = base.replace(integrator=name, steps=n, adaptive=False)
+            start = time.perf_counter()
+            loss, acc = evaluate(model, split, solver=spec)
+            rows.append(dict(integrator=name, steps=n, nfe=spec.nfe_estimate, accuracy=acc, loss=loss,
+                             seconds=time.perf_counter() - start))
     if progress is not None:
         progress(1.0, "done")
     return pd.DataFrame(rows)

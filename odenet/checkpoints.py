@@ -7,8 +7,9 @@ is refused instead of executed.  A bare ``state_dict`` saved from the notebook a
 
 from __future__ import annotations
 
+import functools
 import pickle
-import re
+import pickletools
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from .config import ConfigError, TrainConfig
+from .errors import OdenetError
 from .models import ModelConfig, RKNet
 from .utils import atomic_torch_save
 
@@ -29,6 +31,9 @@ __all__ = [
     "load_model",
     "PRETRAINED_DIR",
     "pretrained_models",
+    "resolve_model_path",
+    "ModelSummary",
+    "summarize_checkpoint",
     "MAX_CHECKPOINT_BYTES",
 ]
 
@@ -39,7 +44,7 @@ DEFAULT_PRETRAINED = "rk4_1step"
 MAX_CHECKPOINT_BYTES = 64 * 1024 * 1024  # an RKNet is ~0.8 MB; anything this big is not ours
 
 
-class CheckpointError(ValueError):
+class CheckpointError(OdenetError, ValueError):
     """A file is not a valid odenet/notebook checkpoint; the message says what is wrong."""
 
 
@@ -85,22 +90,43 @@ def _read(path: Path) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # torch warns about foreign pickle protocols
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        found = re.search(r"GLOBAL ([\w.]+)", text)
-        if found:
+    except pickle.UnpicklingError:
+        foreign = [g for g in _pickle_globals(path) if not g.startswith(("torch.", "collections."))]
+        if foreign:
             raise CheckpointError(
-                f"checkpoint {path} was refused: it references {found.group(1)}, i.e. objects other than tensors "
-                f"and plain data (possibly code), so it was not loaded"
+                f"checkpoint {path} was refused: it references {', '.join(foreign[:3])}, i.e. objects other than "
+                f"tensors and plain data (possibly code), so it was not loaded"
             ) from None
-        detail = re.search(r"(Unsupported operand \d+|[^\n]*error[^\n]*)\s*$", text.split("Check the doc")[0].strip())
         raise CheckpointError(f"checkpoint {path} is not a valid PyTorch checkpoint (truncated, corrupted or "
-                              f"another format): {detail.group(1) if detail else 'unreadable pickle'}") from None
+                              f"another format): torch's safe loader could not read it") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError,
             TypeError, KeyError, IndexError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"checkpoint {path} is not a valid PyTorch checkpoint (truncated or corrupted?): "
                               f"{first}") from exc
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """Names of the classes/functions a pickle (raw, or inside torch's zip format) would import,
+    read with pickletools without executing anything; [] if the file cannot be parsed."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                name = next((n for n in zf.namelist() if n.endswith("data.pkl")), None)
+                data = zf.read(name) if name else b""
+        else:
+            data = path.read_bytes()
+        found, strings = [], []
+        for op, arg, _ in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        return list(dict.fromkeys(found))
+    except Exception:  # noqa: BLE001 - a file we cannot even parse simply has no names to report
+        return []
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -142,15 +168,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> RKNet:
-    """A ready :class:`RKNet` in eval mode; ``model.config`` is its ModelConfig (and stays
-    available as ``model.trained_config`` after a solver swap); ``model.train_config`` /
-    ``model.metrics`` come from the checkpoint (None / {} if absent).
+    """A ready :class:`RKNet` in eval mode.  ``model.config`` is its ModelConfig (the training
+    solver); ``model.train_config`` / ``model.metrics`` / ``model.source_path`` say where the
+    weights came from (None / {} if the checkpoint has no such record).
 
     ``path`` may also be the name of a shipped model (e.g. ``"rk4_1step"``).
     """
-    p = Path(path)
-    if not p.exists() and isinstance(path, str) and path in pretrained_models():
-        p = pretrained_models()[path]
+    p = resolve_model_path(path)
     ckpt = load_checkpoint(p)
     model = RKNet(ckpt.model_config)
     expected = model.state_dict()
@@ -169,10 +193,46 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> RKNet:
         raise CheckpointError(f"checkpoint {p} holds NaN/inf weights in {bad[:3]}")
     model.load_state_dict(ckpt.state_dict)
     model.train_config = ckpt.train_config
-    model.trained_config = ckpt.model_config  # the solver it was trained with, even after set_solver
-    model.metrics = ckpt.metrics or {}
+    model.metrics = dict(ckpt.metrics or {})
     model.source_path = p
     return model.to(device).to(memory_format=torch.channels_last).eval()
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A checkpoint path, or the file of a shipped model given by name (``"rk4_1step"``)."""
+    p = Path(path)
+    if not p.exists() and isinstance(path, str) and path in pretrained_models():
+        return pretrained_models()[path]
+    return p
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What lists of models show about a checkpoint: its solver and recorded test accuracy."""
+
+    name: str
+    path: Path
+    solver_label: str
+    test_acc: float | None
+
+    def label(self, source: str = "shipped") -> str:
+        """``rk4_1step (shipped, rk4 x1, 99.53%)``: the one model label of the app and CLI."""
+        acc = f", {100 * self.test_acc:.2f}%" if self.test_acc is not None else ""
+        return f"{self.name} ({source}, {self.solver_label}{acc})"
+
+
+@functools.lru_cache(maxsize=64)
+def _summary(name: str, path: str, mtime: float) -> ModelSummary:
+    ck = load_checkpoint(path)
+    acc = (ck.metrics or {}).get("test_acc")
+    return ModelSummary(name, Path(path), ck.model_config.label(), float(acc) if isinstance(acc, float) else None)
+
+
+def summarize_checkpoint(path: str | Path, name: str | None = None) -> ModelSummary:
+    """Read a checkpoint's summary once per file version (lists are redrawn on every page rerun).
+    Raises CheckpointError for an unreadable file."""
+    p = Path(path)
+    return _summary(name or p.stem, str(p), p.stat().st_mtime if p.exists() else 0.0)
 
 
 def pretrained_models() -> dict[str, Path]:

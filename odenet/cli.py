@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from .errors import OdenetError
 from .integrators import METHODS
+from .models import ModelConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -29,6 +31,7 @@ FIELD_HELP: dict[str, str] = {
     "adaptive": "use the adaptive solver (embedded pairs only: bosh3, dopri5)",
     "rtol": "adaptive solver relative tolerance",
     "atol": "adaptive solver absolute tolerance",
+    "max_steps": "adaptive solver: most steps per solve before giving up",
     "preset": f"training recipe: {', '.join(PRESETS)} (other options override it)",
     "epochs": "passes over the training subset",
     "batch_size": "images per optimisation step",
@@ -48,13 +51,16 @@ FIELD_HELP: dict[str, str] = {
            "with AMX)",
     "compile": "torch.compile the model",
 }
-_SKIP = {"custom_tableau"}
+_SKIP = {"custom_tableau", "classes", "model"}
+
+
+def _option_fields() -> list[Any]:
+    """Every config field the CLI exposes: ModelConfig's (flattened) then TrainConfig's own."""
+    return [f for f in (*fields(ModelConfig), *fields(TrainConfig)) if f.name not in _SKIP]
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    for f in fields(TrainConfig):
-        if f.name in _SKIP:
-            continue
+    for f in _option_fields():
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not MISSING else None
         help_ = f"{FIELD_HELP.get(f.name, f.name)} (default: {default})"
@@ -96,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--integrator", choices=list(METHODS), help="evaluate with this integrator")
     e.add_argument("--steps", type=int, help="evaluate with this many solver steps")
     e.add_argument("--t1", type=float, help="evaluate with this end time")
+    e.add_argument("--adaptive", action=argparse.BooleanOptionalAction, default=None,
+                   help="evaluate with the adaptive solver (bosh3, dopri5)")
+    e.add_argument("--rtol", type=float, help="adaptive solver relative tolerance")
+    e.add_argument("--atol", type=float, help="adaptive solver absolute tolerance")
     e.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -108,9 +118,12 @@ def _train(args: argparse.Namespace) -> int:
 
     base: dict[str, Any] = {}
     if args.config is not None:
-        base = TrainConfig.from_json(args.config.read_text()).to_dict()
-    opts = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
-            if f.name not in _SKIP and getattr(args, f.name, None) is not None}
+        try:
+            text = args.config.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --config {args.config}: {exc.strerror or exc}") from None
+        base = TrainConfig.from_json(text).to_dict()
+    opts = {f.name: getattr(args, f.name) for f in _option_fields() if getattr(args, f.name, None) is not None}
     preset = opts.pop("preset", base.pop("preset", "default"))
     cfg = TrainConfig.from_preset(preset, **{**base, **opts})
     rank = int(os.environ.get("RANK", "0"))  # under torchrun only rank 0 writes and reports
@@ -157,13 +170,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .training import evaluate
 
     model = load_model(args.checkpoint, device=args.device if args.device != "auto" else "cpu")
-    changes = {k: getattr(args, k) for k in ("integrator", "steps", "t1") if getattr(args, k) is not None}
-    if changes:
-        model.set_solver(**changes)
+    changes = {k: getattr(args, k) for k in ("integrator", "steps", "t1", "adaptive", "rtol", "atol")
+               if getattr(args, k) is not None}
+    solver = model.config.solver.replace(**changes)
     _, test = load_mnist()
     test = test.subset(args.test_size)
-    loss, acc = evaluate(model, test)
-    res = {"checkpoint": str(args.checkpoint), "solver": model.config.label(), "test_images": len(test),
+    loss, acc = evaluate(model, test, solver=solver)
+    res = {"checkpoint": str(args.checkpoint), "solver": solver.label(), "test_images": len(test),
            "test_loss": loss, "test_acc": acc}
     if args.json:
         print(json.dumps(res))
@@ -174,13 +187,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _models() -> int:
-    from .checkpoints import load_checkpoint, pretrained_models
+    from .checkpoints import pretrained_models, summarize_checkpoint
 
     for name, path in pretrained_models().items():
-        ck = load_checkpoint(path)
-        acc = (ck.metrics or {}).get("test_acc")
-        acc_s = f"{100 * acc:.2f}%" if isinstance(acc, float) else "?"
-        print(f"{name:<16} {ck.model_config.label():<14} test acc {acc_s:<8} {path}")
+        info = summarize_checkpoint(path, name)
+        acc_s = f"{100 * info.test_acc:.2f}%" if info.test_acc is not None else "?"
+        print(f"{name:<16} {info.solver_label:<14} test acc {acc_s:<8} {path}")
     return 0
 
 
@@ -196,6 +208,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "evaluate":
             return _evaluate(args)
         return _models()
-    except (ConfigError, ValueError) as exc:
+    except OdenetError as exc:  # the user's input is wrong: one clean line; anything else is a bug (traceback)
         print(f"error: {exc}", file=sys.stderr)
         return 2

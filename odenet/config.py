@@ -4,46 +4,60 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from .errors import ConfigError
 from .models import ModelConfig
 
-__all__ = ["ConfigError", "TrainConfig", "PRESETS", "OPTIMIZERS", "SCHEDULES", "TRAIN_SIZE_MAX"]
+__all__ = ["ConfigError", "TrainConfig", "PRESETS", "APP_SETTINGS", "OPTIMIZERS", "SCHEDULES", "TRAIN_SIZE_MAX"]
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
 TRAIN_SIZE_MAX = 60_000
 
 
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and the value."""
-
-
-# Presets: the notebook's recipe verbatim, and the project's default (chosen by measurement,
-# see README "Training recipe"): AdamW + one-cycle reaches >= 98% test accuracy in one epoch.
+# Recipes by name.  A preset sets every optimisation field it lists; anything it does not list
+# keeps TrainConfig's default, so ``from_preset(name)`` means the same thing in the CLI, the app
+# and a saved run.  "notebook" is the seed notebook's recipe exactly: Adam, lr 0.1, no weight
+# decay, constant learning rate, batch 128, 20 epochs, fp32.  "default" was chosen by measurement
+# (README "Training recipe"): AdamW + one-cycle reaches >= 98% test accuracy in one epoch.
 PRESETS: dict[str, dict[str, Any]] = {
     "default": dict(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle", batch_size=128, epochs=8,
                     augment=False),
     "notebook": dict(optimizer="adam", lr=0.1, weight_decay=0.0, schedule="constant", batch_size=128, epochs=20,
-                     augment=False),
+                     augment=False, amp=False),
 }
+
+# What the app's Train page starts from (on top of a preset): a short run that a first-time
+# user sees finish, with frequent reports and mid-epoch evaluations on 1,000 test images.
+APP_SETTINGS: dict[str, Any] = dict(train_size=20_000, epochs=1, eval_size=1000, log_every=5)
+
+_MODEL_FIELDS = frozenset(f.name for f in fields(ModelConfig))
+
+
+def _split_model_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """Fold flat model keys (``integrator=...``, the CLI's and older checkpoints' form) into ``model``."""
+    flat = {k: d[k] for k in d if k in _MODEL_FIELDS}
+    if not flat:
+        return d
+    rest = {k: v for k, v in d.items() if k not in _MODEL_FIELDS}
+    base = rest.get("model")
+    if isinstance(base, ModelConfig):
+        base = base.to_dict()
+    rest["model"] = {**(base or {}), **flat}
+    return rest
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs; validated on construction, saved beside the weights."""
+    """Everything a training run needs; validated on construction, saved beside the weights.
 
-    # model / solver (defaults are ModelConfig's: one source of truth)
-    integrator: str = ModelConfig.integrator
-    steps: int = ModelConfig.steps
-    t0: float = ModelConfig.t0
-    t1: float = ModelConfig.t1
-    channels: int = ModelConfig.channels
-    adaptive: bool = ModelConfig.adaptive
-    rtol: float = ModelConfig.rtol
-    atol: float = ModelConfig.atol
-    custom_tableau: dict[str, Any] | None = None
+    ``model`` is the :class:`ModelConfig` (architecture and training solver); a new model field
+    reaches the CLI (flattened into flags), the app and checkpoints without touching this class.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
     # optimisation
     preset: str = "default"
     epochs: int = 8
@@ -66,10 +80,18 @@ class TrainConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            try:
+                object.__setattr__(self, "model", ModelConfig.from_dict(self.model))
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"model: {exc}") from exc
+        if not isinstance(self.model, ModelConfig):
+            raise ConfigError(f"model must be a ModelConfig, got {type(self.model).__name__}")
+
         def err(name: str, why: str) -> ConfigError:
             return ConfigError(f"{name} {why}, got {getattr(self, name)!r}")
 
-        for name in ("steps", "channels", "epochs", "batch_size", "train_size", "log_every"):
+        for name in ("epochs", "batch_size", "train_size", "log_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise err(name, "must be a positive integer")
@@ -84,7 +106,7 @@ class TrainConfig:
             raise err("train_size", f"must be at most {TRAIN_SIZE_MAX} (the MNIST training set)")
         if self.batch_size > self.train_size:
             raise ConfigError(f"batch_size ({self.batch_size}) must not exceed train_size ({self.train_size})")
-        for name in ("lr", "weight_decay", "momentum", "t0", "t1", "rtol", "atol"):
+        for name in ("lr", "weight_decay", "momentum"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise err(name, "must be a finite number")
@@ -105,27 +127,32 @@ class TrainConfig:
             raise err("amp", "must be true, false or null (auto)")
         if not isinstance(self.device, str):
             raise err("device", "must be a string such as 'auto', 'cpu' or 'cuda'")
-        try:
-            mc = self.model_config()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        if self.custom_tableau is None and mc.custom_tableau is not None:
-            object.__setattr__(self, "custom_tableau", mc.custom_tableau)
-
-    def model_config(self) -> ModelConfig:
-        """The architecture/solver part of this config."""
-        return ModelConfig(integrator=self.integrator, steps=self.steps, t0=self.t0, t1=self.t1,
-                           channels=self.channels, adaptive=self.adaptive, rtol=self.rtol, atol=self.atol,
-                           custom_tableau=self.custom_tableau)
+        for name in ("augment", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise err(name, "must be true or false")
 
     @classmethod
     def from_preset(cls, name: str = "default", **overrides: Any) -> TrainConfig:
-        """A config from a named recipe (``default`` or ``notebook``) plus overrides."""
+        """A config from a named recipe plus overrides (model fields may be given flat:
+        ``from_preset("notebook", integrator="euler")``)."""
         if name not in PRESETS:
             raise ConfigError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
-        return cls(**{**PRESETS[name], "preset": name, **overrides})
+        return cls.from_dict({**PRESETS[name], "preset": name, **overrides})
+
+    @classmethod
+    def for_app(cls, preset: str = "default", **overrides: Any) -> TrainConfig:
+        """The Train page's config: ``preset`` plus :data:`APP_SETTINGS` plus the user's choices;
+        mid-epoch evaluations four times per epoch unless ``eval_every`` is given."""
+        cfg = cls.from_preset(preset, **{**APP_SETTINGS, **overrides})
+        if "eval_every" not in overrides:
+            cfg = cfg.replace(eval_every=max(10, cfg.batches_per_epoch() // 4))
+        return cfg
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes``; model fields may be given flat (``replace(steps=4)``)."""
+        model_changes = {k: changes.pop(k) for k in list(changes) if k in _MODEL_FIELDS}
+        if model_changes:
+            changes["model"] = changes.get("model", self.model).replace(**model_changes)
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,12 +163,14 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """From :meth:`to_dict`'s nested form, or the flat form (model fields at the top level)."""
         if not isinstance(d, dict):
             raise ConfigError(f"config must be a JSON object, got {type(d).__name__}")
+        d = _split_model_fields(d)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; valid keys are {sorted(known)}")
+            raise ConfigError(f"unknown config keys {unknown}; valid keys are {sorted(known | _MODEL_FIELDS)}")
         try:
             return cls(**d)
         except TypeError as exc:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import OdenetError
 from .utils import atomic_write_bytes
 
 __all__ = [
@@ -55,7 +56,7 @@ RAW_SHA256 = {
 _LOCK = threading.Lock()
 
 
-class DataError(RuntimeError):
+class DataError(OdenetError, RuntimeError):
     """MNIST could not be found, verified or read; the message says how to fix it."""
 
 

@@ -11,18 +11,23 @@ tensor (or anything supporting ``+`` and scalar ``*``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
+
+from .errors import OdenetError
 
 __all__ = [
     "TableauError",
+    "UnknownIntegrator",
     "ButcherTableau",
     "RungeKuttaMethod",
+    "RKStep",
     "rk_step",
     "custom_method",
-    "register_method",
-    "is_builtin",
+    "method_from_spec",
+    "method_key",
     "method_spec",
     "get_method",
     "method_names",
@@ -42,8 +47,12 @@ VectorField = Callable[[float, Any], Any]
 _TOL = 1e-10
 
 
-class TableauError(ValueError):
+class TableauError(OdenetError, ValueError):
     """A Butcher tableau is inconsistent (names the offending entry)."""
+
+
+class UnknownIntegrator(OdenetError, ValueError):
+    """An integrator name that is neither built in nor carried by a custom tableau."""
 
 
 def _as_floats(name: str, values: Sequence[Any]) -> tuple[float, ...]:
@@ -115,6 +124,16 @@ class ButcherTableau:
         return len(self.b)
 
     @property
+    def fsal(self) -> bool:
+        """First Same As Last: the last stage is evaluated at ``(t + dt, y_next)``, so it is the
+        next step's first stage and a step costs ``stages - 1`` new evaluations (dopri5, bosh3).
+        Read off the tableau: ``c[-1] == 1``, the last row of ``a`` equals ``b`` and ``c[0] == 0``."""
+        s = self.stages
+        return (s > 1 and self.c[0] == 0.0 and abs(self.c[-1] - 1.0) <= _TOL
+                and all(abs(x - y) <= _TOL for x, y in zip(self.a[-1][: s - 1], self.b[: s - 1]))
+                and self.b[-1] == 0.0)
+
+    @property
     def embedded(self) -> bool:
         """Whether the tableau carries an embedded error estimate (adaptive stepping)."""
         return self.b_error is not None
@@ -147,14 +166,27 @@ class ButcherTableau:
         return order
 
 
-def rk_step(tableau: ButcherTableau, f: VectorField, t: float, dt: float, y: Any) -> tuple[Any, Any | None]:
-    """One explicit RK step of ``tableau``: returns ``(y_next, error_estimate or None)``.
+class RKStep(NamedTuple):
+    """One step's result: the new state, the embedded error estimate (None without a pair) and
+    the last stage ``k_s`` (for FSAL tableaux this is ``f(t + dt, y_next)``, the next ``k_1``)."""
 
-    The single step routine of the project; zero coefficients are skipped so Euler and
-    RK4 cost exactly what a hand-written step costs.
+    y: Any
+    error: Any | None
+    k_last: Any
+
+
+def rk_step(tableau: ButcherTableau, f: VectorField, t: float, dt: float, y: Any, k1: Any | None = None) -> RKStep:
+    """One explicit RK step of ``tableau`` (the single step routine of the project).
+
+    ``k1``, when given, is ``f(t, y)`` already known (FSAL reuse, or a rejected step retried
+    from the same point) and is not evaluated again.  Zero coefficients are skipped, so Euler
+    and RK4 cost exactly what a hand-written step costs.
     """
     k: list[Any] = []
     for i in range(tableau.stages):
+        if i == 0 and k1 is not None:
+            k.append(k1)
+            continue
         yi = y
         for j, aij in enumerate(tableau.a[i][:i]):
             if aij != 0.0:
@@ -171,7 +203,7 @@ def rk_step(tableau: ButcherTableau, f: VectorField, t: float, dt: float, y: Any
             if ei != 0.0:
                 err = ei * ki if err is None else err + ei * ki
         err = dt * err
-    return y_next, err
+    return RKStep(y_next, err, k[-1])
 
 
 @dataclass(frozen=True)
@@ -197,16 +229,22 @@ class RungeKuttaMethod:
         """True when the method has an embedded pair usable by the adaptive solver."""
         return self.tableau.embedded
 
+    def nfe(self, steps: int) -> int:
+        """Evaluations that ``steps`` consecutive fixed steps cost: stages x steps, less one per
+        step after the first for FSAL tableaux (their last stage is the next step's first)."""
+        return self.stages * steps - (steps - 1 if self.tableau.fsal and steps > 0 else 0)
+
     def step(self, f: VectorField, t: float, dt: float, y: Any) -> Any:
         """Advance ``y`` from ``t`` to ``t + dt`` (notebook interface)."""
-        return rk_step(self.tableau, f, t, dt, y)[0]
+        return rk_step(self.tableau, f, t, dt, y).y
 
     def step_with_error(self, f: VectorField, t: float, dt: float, y: Any) -> tuple[Any, Any]:
         """Advance and return the embedded local error estimate as well."""
         if not self.adaptive:
             raise ValueError(f"method {self.name!r} has no embedded error estimate (b_error); "
                              "it cannot step adaptively")
-        return rk_step(self.tableau, f, t, dt, y)
+        step = rk_step(self.tableau, f, t, dt, y)
+        return step.y, step.error
 
     def __repr__(self) -> str:
         return f"RungeKuttaMethod({self.name!r}, order={self.order}, stages={self.stages})"
@@ -306,7 +344,7 @@ DormandPrince54 = _method(
     description="Dormand-Prince 5(4) ('dopri5'): order 5 with an embedded order-4 estimate, 7 stages (1980).",
 )
 
-METHODS: dict[str, RungeKuttaMethod] = {
+METHODS: Mapping[str, RungeKuttaMethod] = MappingProxyType({
     "euler": Euler,
     "modified_euler": ModifiedEuler,
     "midpoint": Midpoint,
@@ -316,17 +354,20 @@ METHODS: dict[str, RungeKuttaMethod] = {
     "rk38": RungeKutta38,
     "bosh3": BogackiShampine32,
     "dopri5": DormandPrince54,
-}
-_BUILTIN = frozenset(METHODS)
+})
+"""The built-in methods by short name: read-only, shared by every user of a server.  User
+methods are never added here; they travel as specs (:func:`method_spec`) in a config, a
+checkpoint or a user's session."""
 
 
 def method_names(adaptive: bool | None = None) -> list[str]:
-    """Registered short names; ``adaptive=True/False`` filters by embedded pair."""
+    """Built-in short names; ``adaptive=True/False`` filters by embedded pair."""
     return [k for k, m in METHODS.items() if adaptive is None or m.adaptive == adaptive]
 
 
 def get_method(name: str | RungeKuttaMethod) -> RungeKuttaMethod:
-    """Look a method up by short name (``"rk4"``), class-style name (``"RungeKutta4"``) or pass one through."""
+    """A built-in method by short name (``"rk4"``) or class-style name (``"RungeKutta4"``); a
+    :class:`RungeKuttaMethod` (built-in or custom) is passed through."""
     if isinstance(name, RungeKuttaMethod):
         return name
     if isinstance(name, str):
@@ -335,27 +376,33 @@ def get_method(name: str | RungeKuttaMethod) -> RungeKuttaMethod:
         for m in METHODS.values():
             if m.name == name:
                 return m
-    raise ValueError(f"unknown integrator {name!r}; choose one of {', '.join(METHODS)}")
+    raise UnknownIntegrator(f"unknown integrator {name!r}; choose one of {', '.join(METHODS)} "
+                     f"(or give a custom tableau)")
 
 
-def is_builtin(key: str) -> bool:
-    return key in _BUILTIN
+def method_key(name: str) -> str:
+    """The identifier a custom method is stored under: ``"custom_" + name`` made safe
+    (``"RK²"`` -> ``"custom_rk2"``); raises TableauError if nothing usable is left."""
+    if not isinstance(name, str):
+        raise TableauError(f"name must be a string, got {name!r}")
+    table = str.maketrans("²³¹⁰⁴⁵⁶⁷⁸⁹", "2310456789")
+    safe = "".join(ch if ch.isascii() and ch.isalnum() else "_" for ch in name.translate(table).lower())
+    safe = "_".join(p for p in safe.split("_") if p)[:40]
+    if not safe:
+        raise TableauError(f"name {name!r} has no letters or digits; use a name such as 'heun3'")
+    return "custom_" + safe
 
 
 def method_spec(method: RungeKuttaMethod) -> dict[str, Any]:
-    """Plain-data description of a method (JSON/checkpoint friendly), inverse of :func:`custom_method`."""
+    """Plain-data description of a method (JSON/checkpoint friendly), inverse of :func:`method_from_spec`."""
     tab = method.tableau
     return {"name": method.name, "a": [list(r) for r in tab.a], "b": list(tab.b), "c": list(tab.c),
             "order": method.order, "b_error": None if tab.b_error is None else list(tab.b_error)}
 
 
-def register_method(key: str, method: RungeKuttaMethod, overwrite: bool = False) -> RungeKuttaMethod:
-    """Add a (custom) method to the registry under ``key``; built-ins cannot be replaced."""
-    if not isinstance(key, str) or not key.isidentifier():
-        raise ValueError(f"method key must be an identifier such as 'my_rk', got {key!r}")
-    if key in _BUILTIN:
-        raise ValueError(f"method key {key!r} is a built-in integrator and cannot be replaced")
-    if key in METHODS and not overwrite and METHODS[key] != method:
-        raise ValueError(f"method key {key!r} is already registered; pass overwrite=True to replace it")
-    METHODS[key] = method
-    return method
+def method_from_spec(spec: Mapping[str, Any]) -> RungeKuttaMethod:
+    """Rebuild (and re-validate) a method from :func:`method_spec`'s dict; TableauError if invalid."""
+    if not isinstance(spec, Mapping) or "a" not in spec or "b" not in spec:
+        raise TableauError(f"a custom tableau needs at least 'a' and 'b', got {spec!r}")
+    return custom_method(spec.get("name", "custom"), spec["a"], spec["b"], spec.get("c"), spec.get("order"),
+                         spec.get("b_error"))

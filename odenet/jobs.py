@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .config import TrainConfig
+from .errors import OdenetError
 from .training import Trainer, TrainEvent, default_runs_dir, new_run_dir
 
 __all__ = ["JobLimits", "Job", "JobSnapshot", "JobManager", "get_manager", "QueueFull", "JobRejected"]
@@ -27,7 +28,7 @@ __all__ = ["JobLimits", "Job", "JobSnapshot", "JobManager", "get_manager", "Queu
 ACTIVE = ("queued", "running")
 
 
-class JobRejected(ValueError):
+class JobRejected(OdenetError, ValueError):
     """A job was refused (over the per-job caps); the message says which cap and how to change it."""
 
 
@@ -87,7 +88,7 @@ class Job:
     events: list[TrainEvent] = field(default_factory=list)
     message: str = ""
     best_test_acc: float | None = None
-    trainer: Trainer | None = field(default=None, repr=False)
+    stop_event: threading.Event = field(default_factory=threading.Event, repr=False)  # handed to the Trainer
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,8 @@ class JobSnapshot:
     def estimated_duration(self) -> float:
         """Rough total seconds for a queued job, from its size (used for queue waits)."""
         c = self.config
-        nfe = 4 if c.adaptive else c.steps  # per-batch cost roughly scales with stages x steps
-        return c.epochs * c.train_size / 1000.0 * (0.5 + 0.15 * nfe)
+        nfe = c.model.solver.nfe_estimate  # evaluations per forward (one step's worth when adaptive)
+        return c.epochs * c.train_size / 1000.0 * (0.5 + 0.04 * nfe * (3 if c.model.adaptive else 1))
 
 
 class JobManager:
@@ -173,8 +174,8 @@ class JobManager:
                 self._queue.remove(job_id)
                 job.status, job.ended, job.message = "cancelled", time.time(), "cancelled before it started"
                 return True
-            if job.status == "running" and job.trainer is not None:
-                job.trainer.stop()
+            if job.status == "running":  # its Trainer may not exist yet: it will read this event
+                job.stop_event.set()
                 return True
             return False
 
@@ -235,9 +236,9 @@ class JobManager:
             self._closed = True
             for i in list(self._queue):
                 self.stop(i)
-            cur = next((j for j in self._jobs.values() if j.status == "running"), None)
-            if cur is not None and cur.trainer is not None:
-                cur.trainer.stop()
+            for job in self._jobs.values():
+                if job.status == "running":
+                    job.stop_event.set()
             self._wake.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=60)
@@ -276,9 +277,10 @@ class JobManager:
         status, message = "failed", ""
         try:
             run_dir = new_run_dir(self.runs_dir, job.name, job.config)
-            trainer = Trainer(job.config, data=self._data_loader, run_dir=run_dir, callback=on_event)
             with self._lock:
-                job.run_dir, job.trainer = run_dir, trainer
+                job.run_dir = run_dir
+            trainer = Trainer(job.config, data=self._data_loader, run_dir=run_dir, callback=on_event,
+                              stop_event=job.stop_event)
             res = trainer.run()
             status, message = res.status, res.message
             with self._lock:
@@ -289,7 +291,7 @@ class JobManager:
             message = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
         with self._lock:
-            job.status, job.message, job.ended, job.trainer = status, message, time.time(), None
+            job.status, job.message, job.ended = status, message, time.time()
             self._wake.notify_all()
 
 

@@ -8,27 +8,32 @@ names match the notebook so its ``state_dict`` loads unchanged.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .integrators import METHODS, custom_method, get_method, is_builtin, method_spec, register_method
-from .solvers import AdaptiveStepSolver, FixedStepSolver, SolverStats
+from .errors import ConfigError
+from .integrators import RungeKuttaMethod
+from .solvers import Solution, SolverSpec, SolverStats, StepRecord
 
 __all__ = ["ModelConfig", "GradientNet", "RKNet", "ModelTrajectory"]
+
+_SOLVER_FIELDS = ("integrator", "steps", "t0", "t1", "adaptive", "rtol", "atol", "max_steps", "custom_tableau")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything that defines an RKNet's architecture and its solver.
+    """Everything that defines an RKNet: its architecture and the solver it was trained with.
 
-    ``integrator`` is a registered method name; ``custom_tableau`` (a dict with ``name``,
-    ``a``, ``b``, ``c``, ``order``) carries a user-defined method so checkpoints can rebuild it.
-    ``adaptive`` uses the embedded pair with ``rtol``/``atol`` instead of ``steps``.
+    The solver fields (``integrator``, ``steps``, ``t0``, ``t1``, ``adaptive``, ``rtol``, ``atol``,
+    ``max_steps``, ``custom_tableau``) are validated as one :class:`~odenet.solvers.SolverSpec`,
+    available as :attr:`solver`.  A user-defined method travels in ``custom_tableau`` (a dict
+    with ``name``, ``a``, ``b``, ``c``, ``order``), so checkpoints rebuild it anywhere without a
+    global registry.
     """
 
     integrator: str = "rk4"
@@ -41,33 +46,36 @@ class ModelConfig:
     rtol: float = 1e-3
     atol: float = 1e-4
     max_steps: int = 1000
-    custom_tableau: dict[str, Any] | None = field(default=None, compare=False)
+    custom_tableau: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
-        if self.custom_tableau is not None:
-            ensure_custom_registered(self.integrator, self.custom_tableau)
-        method = get_method(self.integrator)  # raises ValueError naming valid choices
-        if self.custom_tableau is None and not is_builtin(self.integrator):
-            # a user-defined method: carry its tableau so saved configs/checkpoints rebuild it anywhere
-            object.__setattr__(self, "custom_tableau", method_spec(method))
-        for name in ("steps", "channels", "classes", "max_steps"):
+        for name in ("channels", "classes"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("t0", "t1", "rtol", "atol"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"{name} must be a finite number, got {v!r}")
-            object.__setattr__(self, name, float(v))
-        if self.t0 == self.t1:
-            raise ValueError(f"t0 and t1 must differ, got t0 = t1 = {self.t0}")
-        if self.rtol <= 0 or self.atol <= 0:
-            raise ValueError(f"rtol and atol must be > 0, got rtol={self.rtol}, atol={self.atol}")
-        if self.adaptive and not method.adaptive:
-            raise ValueError(
-                f"adaptive=True needs an embedded pair, but integrator {self.integrator!r} has none; "
-                f"choose one of {', '.join(k for k, m in METHODS.items() if m.adaptive)}"
-            )
+                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+        spec = SolverSpec(**{k: getattr(self, k) for k in _SOLVER_FIELDS})  # validates; ValueError subclasses
+        for k in _SOLVER_FIELDS:  # normalised values (floats, canonical tableau)
+            object.__setattr__(self, k, getattr(spec, k))
+        object.__setattr__(self, "_solver", spec)
+
+    @property
+    def solver(self) -> SolverSpec:
+        """The solver this model was configured (trained) with."""
+        return self._solver  # type: ignore[attr-defined]
+
+    @property
+    def method(self) -> RungeKuttaMethod:
+        return self.solver.method
+
+    def with_solver(self, solver: SolverSpec) -> ModelConfig:
+        """The same architecture with another solver."""
+        return replace(self, **{k: getattr(solver, k) for k in _SOLVER_FIELDS})
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with ``changes``; choosing another ``integrator`` drops the custom tableau."""
+        if "integrator" in changes and "custom_tableau" not in changes and changes["integrator"] != self.integrator:
+            changes["custom_tableau"] = None
+        return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,21 +85,12 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+            raise ConfigError(f"unknown model config keys: {sorted(unknown)}; valid keys are {sorted(known)}")
         return cls(**d)
 
     def label(self) -> str:
-        """Short human label, e.g. ``rk4 x1`` or ``dopri5 (rtol 1e-3)``."""
-        if self.adaptive:
-            return f"{self.integrator} (rtol {self.rtol:g})"
-        return f"{self.integrator} x{self.steps}"
-
-
-def ensure_custom_registered(key: str, spec: dict[str, Any]) -> None:
-    """Register a custom tableau (from a config or checkpoint) under ``key`` if needed."""
-    method = custom_method(spec.get("name", key), spec["a"], spec["b"], spec.get("c"), spec.get("order"),
-                           spec.get("b_error"))
-    register_method(key, method, overwrite=True)
+        """The solver's label, e.g. ``rk4 x1`` (see :meth:`SolverSpec.label`)."""
+        return self.solver.label()
 
 
 class GradientNet(nn.Module):
@@ -150,13 +149,17 @@ class ModelTrajectory:
     states: torch.Tensor
     logits: torch.Tensor
     stats: SolverStats
+    log: list[StepRecord] = field(default_factory=list)
 
 
 class RKNet(nn.Module):
     """CNN stem -> ODE block integrated by a solver -> pooled linear classifier.
 
-    Solver settings (integrator, steps, t0/t1, adaptive tolerances) can be changed on a
-    trained model with :meth:`set_solver` without touching the weights.
+    ``config`` fixes the architecture and the training solver and never changes.  To use
+    another solver, pass it to the call: ``model(x, solver=model.config.solver.replace(steps=8))``;
+    nothing outside the call observes it, so one model can serve many users at once.
+    ``train_config``, ``metrics`` and ``source_path`` describe where the weights came from
+    (set by :func:`odenet.checkpoints.load_model`; None / {} / None for a fresh model).
     """
 
     def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
@@ -165,7 +168,9 @@ class RKNet(nn.Module):
         if overrides:
             cfg = replace(cfg, **overrides)
         self.config = cfg
-        self.trained_config = cfg  # checkpoints overwrite this with the solver used in training
+        self.train_config: Any = None  # TrainConfig of the run that produced the weights
+        self.metrics: dict[str, Any] = {}
+        self.source_path: Path | None = None
         c = cfg.channels
         self.sampling = nn.Sequential(
             nn.Conv2d(1, c, 3, stride=1),  # (N, 1, 28, 28) -> (N, C, 26, 26)
@@ -184,52 +189,34 @@ class RKNet(nn.Module):
             nn.Flatten(),  # -> (N, C)
             nn.Linear(c, cfg.classes),  # -> (N, classes)
         )
-        self.last_stats = SolverStats()
+        self.last_stats = SolverStats()  # of this module's latest forward (the Trainer reads it)
 
-    # -- solver -----------------------------------------------------------------------
-    def set_solver(self, **changes: Any) -> RKNet:
-        """Swap solver settings (``integrator``, ``steps``, ``t0``, ``t1``, ``adaptive``, ...).
-
-        Architecture fields (``channels``, ``classes``) cannot change on a built model.
-        """
-        fixed = {"channels", "classes"} & set(changes)
-        if fixed:
-            raise ValueError(f"{sorted(fixed)} define the architecture and cannot change on a built model")
-        if "integrator" in changes and "custom_tableau" not in changes:
-            changes["custom_tableau"] = None
-        self.config = replace(self.config, **changes)
-        return self
-
-    def make_solver(self) -> FixedStepSolver | AdaptiveStepSolver:
-        cfg = self.config
-        if cfg.adaptive:
-            return AdaptiveStepSolver(self.gradient, cfg.t0, cfg.t1, cfg.integrator, rtol=cfg.rtol,
-                                      atol=cfg.atol, max_steps=cfg.max_steps)
-        return FixedStepSolver(self.gradient, cfg.t0, cfg.t1, cfg.integrator, steps=cfg.steps, check_finite=False)
+    # -- solving ----------------------------------------------------------------------
+    def solve(self, h0: torch.Tensor, solver: SolverSpec | None = None, trajectory: bool = False) -> Solution:
+        """Integrate the ODE block from ``h0`` (N, C, 6, 6) with ``solver`` (default: the config's)."""
+        spec = solver if solver is not None else self.config.solver
+        return spec.build(self.gradient, check_finite=False).solve(h0, trajectory=trajectory)
 
     # -- forward ----------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, 28, 28) normalised images -> (N, C, 6, 6) initial ODE state h(t0)."""
         return self.sampling(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, solver: SolverSpec | None = None) -> torch.Tensor:
         """(N, 1, 28, 28) -> (N, classes) logits; the notebook's ``x = solver.integrate(x)``."""
-        solver = self.make_solver()
-        sol = solver.solve(self.sampling(x))
+        sol = self.solve(self.sampling(x), solver)
         self.last_stats = sol.stats
         return self.output(sol.y)
 
     @torch.no_grad()
-    def trajectory(self, x: torch.Tensor) -> ModelTrajectory:
+    def trajectory(self, x: torch.Tensor, solver: SolverSpec | None = None) -> ModelTrajectory:
         """Hidden state at every solver step time plus the head's logits at each of them."""
-        solver = self.make_solver()
-        sol = solver.solve(self.sampling(x), trajectory=True)
-        self.last_stats = sol.stats
+        sol = self.solve(self.sampling(x), solver, trajectory=True)
         states = sol.stacked()  # (T, N, C, H, W)
         t_len, n = states.shape[:2]
         logits = self.output(states.flatten(0, 1)).view(t_len, n, -1)  # (T, N, classes)
         return ModelTrajectory(ts=torch.tensor(sol.ts, dtype=torch.float64), states=states, logits=logits,
-                               stats=sol.stats)
+                               stats=sol.stats, log=sol.log)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

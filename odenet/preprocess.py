@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from .data import normalize
+from .errors import OdenetError
 
 __all__ = ["ImageError", "Prepared", "prepare_canvas", "prepare_grey", "load_upload", "MAX_UPLOAD_BYTES",
            "MAX_UPLOAD_PIXELS", "render_digit_on_canvas"]
@@ -27,7 +28,7 @@ INK_THRESHOLD = 0.1  # grey level (0..1) counted as ink
 MIN_INK_PIXELS = 12  # fewer ink pixels than this is a blank canvas
 
 
-class ImageError(ValueError):
+class ImageError(OdenetError, ValueError):
     """An uploaded file is not a usable image; the message says why."""
 
 

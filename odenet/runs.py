@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import socket
@@ -12,10 +11,12 @@ from typing import Any
 
 import pandas as pd
 
-from .checkpoints import pretrained_models
+from .checkpoints import pretrained_models, summarize_checkpoint
+from .config import TrainConfig
+from .errors import OdenetError
 from .training import default_runs_dir
 
-__all__ = ["RunInfo", "list_runs", "read_metrics", "ModelChoice", "available_models"]
+__all__ = ["RunInfo", "list_runs", "read_metrics", "ModelChoice", "available_models", "config_solver_label"]
 
 
 @dataclass
@@ -37,11 +38,21 @@ class RunInfo:
         p = self.path / "last.pt"
         return p if p.is_file() else None
 
+    @property
+    def solver_label(self) -> str:
+        return config_solver_label(self.config)
+
     def label(self) -> str:
-        c = self.config
-        solver = f"{c.get('integrator', '?')} x{c.get('steps', '?')}"
         acc = f"{100 * self.best_test_acc:.2f}%" if self.best_test_acc is not None else "n/a"
-        return f"{self.name} ({solver}, {self.status}, best {acc})"
+        return f"{self.name} ({self.solver_label}, {self.status}, best {acc})"
+
+
+def config_solver_label(config: dict[str, Any]) -> str:
+    """The solver label of a saved run's config dict (nested or flat form); "?" if unreadable."""
+    try:
+        return TrainConfig.from_dict(dict(config)).model.label()
+    except (OdenetError, TypeError):
+        return "?"
 
 
 def _pid_alive(pid: Any, host: Any) -> bool:
@@ -106,26 +117,14 @@ class ModelChoice:
     source: str  # shipped | run
 
 
-@functools.lru_cache(maxsize=32)
-def _shipped_label(name: str, path: str, mtime: float) -> str | None:
-    """Label of a shipped checkpoint, read once per file version (pages list models on every rerun)."""
-    from .checkpoints import load_checkpoint
-
-    try:
-        ck = load_checkpoint(path)
-    except ValueError:
-        return None
-    acc = (ck.metrics or {}).get("test_acc")
-    return f"{name} (shipped, {ck.model_config.label()}" + (f", {100 * acc:.2f}%)" if acc else ")")
-
-
 def available_models(runs_dir: str | Path | None = None) -> list[ModelChoice]:
     """Shipped models first, then runs with a checkpoint (finished or stopped), newest first."""
     out = []
     for name, path in pretrained_models().items():
-        label = _shipped_label(name, str(path), path.stat().st_mtime)
-        if label is not None:
-            out.append(ModelChoice(f"shipped:{name}", label, path, "shipped"))
+        try:
+            out.append(ModelChoice(f"shipped:{name}", summarize_checkpoint(path, name).label(), path, "shipped"))
+        except OdenetError:
+            continue  # an unreadable shipped file is reported by the Home page, not offered here
     for run in list_runs(runs_dir):
         if run.checkpoint is not None and run.status in ("finished", "stopped", "interrupted"):
             out.append(ModelChoice(f"run:{run.name}", f"run {run.label()}", run.checkpoint, "run"))

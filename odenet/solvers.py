@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from typing import Any
 
 import torch
 
-from .integrators import RungeKuttaMethod, get_method
+from .errors import OdenetError
+from .integrators import METHODS, RungeKuttaMethod, get_method, method_from_spec, method_key, method_spec, rk_step
 
 __all__ = [
     "SolverError",
@@ -24,17 +25,19 @@ __all__ = [
     "StepSizeTooSmall",
     "NonFiniteState",
     "SolverStats",
+    "StepRecord",
     "Solution",
+    "SolverSpec",
     "FixedStepSolver",
     "IController",
     "AdaptiveStepSolver",
-    "make_solver",
+    "MAX_FIXED_STEPS",
 ]
 
 VectorField = Callable[[float, Any], Any]
 
 
-class SolverError(ValueError):
+class SolverError(OdenetError, ValueError):
     """Invalid solver argument or failed solve; the message names the argument and value."""
 
 
@@ -65,9 +68,22 @@ class SolverStats:
     rejected: int = 0
 
 
+@dataclass(frozen=True)
+class StepRecord:
+    """One attempted step: where it started, its size, whether it was accepted, the error
+    ratio (error norm / tolerance; None for fixed steps) and the evaluations it cost."""
+
+    t: float
+    dt: float
+    accepted: bool
+    error_ratio: float | None
+    nfe: int
+
+
 @dataclass
 class Solution:
-    """Result of a solve: ``ts`` (step times, t0 first), ``ys`` (states at ``ts``) and stats.
+    """Result of a solve: ``ts`` (step times, t0 first), ``ys`` (states at ``ts``), stats and
+    the step log (every attempted step, rejected ones included).
 
     ``ys`` is empty unless the trajectory was requested; ``y`` is always the final state.
     """
@@ -76,6 +92,7 @@ class Solution:
     ts: list[float] = field(default_factory=list)
     ys: list[Any] = field(default_factory=list)
     stats: SolverStats = field(default_factory=SolverStats)
+    log: list[StepRecord] = field(default_factory=list)
 
     def stacked(self) -> torch.Tensor:
         """States stacked on a new leading time axis: shape ``(len(ts), *y.shape)``."""
@@ -174,22 +191,28 @@ class FixedStepSolver:
 
     @property
     def nfe(self) -> int:
-        """Vector-field evaluations one solve costs (stages x steps)."""
-        return self.method.stages * len(self.hs)
+        """Vector-field evaluations one solve costs: stages x steps, less one per step after the
+        first for FSAL tableaux (their last stage is the next step's first)."""
+        return self.method.nfe(len(self.hs))
 
     def solve(self, y: Any, trajectory: bool = False) -> Solution:
         """Integrate from ``y`` at ``t0``; ``trajectory=True`` keeps every step's state."""
-        step = self.method.step
+        tab = self.method.tableau
         ys = [y] if trajectory else []
+        log = []
+        k1 = None
         for t, h in zip(self.ts[:-1], self.hs):
-            y = step(self.f, t, h, y)
+            cost = tab.stages - (k1 is not None)
+            y, _, k_last = rk_step(tab, self.f, t, h, y, k1)
+            k1 = k_last if tab.fsal else None
+            log.append(StepRecord(t, h, True, None, cost))
             if trajectory:
                 ys.append(y)
         n = len(self.hs)
         self.stats = SolverStats(nfe=self.nfe, steps=n, accepted=n, rejected=0)
         if self.check_finite:
             _check_finite(y, f"at t1={self.t1} after {n} steps of {self.method.name} (step {self.hs[0]:.3g})")
-        return Solution(y=y, ts=list(self.ts) if trajectory else [], ys=ys, stats=self.stats)
+        return Solution(y=y, ts=list(self.ts) if trajectory else [], ys=ys, stats=self.stats, log=log)
 
     def integrate(self, y: Any) -> Any:
         """Final state at ``t1`` (the notebook's ``solver.integrate(x)``)."""
@@ -299,20 +322,28 @@ class AdaptiveStepSolver:
         return min(100 * h0, h1, span)
 
     def solve(self, y: torch.Tensor, trajectory: bool = False) -> Solution:
-        """Integrate from ``y`` at ``t0``; ``trajectory=True`` keeps every accepted step."""
+        """Integrate from ``y`` at ``t0``; ``trajectory=True`` keeps every accepted step.
+
+        ``f(t, y)`` at the current point is evaluated once and reused: by the starting-step
+        estimate, after a rejected step, and (FSAL tableaux) from the last stage of an
+        accepted step, so dopri5 costs 6 evaluations per step, not 7.
+        """
         stats = SolverStats()
+        log: list[StepRecord] = []
         t, t1 = self.t0, self.t1
         direction = 1.0 if t1 > t else -1.0
         ts, ys = ([t], [y]) if trajectory else ([], [])
         err_order = self.method.error_order or (self.method.order - 1)
+        tab = self.method.tableau
+        k1 = self.f(t, y)  # with autograd when enabled: it is the first stage of the first step
+        stats.nfe += 1
+        _check_finite(k1, f"in f(t0, y0) at t0={t} (the vector field, not the solver)")
+        init_cost = 1
         if self.first_step is not None:
             dt = self.first_step
         else:
-            with torch.no_grad():
-                f0 = self.f(t, y)
-            stats.nfe += 1
-            _check_finite(f0, f"in f(t0, y0) at t0={t} (the vector field, not the solver)")
-            dt = self._initial_step(y, f0, direction, stats)
+            dt = self._initial_step(y, k1, direction, stats)
+            init_cost += 1
         dt = min(max(dt, self.min_step), self.max_step)
         while direction * (t1 - t) > 0:
             if stats.steps >= self.max_steps:
@@ -324,21 +355,30 @@ class AdaptiveStepSolver:
             remaining = abs(t1 - t)
             last = dt >= remaining * (1 - 1e-12)
             h = remaining if last else dt
-            y_new, err = self.method.step_with_error(self.f, t, direction * h, y)
-            stats.nfe += self.method.stages
+            y_new, err, k_last = rk_step(tab, self.f, t, direction * h, y, k1)
+            cost = tab.stages - 1 + init_cost
+            init_cost = 0
+            stats.nfe += tab.stages - 1
             stats.steps += 1
             err_norm = _error_norm(err, y, y_new, self.rtol, self.atol)
             accept, dt_next = self.controller.propose(h, err_norm, err_order)
             dt_next = min(dt_next, self.max_step)
+            log.append(StepRecord(t, direction * h, accept, err_norm, cost))
             if accept:
                 stats.accepted += 1
                 t = t1 if last else t + direction * h
                 y = y_new
+                if tab.fsal:
+                    k1 = k_last
+                elif direction * (t1 - t) > 0:
+                    k1 = self.f(t, y)
+                    stats.nfe += 1
+                    init_cost = 1
                 if trajectory:
                     ts.append(t)
                     ys.append(y)
             else:
-                stats.rejected += 1
+                stats.rejected += 1  # k1 = f(t, y) still holds: the retry starts from the same point
             if direction * (t1 - t) > 0 and dt_next < self.min_step:
                 self.stats = stats
                 raise StepSizeTooSmall(
@@ -350,23 +390,103 @@ class AdaptiveStepSolver:
                 raise StepSizeTooSmall(f"step size underflowed to {dt_next:.3g} at t={t:.6g}")
             dt = dt_next
         self.stats = stats
-        return Solution(y=y, ts=ts, ys=ys, stats=stats)
+        return Solution(y=y, ts=ts, ys=ys, stats=stats, log=log)
 
     def integrate(self, y: torch.Tensor) -> torch.Tensor:
         """Final state at ``t1``."""
         return self.solve(y).y
 
 
-def make_solver(f: VectorField, t0: float, t1: float, method: RungeKuttaMethod | str,
-                steps: int | None = None, step_size: float | None = None, adaptive: bool | None = None,
-                **adaptive_kwargs: Any) -> FixedStepSolver | AdaptiveStepSolver:
-    """Pick the solver for ``method``: adaptive when asked (or when no grid is given and
-    the method has an embedded pair), fixed-step otherwise."""
-    m = get_method(method)
-    if adaptive is None:
-        adaptive = m.adaptive and steps is None and step_size is None
-    if adaptive:
-        return AdaptiveStepSolver(f, t0, t1, m, **adaptive_kwargs)
-    if adaptive_kwargs:
-        raise SolverError(f"options {sorted(adaptive_kwargs)} apply to the adaptive solver only")
-    return FixedStepSolver(f, t0, t1, m, steps=steps, step_size=step_size)
+@dataclass(frozen=True)
+class SolverSpec:
+    """How to integrate a vector field: a method plus a fixed grid (``steps``) or adaptive
+    tolerances, on ``[t0, t1]``.  Immutable and validated on construction; pass it to a call
+    (``model(x, solver=spec)``) instead of changing a model.
+
+    ``integrator`` is a built-in short name, or the key of a user method whose tableau travels
+    in ``custom_tableau`` (:func:`~odenet.integrators.method_spec`'s dict), so a spec never
+    needs a global registry.  Build one from any method with :meth:`for_method`.
+    """
+
+    integrator: str = "rk4"
+    steps: int = 1
+    t0: float = 0.0
+    t1: float = 1.0
+    adaptive: bool = False
+    rtol: float = 1e-3
+    atol: float = 1e-4
+    max_steps: int = 1000
+    custom_tableau: dict[str, Any] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.custom_tableau is not None:
+            if self.integrator in METHODS:
+                raise SolverError(f"integrator {self.integrator!r} is a built-in name; a custom tableau needs its own "
+                                  f"key, e.g. {method_key(str(self.custom_tableau.get('name', 'mine')))!r}")
+            method = method_from_spec(self.custom_tableau)  # TableauError (a ValueError) if invalid
+            object.__setattr__(self, "custom_tableau", method_spec(method))
+        else:
+            method = get_method(self.integrator)  # ValueError naming the valid choices
+            if not isinstance(self.integrator, str) or self.integrator not in METHODS:
+                object.__setattr__(self, "integrator", next(k for k, m in METHODS.items() if m is method))
+        object.__setattr__(self, "_method", method)
+        for name in ("steps", "max_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
+                raise SolverError(f"{name} must be a positive integer, got {v!r}")
+        if self.steps > MAX_FIXED_STEPS:
+            raise SolverError(f"steps={self.steps} is more than the limit of {MAX_FIXED_STEPS:,} steps")
+        for name in ("t0", "t1", "rtol", "atol"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v):
+                raise SolverError(f"{name} must be a finite number, got {v!r}")
+            object.__setattr__(self, name, float(v))
+        if self.t0 == self.t1:
+            raise SolverError(f"t0 and t1 must differ, got t0 = t1 = {self.t0}")
+        if self.rtol <= 0 or self.atol <= 0:
+            raise SolverError(f"rtol and atol must be > 0, got rtol={self.rtol}, atol={self.atol}")
+        if not isinstance(self.adaptive, bool):
+            raise SolverError(f"adaptive must be true or false, got {self.adaptive!r}")
+        if self.adaptive and not method.adaptive:
+            raise SolverError(
+                f"adaptive=True needs an embedded pair, but integrator {self.integrator!r} has none; "
+                f"choose one of {', '.join(k for k, m in METHODS.items() if m.adaptive)}"
+            )
+
+    @classmethod
+    def for_method(cls, method: RungeKuttaMethod | str, **kwargs: Any) -> SolverSpec:
+        """A spec for a built-in name or any :class:`RungeKuttaMethod` (a custom one carries its tableau)."""
+        m = get_method(method)
+        builtin = next((k for k, v in METHODS.items() if v is m), None)
+        if builtin is not None:
+            return cls(integrator=builtin, **kwargs)
+        return cls(integrator=method_key(m.name), custom_tableau=method_spec(m), **kwargs)
+
+    @property
+    def method(self) -> RungeKuttaMethod:
+        """The resolved method (built-in, or rebuilt from ``custom_tableau``)."""
+        return self._method  # type: ignore[attr-defined]
+
+    def replace(self, **changes: Any) -> SolverSpec:
+        """A copy with ``changes``; choosing another ``integrator`` drops the custom tableau."""
+        if "integrator" in changes and "custom_tableau" not in changes and changes["integrator"] != self.integrator:
+            changes["custom_tableau"] = None
+        return replace(self, **changes)
+
+    def label(self) -> str:
+        """Short human label: ``rk4 x1`` or ``dopri5 adaptive (rtol 0.001)``; the one solver label of the app."""
+        if self.adaptive:
+            return f"{self.integrator} adaptive (rtol {self.rtol:g})"
+        return f"{self.integrator} x{self.steps}"
+
+    def build(self, f: VectorField, check_finite: bool = True) -> FixedStepSolver | AdaptiveStepSolver:
+        """The solver object that integrates ``f`` as this spec says."""
+        if self.adaptive:
+            return AdaptiveStepSolver(f, self.t0, self.t1, self.method, rtol=self.rtol, atol=self.atol,
+                                      max_steps=self.max_steps)
+        return FixedStepSolver(f, self.t0, self.t1, self.method, steps=self.steps, check_finite=check_finite)
+
+    @property
+    def nfe_estimate(self) -> int:
+        """Evaluations per solve: exact for fixed steps; for adaptive, one step's worth (a lower bound)."""
+        return self.method.stages if self.adaptive else self.method.nfe(self.steps)

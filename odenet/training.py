@@ -26,18 +26,20 @@ import torch.nn.functional as F
 from .checkpoints import save_checkpoint
 from .config import TrainConfig
 from .data import MNISTSplit, iterate_batches, load_mnist
+from .errors import OdenetError
 from .models import RKNet
+from .solvers import SolverSpec
 from .utils import amp_pays, atomic_write_text, pick_device, safe_name
 
-__all__ = ["TrainEvent", "TrainResult", "TrainingDiverged", "Trainer", "evaluate", "default_runs_dir",
-           "new_run_dir"]
+__all__ = ["TrainEvent", "TrainResult", "TrainingDiverged", "Trainer", "Ranks", "MetricsWindow", "evaluate",
+           "default_runs_dir", "new_run_dir"]
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(OdenetError, RuntimeError):
     """The loss became NaN or infinite; training stopped and no bad weights were saved."""
 
 
@@ -97,7 +99,7 @@ def new_run_dir(runs_dir: Path | None = None, name: str | None = None, config: T
     runs_dir.mkdir(parents=True, exist_ok=True)
     if name is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        label = f"{config.integrator}x{config.steps}" if config is not None else "run"
+        label = config.model.label().replace(" ", "") if config is not None else "run"
         name = f"{stamp}-{label}"
     base = safe_name(name)
     for i in range(1000):
@@ -119,8 +121,9 @@ def dist_rank_world() -> tuple[int, int]:
 
 @torch.no_grad()
 def evaluate(model: RKNet, split: MNISTSplit, batch_size: int = 1000,
-             device: torch.device | str | None = None) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy in [0, 1]) of ``model`` on ``split`` in eval mode.
+             device: torch.device | str | None = None, solver: SolverSpec | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in [0, 1]) of ``model`` on ``split`` in eval mode, solved
+    with ``solver`` (default: the model's own).
 
     Under torch.distributed each rank evaluates its shard and the sums are all-reduced.
     """
@@ -130,7 +133,7 @@ def evaluate(model: RKNet, split: MNISTSplit, batch_size: int = 1000,
     rank, world = dist_rank_world()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
     for x, y in iterate_batches(split, batch_size, device=device, shard=(rank, world)):
-        logits = model(x)
+        logits = model(x, solver=solver)
         sums[0] += F.cross_entropy(logits.float(), y, reduction="sum").double()
         sums[1] += (logits.argmax(1) == y).sum()
         sums[2] += y.shape[0]
@@ -152,38 +155,110 @@ def lr_factor(step: int, total: int, warmup: float = 0.25, start: float = 0.04, 
     return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
+class Ranks:
+    """Everything the training loop needs from torch.distributed, as no-ops at world size 1.
+
+    Every rank calls the same collectives in the same order: :meth:`decide` reduces the stop
+    and divergence flags only on sync steps, and on the other steps a multi-rank run ignores
+    its local stop flag (acting on it alone would send ranks down different paths into the next
+    collective and hang).  ``all_reduce`` is injectable for tests.
+    """
+
+    def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None, sync_every: int = 1,
+                 all_reduce: Callable[[torch.Tensor], Any] | None = None) -> None:
+        self.rank, self.world = rank, world
+        self.device = device or torch.device("cpu")
+        self.sync_every = max(1, sync_every)
+        self._all_reduce = all_reduce or dist.all_reduce
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum over ranks (in place; identity at world size 1)."""
+        if self.world > 1:
+            self._all_reduce(t)
+        return t
+
+    def decide(self, step: int, stop_requested: bool, loss: torch.Tensor) -> tuple[bool, bool]:
+        """(stop, diverged) agreed by every rank.  Reads the loss (a host sync) only on sync steps."""
+        sync = step % self.sync_every == 0
+        if self.world == 1:
+            return stop_requested, sync and not math.isfinite(loss.item())
+        if not sync:
+            return False, False
+        flags = torch.tensor([float(stop_requested), float(not math.isfinite(loss.item()))], device=self.device)
+        self.sum(flags)
+        return bool(flags[0] > 0), bool(flags[1] > 0)
+
+    def average_buffers(self, model: torch.nn.Module) -> None:
+        """Average BatchNorm running statistics over ranks (DDP keeps them per rank), so every
+        rank evaluates and saves the same model."""
+        if self.world > 1:
+            for buf in model.buffers():
+                if buf.is_floating_point():
+                    self.sum(buf)
+                    buf.div_(self.world)
+
+
+class MetricsWindow:
+    """Training loss/accuracy/NFE accumulated on the device between reports (no per-batch sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct
+        self.n = 0
+        self.nfe = 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, nfe: int) -> None:
+        self.sums[0] += loss.detach().double() * y.shape[0]
+        self.sums[1] += (logits.detach().argmax(1) == y).sum()
+        self.n += y.shape[0]
+        self.nfe += nfe
+
+    def report(self, ranks: Ranks, batch_size: int) -> dict[str, float]:
+        """Reduce over ranks, return the window's means and start a new window."""
+        totals = torch.cat([self.sums, torch.tensor([self.n, self.nfe], dtype=self.sums.dtype,
+                                                    device=self.sums.device)])
+        loss_sum, correct, n, nfe = ranks.sum(totals).tolist()
+        now = time.perf_counter()
+        out = {"train_loss": loss_sum / n, "train_acc": correct / n, "images_per_s": n / (now - self.started),
+               "nfe": nfe * batch_size / n}
+        self.sums.zero_()
+        self.n = self.nfe = 0
+        self.started = time.perf_counter()
+        return out
+
+
 class Trainer:
     """Train an RKNet from a :class:`TrainConfig`.
 
-    ``data`` (train, test), or a callable returning it, defaults to the packaged MNIST; ``run_dir`` (optional) receives
-    config.json, metrics.jsonl, status.json, last.pt and best.pt; ``callback`` gets every
-    :class:`TrainEvent`.
+    ``data`` (train, test), or a callable returning it, defaults to the packaged MNIST;
+    ``run_dir`` (optional) receives config.json, metrics.jsonl, status.json, last.pt and
+    best.pt; ``callback`` gets every :class:`TrainEvent`; ``stop_event`` (optional) is the
+    event that :meth:`stop` sets, so a caller can hold it before the trainer exists.  Under
+    torchrun, :meth:`run` joins (and leaves) the process group; construction has no side effects.
     """
 
     def __init__(self, config: TrainConfig,
                  data: tuple[MNISTSplit, MNISTSplit] | Callable[[], tuple[MNISTSplit, MNISTSplit]] | None = None,
-                 run_dir: str | Path | None = None, callback: Callable[[TrainEvent], None] | None = None) -> None:
+                 run_dir: str | Path | None = None, callback: Callable[[TrainEvent], None] | None = None,
+                 stop_event: threading.Event | None = None) -> None:
         self.config = config
         self._data = data
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.callback = callback
-        self._stop = threading.Event()
-        self._total = 0
-        self._eval_seconds = 0.0
-        self._model: RKNet | None = None
-        self.history: list[TrainEvent] = []
+        self._stop = stop_event if stop_event is not None else threading.Event()
         self.device = pick_device(config.device)
-        self._owns_group = False
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (dist.is_available() and dist.is_initialized()):
-            # launched by torchrun: gloo on CPU, NCCL on CUDA (one GPU per local rank)
-            if self.device.type == "cuda":
-                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-                torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-            self._owns_group = True
-        self.rank, self.world = dist_rank_world()
-        if self.rank != 0:  # only rank 0 reports and writes the run directory
-            self.run_dir, self.callback = None, None
+        self.history: list[TrainEvent] = []
+        self.ranks = Ranks()
+        self.amp = False
+        self.step = 0
+        self.best_acc: float | None = None
+        self.final_acc: float | None = None
+        self._model: RKNet | None = None
+        self._total = 0
+        self._bpe = 0
+        self._eval_seconds = 0.0
+        self._start = 0.0
+        self._status: dict[str, Any] = {}
 
     # -- control ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -205,9 +280,20 @@ class Trainer:
         self._status.update(info)
         atomic_write_text(self.run_dir / "status.json", json.dumps(self._status, indent=2))
 
+    def _join_process_group(self) -> bool:
+        """Under torchrun (WORLD_SIZE > 1, no group yet) start the group: gloo on CPU, NCCL on
+        CUDA with one GPU per local rank.  Returns True if this trainer owns the group."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() or dist.is_initialized():
+            return False
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        return True
+
     def _build(self, total: int) -> tuple[RKNet, torch.optim.Optimizer, Any]:
         cfg = self.config
-        model = RKNet(cfg.model_config()).to(self.device).to(memory_format=torch.channels_last)
+        model = RKNet(cfg.model).to(self.device).to(memory_format=torch.channels_last)
         decay, no_decay = [], []
         for p in model.parameters():
             (no_decay if p.dim() == 1 else decay).append(p)  # no weight decay on biases / BN
@@ -229,57 +315,49 @@ class Trainer:
         """Train to the end, or until stopped or diverged (status 'stopped' / 'failed' with the
         reason in ``message``).  Any other error is recorded in status.json and re-raised."""
         cfg = self.config
+        owns_group = self._join_process_group()
+        rank, world = dist_rank_world()
+        sync_every = 1 if self.device.type == "cpu" else cfg.log_every  # no per-batch host sync on GPU
+        self.ranks = Ranks(rank, world, self.device, sync_every)
+        if rank != 0:  # only rank 0 reports and writes the run directory
+            self.run_dir, self.callback = None, None
         self._start = time.perf_counter()
-        self._status: dict[str, Any] = {
-            "status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-            "started": _now(), "config": cfg.to_dict(),
-        }
+        self._status = {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+                        "started": _now(), "config": cfg.to_dict()}
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.json", cfg.to_json())
             self._write_status()
-        self.best_acc: float | None = None
-        self.final_acc: float | None = None
-        self.step = 0
-        model: RKNet | None = None
         try:
-            model, status, message = self._train()
+            status, message = self._train()
         except TrainingDiverged as exc:
             status, message = "failed", str(exc)
         except BaseException as exc:  # record the failure in the run directory, then let the caller see it
-            self._write_status(status="failed", message=f"{type(exc).__name__}: {exc}",
-                               ended=_now())
+            self._write_status(status="failed", message=f"{type(exc).__name__}: {exc}", ended=_now())
             raise
         finally:
-            if self._owns_group:
+            if owns_group:
                 dist.destroy_process_group()
-                self._owns_group = False
         elapsed = time.perf_counter() - self._start
-        model = model if model is not None else self._model
+        model = self._model
         model.eval()
         self._emit(TrainEvent("end", step=self.step, total_steps=self._total, elapsed=elapsed, status=status,
                               message=message, test_acc=self.final_acc))
         self._write_status(status=status, message=message, best_test_acc=self.best_acc,
-                           final_test_acc=self.final_acc, ended=_now(),
-                           duration=elapsed, steps=self.step)
+                           final_test_acc=self.final_acc, ended=_now(), duration=elapsed, steps=self.step)
         return TrainResult(status, model, self.run_dir, self.best_acc, self.final_acc, elapsed, message, self.history)
 
     def _metrics(self, epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "step": self.step, "best_test_acc": self.best_acc, "test_acc": self.final_acc,
                 "elapsed": time.perf_counter() - self._start}
 
-    def _sync_buffers(self) -> None:
-        """Average BatchNorm running statistics over ranks (DDP keeps them per rank), so every
-        rank evaluates and saves the same model."""
-        if self.world > 1:
-            for buf in self._model.buffers():
-                if buf.is_floating_point():
-                    dist.all_reduce(buf)
-                    buf.div_(self.world)
+    def _save(self, name: str, epoch: int) -> None:
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir / name, self._model, self.config, self._metrics(epoch))
 
     def _evaluate(self, epoch: int, batch: int, split: MNISTSplit, full: bool) -> None:
         """Evaluate, report, and keep best.pt when a full-test-set accuracy improves."""
-        self._sync_buffers()
+        self.ranks.average_buffers(self._model)
         t = time.perf_counter()
         loss, acc = evaluate(self._model, split, device=self.device)  # fp32: what users of the model see
         self._eval_seconds += time.perf_counter() - t
@@ -289,103 +367,84 @@ class Trainer:
                               test_acc=acc, eval_seconds=self._eval_seconds))
         if full and (self.best_acc is None or acc > self.best_acc):
             self.best_acc = acc
-            if self.run_dir is not None:
-                save_checkpoint(self.run_dir / "best.pt", self._model, self.config, self._metrics(epoch))
+            self._save("best.pt", epoch)
         self._model.train()
 
-    def _train(self) -> tuple[RKNet, str, str]:
-        cfg = self.config
+    def _train(self) -> tuple[str, str]:
+        """Set up model, optimiser and data, then run the epochs; returns (status, message)."""
+        cfg, ranks = self.config, self.ranks
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)  # same on every rank: shards of one permutation
-        world = self.world
-        batch_size = max(1, cfg.batch_size // world)  # per rank; the global batch stays cfg.batch_size
-        shard = (self.rank, world)
-        self._bpe = bpe = (cfg.train_size // world) // batch_size
-        self._total = total = cfg.epochs * bpe
-        self._model, opt, sched = self._build(total)
-        model = self._model
+        batch_size = max(1, cfg.batch_size // ranks.world)  # per rank; the global batch stays cfg.batch_size
+        self._bpe = (cfg.train_size // ranks.world) // batch_size
+        self._total = cfg.epochs * self._bpe
+        self._model, opt, sched = self._build(self._total)
         data = self._data() if callable(self._data) else self._data
         train, test = data if data is not None else load_mnist()
         train = train.subset(cfg.train_size).to(self.device)  # resident on the device: no host copies
         test = test.to(self.device)
-        eval_split = test.subset(cfg.eval_size)
-        model_fwd: Any = model
-        if world > 1:
+        model_fwd: Any = self._model
+        if ranks.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            model_fwd = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                                else None)
+            model_fwd = DistributedDataParallel(self._model, device_ids=[self.device.index]
+                                                if self.device.type == "cuda" else None)
         if cfg.compile:
             model_fwd = torch.compile(model_fwd)
         self.amp = cfg.amp if cfg.amp is not None else amp_pays(self.device)
-        self._amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
-        sync_every = 1 if self.device.type == "cpu" else cfg.log_every  # no per-batch host sync on GPU
-        self._emit(TrainEvent("start", batches_per_epoch=bpe, total_steps=total,
-                              message=f"{cfg.model_config().label()}{' (bf16 autocast)' if self.amp else ''}"))
-        model.train()
+        self._emit(TrainEvent("start", batches_per_epoch=self._bpe, total_steps=self._total,
+                              message=f"{cfg.model.label()}{' (bf16 autocast)' if self.amp else ''}"))
+        self._model.train()
         for epoch in range(1, cfg.epochs + 1):
-            win = torch.zeros(2, dtype=torch.float64, device=self.device)  # loss sum, correct (stay on device)
-            win_n = win_nfe = 0
-            win_t = time.perf_counter()
             batches = iterate_batches(train, batch_size, shuffle=True, generator=gen, augment=cfg.augment,
-                                      drop_last=True, shard=shard)
-            for batch, (x, y) in enumerate(batches, start=1):
-                with self._amp:
-                    logits = model_fwd(x)  # (B, 10)
-                    loss = F.cross_entropy(logits.float(), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.step += 1
-                stop = self._stop.is_set()
-                if self.step % sync_every == 0:
-                    bad = not math.isfinite(loss.item())
-                    if world > 1:  # every rank must agree to stop or to give up, or the others hang
-                        flags = torch.tensor([float(stop), float(bad)], device=self.device)
-                        dist.all_reduce(flags)
-                        stop, bad = bool(flags[0] > 0), bool(flags[1] > 0)
-                    if bad:
-                        raise TrainingDiverged(
-                            f"training diverged: loss became {loss.item()} at epoch {epoch}, batch {batch} "
-                            f"(lr={cfg.lr}, optimizer={cfg.optimizer}); lower the learning rate"
-                        )
-                opt.step()
-                if sched is not None:
-                    sched.step()
-                win[0] += loss.detach().double() * y.shape[0]
-                win[1] += (logits.detach().argmax(1) == y).sum()
-                win_n += y.shape[0]
-                win_nfe += model.last_stats.nfe
-                last = batch == bpe
-                if batch % cfg.log_every == 0 or last or stop:
-                    totals = torch.cat([win, torch.tensor([win_n, win_nfe], dtype=win.dtype, device=win.device)])
-                    if world > 1:
-                        dist.all_reduce(totals)
-                    loss_sum, correct, n, nfe = totals.tolist()
-                    mean_loss = loss_sum / n
-                    if not math.isfinite(mean_loss):
-                        raise TrainingDiverged(f"training diverged: mean loss {mean_loss} at epoch {epoch}, "
-                                               f"batch {batch}; lower the learning rate")
-                    now = time.perf_counter()
-                    self._emit(TrainEvent("batch", epoch=epoch, batch=batch, batches_per_epoch=bpe, step=self.step,
-                                          total_steps=total, elapsed=now - self._start, train_loss=mean_loss,
-                                          train_acc=correct / n, images_per_s=n / (now - win_t),
-                                          nfe=nfe * batch_size / n, lr=opt.param_groups[0]["lr"]))
-                    win.zero_()
-                    win_n = win_nfe = 0
-                    win_t = time.perf_counter()
-                if world == 1:  # a stop requested while reporting takes effect now, not a batch later
-                    stop = stop or self._stop.is_set()
-                if stop:
-                    self._sync_buffers()
-                    if self.run_dir is not None:
-                        save_checkpoint(self.run_dir / "last.pt", model, cfg, self._metrics(epoch))
-                    return model, "stopped", f"stopped by request at epoch {epoch}, batch {batch}"
-                if cfg.eval_every and batch % cfg.eval_every == 0 and not last:
-                    self._evaluate(epoch, batch, eval_split, full=cfg.eval_size is None)
-            self._evaluate(epoch, bpe, test, full=True)
-            self._emit(TrainEvent("epoch", epoch=epoch, batch=bpe, batches_per_epoch=bpe, step=self.step,
-                                  total_steps=total, elapsed=time.perf_counter() - self._start,
+                                      drop_last=True, shard=(ranks.rank, ranks.world))
+            stopped_at = self._run_epoch(epoch, batches, model_fwd, opt, sched, test, batch_size)
+            if stopped_at is not None:
+                ranks.average_buffers(self._model)
+                self._save("last.pt", epoch)
+                return "stopped", f"stopped by request at epoch {epoch}, batch {stopped_at}"
+            self._evaluate(epoch, self._bpe, test, full=True)
+            self._emit(TrainEvent("epoch", epoch=epoch, batch=self._bpe, batches_per_epoch=self._bpe, step=self.step,
+                                  total_steps=self._total, elapsed=time.perf_counter() - self._start,
                                   test_acc=self.final_acc))
-            if self.run_dir is not None:
-                save_checkpoint(self.run_dir / "last.pt", model, cfg, self._metrics(epoch))
-        return model, "finished", ""
+            self._save("last.pt", epoch)
+        return "finished", ""
+
+    def _run_epoch(self, epoch: int, batches: Any, model_fwd: Any, opt: torch.optim.Optimizer, sched: Any,
+                   test: MNISTSplit, batch_size: int) -> int | None:
+        """One pass over the batches; returns the batch at which a stop was agreed, else None."""
+        cfg, ranks, model = self.config, self.ranks, self._model
+        eval_split = test.subset(cfg.eval_size)
+        window = MetricsWindow(self.device)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        for batch, (x, y) in enumerate(batches, start=1):
+            with autocast:
+                logits = model_fwd(x)  # (B, 10)
+                loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.step += 1
+            stop, diverged = ranks.decide(self.step, self._stop.is_set(), loss)
+            if diverged:
+                raise TrainingDiverged(f"training diverged: loss became {loss.item()} at epoch {epoch}, batch {batch} "
+                                       f"(lr={cfg.lr}, optimizer={cfg.optimizer}); lower the learning rate")
+            opt.step()
+            if sched is not None:
+                sched.step()
+            window.add(loss, logits, y, model.last_stats.nfe)
+            last = batch == self._bpe
+            if batch % cfg.log_every == 0 or last or stop:
+                stats = window.report(ranks, batch_size)
+                if not math.isfinite(stats["train_loss"]):
+                    raise TrainingDiverged(f"training diverged: mean loss {stats['train_loss']} at epoch {epoch}, "
+                                           f"batch {batch}; lower the learning rate")
+                self._emit(TrainEvent("batch", epoch=epoch, batch=batch, batches_per_epoch=self._bpe, step=self.step,
+                                      total_steps=self._total, elapsed=time.perf_counter() - self._start,
+                                      lr=opt.param_groups[0]["lr"], **stats))
+            if not stop and ranks.world == 1:  # a stop requested while reporting takes effect now
+                stop = self._stop.is_set()
+            if stop:
+                return batch
+            if cfg.eval_every and batch % cfg.eval_every == 0 and not last:
+                self._evaluate(epoch, batch, eval_split, full=cfg.eval_size is None)
+        return None

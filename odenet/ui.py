@@ -7,30 +7,58 @@ mutable lives in ``st.session_state`` or in the thread-safe job manager.
 
 from __future__ import annotations
 
-import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
-import torch
 
 from .checkpoints import load_model
 from .data import DataError, MNISTSplit, load_mnist
-from .integrators import METHODS, custom_method, register_method
+from .integrators import METHODS, RungeKuttaMethod, custom_method, method_key
 from .jobs import JobManager, get_manager
 from .models import RKNet
 from .runs import ModelChoice, available_models
+from .solvers import SolverSpec
 
-__all__ = ["ensure_app_navigation", "cached_model", "manager", "model_picker", "model_and_test", "solver_picker",
-           "require_mnist", "add_custom_method"]
+__all__ = ["PageInfo", "PAGES", "ensure_app_navigation", "cached_model", "manager", "model_picker", "model_and_test",
+           "solver_picker", "require_mnist", "add_custom_method", "session_methods", "all_methods"]
 
-_MODEL_LOCK = threading.Lock()
+
+@dataclass(frozen=True)
+class PageInfo:
+    """One page of the app: app.py builds the navigation and the Home page its links from these."""
+
+    path: str
+    title: str
+    icon: str
+    url_path: str
+    description: str
+
+
+PAGES: tuple[PageInfo, ...] = (
+    PageInfo("pages/home.py", "Home", ":material/home:", "", "what a neural ODE is"),
+    PageInfo("pages/train.py", "Train", ":material/model_training:", "train", "train RKNet live with any integrator"),
+    PageInfo("pages/integrators.py", "Integrators", ":material/show_chart:", "integrators",
+             "solvers on test ODEs, convergence orders, custom tableaux"),
+    PageInfo("pages/draw.py", "Draw a digit", ":material/draw:", "draw",
+             "classify your drawing and watch each solver step"),
+    PageInfo("pages/trajectories.py", "Trajectories", ":material/scatter_plot:", "trajectories",
+             "hidden states through the ODE, in PCA space"),
+    PageInfo("pages/robustness.py", "Solver robustness", ":material/science:", "robustness",
+             "does the net stay accurate with other solvers?"),
+)
 
 
 def ensure_app_navigation() -> None:
-    """Call first in every page file.  On a fresh server whose first request is a page URL
-    (a bookmark to /draw, say), Streamlit runs the file in ``pages/`` directly in its legacy
-    multipage mode, bypassing app.py's ``st.navigation`` (wrong menu, no wide layout).  Leave
-    that mode and rerun, so app.py routes the request like any other."""
+    """Call first in every page file.
+
+    Streamlit behaviour worked around: when a server's *first* request is a page URL (a
+    bookmark to /draw, say) and a ``pages/`` folder exists next to the main script, Streamlit
+    runs that file directly in its legacy multipage mode (``PagesManager.uses_pages_directory``),
+    bypassing app.py's ``st.navigation`` (wrong menu, no wide layout).  Leave that mode and rerun,
+    so app.py routes the request like any other.  tests/test_browser.py opens a page URL first
+    on a fresh server and fails if this breaks.
+    """
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory:
@@ -54,22 +82,12 @@ def _load(path: str, mtime: float) -> RKNet:
 
 
 def cached_model(path: Path) -> RKNet:
-    """This session's copy of a checkpoint's model.  The file is read once per process (and
-    file version); each session gets its own copy once, so changing its solver settings never
-    affects another user's page."""
-    mtime = path.stat().st_mtime
-    models = st.session_state.setdefault("_odenet_models", {})
-    key = (str(path), mtime)
-    if key not in models:
-        base = _load(str(path), mtime)
-        with _MODEL_LOCK:
-            model = RKNet(base.config)
-            model.load_state_dict(base.state_dict())
-        model.train_config, model.metrics = base.train_config, base.metrics
-        model.trained_config = base.trained_config
-        models.clear()  # keep one model per session
-        models[key] = model.to(memory_format=torch.channels_last).eval()
-    return models[key]
+    """A checkpoint's model, read once per process and file version and shared by every session.
+
+    Sharing is safe because nothing changes a model after loading: it stays in eval mode and a
+    page passes its solver to the call (``model(x, solver=...)``) instead of setting it.
+    """
+    return _load(str(path), path.stat().st_mtime)
 
 
 def manager() -> JobManager:
@@ -86,10 +104,10 @@ def model_picker(key: str) -> tuple[ModelChoice, RKNet] | None:
     labels = {c.key: c.label for c in choices}
     sel = st.selectbox("Model", list(labels), format_func=labels.get, key=key,
                        help="Shipped pretrained models and your finished or stopped runs.")
-    choice = next(c for c in choices if c.key == sel)
+    choice = next((c for c in choices if c.key == sel), choices[0])
     try:
         return choice, cached_model(choice.path)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         st.error(f"Could not load {choice.label}: {exc}")
         return None
 
@@ -103,20 +121,32 @@ def model_and_test(key: str) -> tuple[ModelChoice, RKNet, MNISTSplit]:
     return picked[0], picked[1], data[1]
 
 
+def session_methods() -> dict[str, RungeKuttaMethod]:
+    """This visitor's own methods (from the Integrators page), by key; never seen by others."""
+    return st.session_state.setdefault("custom_methods", {})
+
+
+def all_methods() -> dict[str, RungeKuttaMethod]:
+    """The built-in methods followed by this session's custom ones."""
+    return {**METHODS, **session_methods()}
+
+
 def add_custom_method(name: str, a: list[list[float]], b: list[float], c: list[float] | None) -> str:
-    """Validate and register a user tableau; returns its registry key.  Raises TableauError."""
-    method = custom_method(name, a, b, c)
-    key = "custom_" + "".join(ch if ch.isalnum() else "_" for ch in name.lower())[:40]
-    register_method(key, method, overwrite=True)
+    """Validate a user tableau and keep it in this session; returns its key.  Raises TableauError."""
+    key = method_key(name)  # "RK²" -> "custom_rk2"; TableauError if nothing usable is left
+    session_methods()[key] = custom_method(name, a, b, c)
     return key
 
 
-def solver_picker(key: str, default_integrator: str = "rk4", default_steps: int = 1) -> dict:
-    """Integrator + steps widgets (embedded pairs run fixed-step here); kwargs for ``RKNet.set_solver``."""
-    names = list(METHODS)
-    idx = names.index(default_integrator) if default_integrator in names else 0
+def solver_picker(key: str, default: SolverSpec, max_steps: int = 64) -> SolverSpec:
+    """Integrator + steps widgets over built-in and this session's methods (fixed steps here);
+    returns the chosen :class:`SolverSpec` on the default's interval."""
+    methods = {**all_methods(), default.integrator: default.method}  # a run's own custom method too
+    names = list(methods)
+    idx = names.index(default.integrator) if default.integrator in names else 0
     c1, c2 = st.columns(2)
     integ = c1.selectbox("Integrator", names, index=idx, key=f"{key}_integ",
-                         format_func=lambda k: f"{k} ({METHODS[k].name}, order {METHODS[k].order})")
-    steps = c2.number_input("Steps", min_value=1, max_value=64, value=int(default_steps), step=1, key=f"{key}_steps")
-    return dict(integrator=integ, steps=int(steps), adaptive=False)
+                         format_func=lambda k: f"{k} ({methods[k].name}, order {methods[k].order})")
+    steps = c2.number_input("Steps", min_value=1, max_value=max_steps, value=min(max_steps, int(default.steps)),
+                            step=1, key=f"{key}_steps")
+    return SolverSpec.for_method(methods[integ], steps=int(steps), t0=default.t0, t1=default.t1)

@@ -14,10 +14,8 @@ picked = model_picker("draw_model")
 if picked is None:
     st.stop()
 choice, model = picked
-trained = model.trained_config
 with st.expander("Inference solver (default: as trained)", expanded=False):
-    solver = solver_picker(f"draw_{choice.key}", trained.integrator, trained.steps)
-model.set_solver(**solver, t0=trained.t0, t1=trained.t1)
+    solver = solver_picker(f"draw_{choice.key}", model.config.solver)
 
 left, right = st.columns([1, 2])
 with left:
@@ -52,11 +50,11 @@ with right:
         st.info("✍️ Draw a digit on the canvas (or upload a picture) to see the prediction.")
         st.stop()
     st.session_state["drawing"] = prepared.tensor  # the Trajectories page can use it
-    pred = predict(model, prepared.tensor)
+    pred = predict(model, prepared.tensor, solver)
     m1, m2, m3 = st.columns(3)
     m1.metric("Prediction", str(pred.digit))
     m2.metric("Confidence", f"{100 * pred.confidence:.1f}%")
-    m3.metric("Solver", model.config.label(), help="Integrator and step count used for this prediction")
+    m3.metric("Solver", solver.label(), help="Integrator and step count used for this prediction")
     c1, c2 = st.columns([2, 1])
     c1.plotly_chart(plots.probability_bars(pred.probs[0]), key="draw_bars", width="stretch")
     c2.image(plots.digit_pixels(prepared.image28), caption="What the model sees (28x28)", width=168)
@@ -65,11 +63,9 @@ with right:
                "like the training data.")
 
 st.subheader("Watch it think")
-view_steps = st.slider("Solver steps for this view", 2, 32, max(8, model.config.steps), key="think_steps",
+view_steps = st.slider("Solver steps for this view", 2, 32, max(8, solver.steps), key="think_steps",
                        help="The output head applied to the hidden state at every solver step time.")
-think_model = model.set_solver(steps=int(view_steps))
-think = predict(think_model, prepared.tensor)
-model.set_solver(**solver, t0=trained.t0, t1=trained.t1)
+think = predict(model, prepared.tensor, solver.replace(steps=int(view_steps)))
 st.plotly_chart(plots.step_probabilities(think.ts, think.step_probs[:, 0]), key="draw_think", width="stretch")
 st.caption("At t0 the head sees only the downsampled image; the ODE then moves the state towards its answer. "
            "BatchNorm inside the vector field uses its training statistics, so step counts far from the "

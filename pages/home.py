@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from odenet.checkpoints import load_checkpoint, pretrained_models
-from odenet.ui import ensure_app_navigation
+from odenet.checkpoints import pretrained_models, summarize_checkpoint
+from odenet.errors import OdenetError
+from odenet.ui import PAGES, ensure_app_navigation
 
 ensure_app_navigation()
 st.title("odenet: a Neural ODE lab")
@@ -35,20 +36,11 @@ with c2:
     st.latex(r"\text{RK4:}\quad y_{n+1} = y_n + \tfrac{h}{6}(k_1 + 2k_2 + 2k_3 + k_4)")
 
 st.subheader("Pages")
-cols = st.columns(5)
-links = [
-    ("pages/train.py", "Train", ":material/model_training:", "train RKNet live with any integrator"),
-    ("pages/integrators.py", "Integrators", ":material/show_chart:",
-     "solvers on test ODEs, convergence orders, custom tableaux"),
-    ("pages/draw.py", "Draw a digit", ":material/draw:", "classify your drawing and watch each solver step"),
-    ("pages/trajectories.py", "Trajectories", ":material/scatter_plot:", "hidden states through the ODE, in PCA space"),
-    ("pages/robustness.py", "Solver robustness", ":material/science:",
-     "does the net stay accurate with other solvers?"),
-]
-for col, (page, title, icon, text) in zip(cols, links):
+links = [p for p in PAGES if p.url_path]
+for col, page in zip(st.columns(len(links)), links):
     with col:
-        st.page_link(page, label=title, icon=icon)
-        st.caption(text)
+        st.page_link(page.path, label=page.title, icon=page.icon)
+        st.caption(page.description)
 
 st.subheader("Pretrained models")
 models = pretrained_models()
@@ -57,13 +49,12 @@ if not models:
 rows = []
 for name, path in models.items():
     try:
-        ck = load_checkpoint(path)
-    except ValueError as exc:
+        info = summarize_checkpoint(path, name)
+    except OdenetError as exc:
         st.warning(f"{name}: {exc}")
         continue
-    acc = (ck.metrics or {}).get("test_acc")
-    rows.append({"model": name, "solver": ck.model_config.label(),
-                 "test accuracy": f"{100 * acc:.2f}%" if isinstance(acc, float) else "n/a",
+    rows.append({"model": name, "solver": info.solver_label,
+                 "test accuracy": f"{100 * info.test_acc:.2f}%" if info.test_acc is not None else "n/a",
                  "file": path.name})
 if rows:
     st.dataframe(rows, hide_index=True, width="content")

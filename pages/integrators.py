@@ -8,14 +8,15 @@ import streamlit as st
 import torch
 
 from odenet import plots
-from odenet.integrators import METHODS, TableauError
+from odenet.integrators import TableauError
 from odenet.problems import PROBLEMS, convergence, solve_fixed
 from odenet.solvers import SolverError
-from odenet.ui import add_custom_method, ensure_app_navigation
+from odenet.ui import add_custom_method, all_methods, ensure_app_navigation
 
 ensure_app_navigation()
 st.title("Integrators")
 st.caption("Every method is a Butcher tableau run by one generic Runge-Kutta step.")
+METHODS = all_methods()  # built-in plus this visitor's own (never shared with other visitors)
 
 c1, c2, c3 = st.columns([2, 3, 1])
 pkey = c1.selectbox("Test problem", list(PROBLEMS), format_func=lambda k: PROBLEMS[k].title, key="int_problem")
@@ -34,7 +35,7 @@ if not methods:
 runs = {}
 for k in methods:
     try:
-        runs[k] = solve_fixed(problem, k, int(steps))
+        runs[k] = solve_fixed(problem, METHODS[k], int(steps))
     except SolverError as exc:  # e.g. 5 RK4 steps of Van der Pol blow up: say so, keep the page
         st.warning(f"{k} with {int(steps)} steps: {exc}")
 if not runs:
@@ -50,7 +51,7 @@ st.dataframe(pd.DataFrame([{"method": k, "order": METHODS[k].order, "stages": ME
 st.subheader("Convergence")
 st.caption("Global error (max over the grid) for halving step sizes; the fitted log-log slope is the "
            "empirical order.")
-conv = [convergence(problem, k) for k in methods]
+conv = [convergence(problem, METHODS[k]) for k in methods]
 st.plotly_chart(plots.convergence_plot(conv), key="int_conv", width="stretch")
 st.dataframe(pd.DataFrame([{"method": r.method, "nominal order": r.nominal_order,
                             "empirical order": round(r.fitted_order, 2)} for r in conv]), hide_index=True)
@@ -69,7 +70,8 @@ st.caption(m.description or f"{m.name}: order {m.order}, {m.stages} stages")
 
 st.subheader("Define your own method")
 st.caption("Enter the tableau as JSON lists. c defaults to the row sums of a; the order is derived from the "
-           "order conditions. A valid method becomes available here and on the Train, Draw and other pages.")
+           "order conditions. A valid method becomes available to you (not to other visitors) here and on the "
+           "Train, Draw and other pages, for this browser session.")
 with st.form("custom_tableau"):
     name = st.text_input("Name", value="Heun3", key="ct_name")
     a_text = st.text_area("a (rows, lower triangular)", value="[[0], [0.3333333333333333], [0, 0.6666666666666666]]",
@@ -85,7 +87,8 @@ if submitted:
         b = json.loads(b_text)
         c = json.loads(c_text) if c_text.strip() else None
         key = add_custom_method(name, a, b, c)
-        st.session_state["ct_flash"] = (f"Added {key!r}: order {METHODS[key].order}, {METHODS[key].stages} stages. "
+        new = all_methods()[key]
+        st.session_state["ct_flash"] = (f"Added {key!r}: order {new.order}, {new.stages} stages. "
                                         "Select it in the integrator list above.")
         st.rerun()  # so every integrator list on the page offers the new method
     except json.JSONDecodeError as exc:

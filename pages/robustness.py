@@ -18,7 +18,7 @@ st.markdown(
     "all? Neural ODEs and their numerical solution*, ICLR 2021)."
 )
 choice, model, test = model_and_test("rob_model")
-trained = model.trained_config
+trained = model.config
 
 c1, c2, c3 = st.columns([2, 2, 1])
 integrators = c1.multiselect("Integrators", list(METHODS), default=["euler", "modified_euler", "rk4", "dopri5"],
@@ -49,7 +49,6 @@ if key not in cache:
     st.caption("Results are cached per model and grid; rerunning the same grid is instant.")
     st.stop()
 df = cache[key]
-model.set_solver(integrator=trained.integrator, steps=trained.steps)
 st.plotly_chart(plots.robustness_heatmap(df, (trained.integrator, trained.steps)), key="rob_heat", width="stretch")
 st.plotly_chart(plots.accuracy_vs_nfe(df), key="rob_scatter", width="stretch")
 st.dataframe(df.assign(accuracy=(100 * df["accuracy"]).round(2), loss=df["loss"].round(4),

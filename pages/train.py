@@ -8,22 +8,30 @@ import streamlit as st
 
 from odenet import plots
 from odenet.config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
-from odenet.integrators import METHODS
+from odenet.integrators import METHODS as BUILTIN
+from odenet.integrators import method_spec
 from odenet.jobs import JobRejected
+from odenet.models import ModelConfig
 from odenet.runs import list_runs, read_metrics
-from odenet.ui import ensure_app_navigation, manager, require_mnist
+from odenet.ui import all_methods, ensure_app_navigation, manager, require_mnist
 
 ensure_app_navigation()
 st.title("Train RKNet live")
 mgr = manager()
 owner = st.session_state.setdefault("owner", f"session-{uuid.uuid4().hex[:6]}")
 TRAIN_SIZES = [1000, 2000, 5000, 10000, 20000, 30000, 60000]
+RECIPE_KEYS = {"tr_epochs": "epochs", "tr_batch": "batch_size", "tr_optimizer": "optimizer", "tr_lr": "lr",
+               "tr_schedule": "schedule", "tr_train_size": "train_size", "tr_augment": "augment"}
+
+
+def recipe_values(preset: str) -> dict:
+    """Widget values of a recipe as the library defines it for the app (TrainConfig.for_app)."""
+    cfg = TrainConfig.for_app(preset)
+    return {k: getattr(cfg, f) for k, f in RECIPE_KEYS.items()}
 
 
 def apply_preset() -> None:
-    p = PRESETS[st.session_state["tr_preset"]]
-    st.session_state.update(tr_optimizer=p["optimizer"], tr_lr=p["lr"], tr_epochs=p["epochs"],
-                            tr_batch=p["batch_size"], tr_schedule=p["schedule"])
+    st.session_state.update(recipe_values(st.session_state["tr_preset"]))
 
 
 def reset_form() -> None:
@@ -33,16 +41,18 @@ def reset_form() -> None:
 
 
 if "tr_preset" not in st.session_state:
-    st.session_state.update(tr_preset="default", tr_train_size=5000, tr_epochs=1)
-    p = PRESETS["default"]
-    st.session_state.update(tr_optimizer=p["optimizer"], tr_lr=p["lr"], tr_batch=p["batch_size"],
-                            tr_schedule=p["schedule"])
+    st.session_state["tr_preset"] = "default"
+    apply_preset()
 
+model_defaults = ModelConfig()
+METHODS = all_methods()  # built-in plus this visitor's own methods from the Integrators page
 with st.sidebar:
     st.header("Run settings")
     st.selectbox("Recipe", list(PRESETS), key="tr_preset", on_change=apply_preset,
-                 help="default: AdamW + one-cycle (98% in one epoch). notebook: Adam lr 0.1, 20 epochs.")
-    integ = st.selectbox("Integrator", list(METHODS), key="tr_integ", index=list(METHODS).index("rk4"),
+                 help="default: AdamW + one-cycle (98% in one epoch). notebook: the seed notebook's Adam lr 0.1, "
+                      "20 epochs.")
+    integ = st.selectbox("Integrator", list(METHODS), key="tr_integ",
+                         index=list(METHODS).index(model_defaults.integrator),
                          format_func=lambda k: f"{k} ({METHODS[k].name}, order {METHODS[k].order})")
     adaptive = False
     if METHODS[integ].adaptive:
@@ -51,18 +61,18 @@ with st.sidebar:
         c1, c2 = st.columns(2)
         rtol = c1.number_input("rtol", value=1e-2, format="%.0e", key="tr_rtol")
         atol = c2.number_input("atol", value=1e-2, format="%.0e", key="tr_atol")
-        steps = 1
+        steps = model_defaults.steps
     else:
-        rtol, atol = 1e-3, 1e-4
-        steps = st.number_input("Steps", min_value=1, max_value=32, value=1, key="tr_steps")
-    t1 = st.number_input("t1 (integrate from 0 to t1)", value=1.0, step=0.5, key="tr_t1")
+        rtol, atol = model_defaults.rtol, model_defaults.atol
+        steps = st.number_input("Steps", min_value=1, max_value=32, value=model_defaults.steps, key="tr_steps")
+    t1 = st.number_input("t1 (integrate from 0 to t1)", value=model_defaults.t1, step=0.5, key="tr_t1")
     c1, c2 = st.columns(2)
     epochs = c1.number_input("Epochs", min_value=1, max_value=mgr.limits.max_epochs, key="tr_epochs")
     batch = c2.number_input("Batch size", min_value=8, max_value=1024, step=32, key="tr_batch")
     c1, c2 = st.columns(2)
     optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key="tr_optimizer")
     schedule = c2.selectbox("LR schedule", SCHEDULES, key="tr_schedule")
-    lr = st.number_input("Learning rate", min_value=0.0, format="%.4f", step=1e-3, key="tr_lr")
+    lr = st.number_input("Learning rate", min_value=0.0, format="%.4g", step=1e-3, key="tr_lr")
     train_size = st.select_slider("Training images", TRAIN_SIZES, key="tr_train_size",
                                   help="1,000 for a quick demo, 60,000 for the full set.")
     augment = st.checkbox("Augmentation (small shifts/rotations)", key="tr_augment")
@@ -71,11 +81,11 @@ with st.sidebar:
 
 config, problem = None, None
 try:
-    config = TrainConfig(integrator=integ, steps=int(steps), t1=float(t1), adaptive=adaptive, rtol=float(rtol),
-                         atol=float(atol), preset=st.session_state["tr_preset"], epochs=int(epochs),
-                         batch_size=int(batch), optimizer=optimizer, lr=float(lr), schedule=schedule,
-                         train_size=int(train_size), augment=augment, seed=int(seed),
-                         eval_every=max(10, int(train_size) // int(batch) // 4), eval_size=1000, log_every=5)
+    config = TrainConfig.for_app(
+        st.session_state["tr_preset"], integrator=integ, steps=int(steps),
+        custom_tableau=None if integ in BUILTIN else method_spec(METHODS[integ]), t1=float(t1), adaptive=adaptive,
+        rtol=float(rtol), atol=float(atol), epochs=int(epochs), batch_size=int(batch), optimizer=optimizer,
+        lr=float(lr), schedule=schedule, train_size=int(train_size), augment=augment, seed=int(seed))
     mgr.limits.check(config)
 except (ConfigError, JobRejected) as exc:
     problem = str(exc)
@@ -118,7 +128,7 @@ def live_view() -> None:
         st.info("No training job is running. Choose settings in the sidebar and press Start.")
         return
     if cur is not None and cur.id != snap.id:
-        st.warning(f"Another job (#{cur.id}, {cur.config.model_config().label()}, by {cur.owner}) is running; "
+        st.warning(f"Another job (#{cur.id}, {cur.config.model.label()}, by {cur.owner}) is running; "
                    f"it should end in about {fmt_eta(cur.eta_seconds)}.")
     if snap.status == "queued":
         wait = mgr.wait_until_start_estimate(snap.id)
@@ -126,7 +136,7 @@ def live_view() -> None:
                 f"{fmt_eta(wait)}. Press Stop to cancel it.")
         return
     ev = snap.last_batch
-    head = f"Job #{snap.id} · {snap.config.model_config().label()} · {snap.status}"
+    head = f"Job #{snap.id} · {snap.config.model.label()} · {snap.status}"
     if snap.status == "running" and ev is not None:
         eta = fmt_eta(snap.eta_seconds)
         st.progress(snap.progress, text=f"{head} · epoch {ev.epoch}/{snap.config.epochs} · batch "
@@ -155,7 +165,7 @@ def live_view() -> None:
     g1, g2 = st.columns(2)
     g1.plotly_chart(loss, key="live_loss", width="stretch")
     g2.plotly_chart(acc, key="live_acc", width="stretch")
-    if snap.config.adaptive:
+    if snap.config.model.adaptive:
         st.plotly_chart(plots.nfe_curve(df), key="live_nfe", width="stretch")
 
 
@@ -167,7 +177,7 @@ runs = [r for r in list_runs(active=mgr.active_run_dirs()) if r.status != "runni
 if not runs:
     st.caption("Finished and stopped runs will appear here.")
 else:
-    table = [{"run": r.name, "status": r.status, "solver": f"{r.config.get('integrator')} x{r.config.get('steps')}",
+    table = [{"run": r.name, "status": r.status, "solver": r.solver_label,
               "epochs": r.config.get("epochs"), "train images": r.config.get("train_size"),
               "best test acc": None if r.best_test_acc is None else round(100 * r.best_test_acc, 2),
               "duration (s)": None if r.duration is None else round(r.duration, 1), "note": r.message}

@@ -11,9 +11,8 @@ from odenet.ui import ensure_app_navigation, model_and_test, solver_picker
 ensure_app_navigation()
 st.title("Hidden-state trajectories")
 choice, model, test = model_and_test("traj_model")
-trained = model.trained_config
-solver = solver_picker(f"traj_{choice.key}", trained.integrator, max(trained.steps, 8))
-model.set_solver(**solver, t0=trained.t0, t1=trained.t1)
+trained = model.config.solver
+solver = solver_picker(f"traj_{choice.key}", trained.replace(steps=max(trained.steps, 8)))
 
 c1, c2, c3 = st.columns(3)
 source = c1.radio("Inputs", ["random test images", "one class", "current drawing"], key="traj_source")
@@ -34,7 +33,7 @@ else:
     sel = pool[torch.randperm(len(pool), generator=gen)[:n]]
     x, labels, idx = normalize(test.images[sel]), test.labels[sel].tolist(), sel.tolist()
 
-view = step_view(model, x)
+view = step_view(model, x, solver)
 coords, explained = pca_project(view.states, k=3)
 shown = [lab if lab >= 0 else int(p) for lab, p in zip(labels, view.preds.tolist())]
 tab2, tab3 = st.tabs(["PCA 2-D", "PCA 3-D"])
@@ -47,7 +46,7 @@ with tab3:
 acc_text = ""
 if source != "current drawing":
     acc_text = f" Accuracy on these images: {100 * (view.preds == torch.tensor(labels)).float().mean():.1f}%."
-st.caption(f"{model.config.label()}: {len(view.ts)} step times, larger marker = t1.{acc_text}")
+st.caption(f"{solver.label()}: {len(view.ts)} step times, larger marker = t1.{acc_text}")
 
 st.subheader("One image up close")
 which = st.selectbox("Image", list(range(len(idx))), format_func=lambda j: f"#{idx[j]} (label {shown[j]})",

@@ -2,6 +2,14 @@ import os
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# Hypothesis: CI runs a fixed, derandomised profile (the same examples every run); set
+# HYPOTHESIS_PROFILE=explore locally for fresh random examples (or pass --hypothesis-seed=N).
+_COMMON = dict(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", derandomize=True, **_COMMON)
+settings.register_profile("explore", **_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

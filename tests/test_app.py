@@ -23,8 +23,8 @@ def runs(tmp_path, monkeypatch):
     run = root / "fixture-run"
     run.mkdir(parents=True)
     torch.manual_seed(0)
-    cfg = TrainConfig(train_size=1000, epochs=1, integrator="rk4", steps=1)
-    save_checkpoint(run / "last.pt", RKNet(cfg.model_config()).eval(), cfg, {"test_acc": 0.1})
+    cfg = TrainConfig.from_dict(dict(train_size=1000, epochs=1, integrator="rk4", steps=1))
+    save_checkpoint(run / "last.pt", RKNet(cfg.model).eval(), cfg, {"test_acc": 0.1})
     (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(),
                                                  "best_test_acc": 0.1, "duration": 1.0}))
     (run / "metrics.jsonl").write_text(json.dumps({"kind": "batch", "epoch": 1, "batch": 5, "batches_per_epoch": 7,
@@ -79,6 +79,16 @@ def test_integrators_custom_tableau_valid_and_invalid(runs):
     assert any("Added 'custom_heun3': order 3" in s.value for s in at.success)
     at.multiselect(key="int_methods").set_value(["custom_heun3"]).run()
     assert not at.exception and list(at.dataframe[0].value["NFE"]) == [30]
+    # a name that is not an identifier is made into a key, not a crash
+    at.text_input(key="ct_name").set_value("RK²")
+    at.button[0].click().run()
+    assert not at.exception and any("Added 'custom_rk2'" in s.value for s in at.success)
+    # another visitor (a new session) sees only the built-in methods
+    other = page("integrators")
+    assert not any(k.startswith("custom_") for k in other.multiselect(key="int_methods").options)
+    from odenet.integrators import METHODS
+
+    assert not any(k.startswith("custom_") for k in METHODS)
 
 
 def test_train_page_controls_and_invalid_input(runs):

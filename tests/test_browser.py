@@ -44,7 +44,7 @@ def server(tmp_path_factory):
     run.mkdir()
     cfg = TrainConfig(train_size=1000, epochs=1)
     torch.manual_seed(0)
-    save_checkpoint(run / "last.pt", RKNet(cfg.model_config()).eval(), cfg, {"test_acc": 0.1})
+    save_checkpoint(run / "last.pt", RKNet(cfg.model).eval(), cfg, {"test_acc": 0.1})
     (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(), "best_test_acc": 0.1}))
     port = free_port()
     env = {**os.environ, "ODENET_RUNS": str(runs), "PYTHONUNBUFFERED": "1"}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from benchmarks import notebook_reference as nb
-from odenet import CheckpointError, RKNet, TrainConfig, load_checkpoint, load_model, save_checkpoint
+from odenet import CheckpointError, ModelConfig, RKNet, TrainConfig, load_checkpoint, load_model, save_checkpoint
 from odenet.checkpoints import MAX_CHECKPOINT_BYTES
 
 
@@ -15,7 +15,7 @@ def trained(tmp_path):
     m = RKNet(integrator="euler", steps=2)
     m.train()
     m(torch.randn(8, 1, 28, 28))  # non-trivial BN stats
-    path = save_checkpoint(tmp_path / "m.pt", m, TrainConfig(integrator="euler", steps=2), {"test_acc": 0.5})
+    path = save_checkpoint(tmp_path / "m.pt", m, TrainConfig(model=ModelConfig(integrator="euler", steps=2)), {"test_acc": 0.5})
     return m.eval(), path
 
 
@@ -24,7 +24,7 @@ def test_round_trip(trained):
     loaded = load_model(path)
     assert not loaded.training
     assert loaded.config == m.config and loaded.config.label() == "euler x2"
-    assert loaded.train_config.integrator == "euler" and loaded.metrics["test_acc"] == 0.5
+    assert loaded.train_config.model.integrator == "euler" and loaded.metrics["test_acc"] == 0.5
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(loaded(x), m(x), atol=1e-6)

@@ -130,10 +130,33 @@ def test_tableau_is_frozen():
         tab.b = (0.5,)
 
 
-def test_register_custom_method_cannot_replace_builtin():
+def test_builtin_registry_is_read_only():
     m = custom_method("Mine", [[0], [1]], [0.5, 0.5])
-    with pytest.raises(ValueError, match="built-in"):
-        I.register_method("rk4", m)
-    I.register_method("mine_test", m, overwrite=True)
-    assert get_method("mine_test") is m
-    del I.METHODS["mine_test"]
+    with pytest.raises(TypeError):
+        I.METHODS["mine"] = m  # no visitor can add to (or replace in) what every visitor sees
+    with pytest.raises(TypeError):
+        del I.METHODS["rk4"]
+    assert not hasattr(I, "register_method")
+
+
+def test_custom_config_does_not_register_anything():
+    from odenet import ModelConfig, SolverSpec
+
+    before = dict(I.METHODS)
+    spec = SolverSpec.for_method(custom_method("RK²", [[0], [0.5]], [0, 1]), steps=2)
+    assert spec.integrator == "custom_rk2" and spec.method.order == 2
+    cfg = ModelConfig(integrator=spec.integrator, custom_tableau=spec.custom_tableau)
+    assert cfg.method.tableau == spec.method.tableau
+    assert dict(I.METHODS) == before
+    with pytest.raises(I.UnknownIntegrator, match="unknown integrator 'custom_rk2'"):
+        get_method("custom_rk2")
+
+
+@pytest.mark.parametrize("name, key", [("RK²", "custom_rk2"), ("Heun 3!", "custom_heun_3"), ("x", "custom_x")])
+def test_method_key_is_a_safe_identifier(name, key):
+    assert I.method_key(name) == key
+
+
+def test_method_key_without_letters_is_a_tableau_error():
+    with pytest.raises(TableauError, match="no letters or digits"):
+        I.method_key("!!")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from benchmarks import notebook_reference as nb
-from odenet import ModelConfig, RKNet
+from odenet import MaxStepsExceeded, RKNet, SolverSpec
 from odenet.models import GradientNet
 
 
@@ -41,33 +41,46 @@ def test_output_and_trajectory_shapes(model):
     x = torch.randn(4, 1, 28, 28)
     assert model(x).shape == (4, 10)
     assert model.features(x).shape == (4, 64, 6, 6)
-    model.set_solver(integrator="rk4", steps=5)
-    traj = model.trajectory(x)
+    five = SolverSpec("rk4", steps=5)
+    traj = model.trajectory(x, five)
     assert traj.states.shape == (6, 4, 64, 6, 6)
     assert traj.logits.shape == (6, 4, 10)
     assert traj.ts.tolist() == pytest.approx([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     assert traj.stats.nfe == 20
     with torch.no_grad():
-        final = model(x)
+        final = model(x, solver=five)
         h0 = model.features(x)
     assert torch.allclose(traj.logits[-1], final, atol=1e-5)
     assert torch.allclose(traj.states[0], h0, atol=1e-6)
-    model.set_solver(integrator="rk4", steps=1)
 
 
-def test_swap_solver_on_trained_model(model):
+def test_solver_is_passed_in_and_the_model_never_changes(model):
+    x = torch.randn(2, 1, 28, 28)
+    before = model.config
+    with torch.no_grad():
+        a = model(x)
+        b = model(x, solver=model.config.solver.replace(integrator="euler", steps=8))
+        assert model.last_stats.nfe == 8
+        c = model(x, solver=SolverSpec("dopri5", adaptive=True, rtol=1e-3, atol=1e-3))
+        assert model.last_stats.nfe >= 7
+        again = model(x)
+    assert a.shape == b.shape == c.shape and not torch.equal(a, b)
+    assert torch.equal(a, again)
+    assert model.config is before and not hasattr(model, "set_solver")
+
+
+def test_a_failing_call_leaves_nothing_behind(model):
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         a = model(x)
-        model.set_solver(integrator="euler", steps=8)
-        b = model(x)
-        assert model.last_stats.nfe == 8
-        model.set_solver(integrator="dopri5", adaptive=True, rtol=1e-3, atol=1e-3)
-        c = model(x)
-        assert model.last_stats.nfe >= 7
-        model.set_solver(integrator="rk4", steps=1, adaptive=False, rtol=1e-3, atol=1e-4)
-    assert a.shape == b.shape == c.shape and not torch.equal(a, b)
-    assert model.config == ModelConfig()
+        with pytest.raises(MaxStepsExceeded):
+            model(x, solver=SolverSpec("dopri5", adaptive=True, rtol=1e-12, atol=1e-12, max_steps=2))
+        assert torch.equal(model(x), a)
+
+
+def test_declared_provenance_attributes():
+    m = RKNet()
+    assert m.train_config is None and m.metrics == {} and m.source_path is None
 
 
 def test_config_validation_messages():
@@ -77,8 +90,8 @@ def test_config_validation_messages():
         RKNet(steps=0)
     with pytest.raises(ValueError, match="adaptive=True needs an embedded pair.*'rk4'"):
         RKNet(adaptive=True)
-    with pytest.raises(ValueError, match="channels.*cannot change"):
-        RKNet().set_solver(channels=32)
+    with pytest.raises(ValueError, match="channels must be a positive integer"):
+        RKNet(channels=0)
 
 
 def test_channels_and_gradient_net_time_channel():

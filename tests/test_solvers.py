@@ -6,9 +6,9 @@ import torch
 from scipy.integrate import solve_ivp
 
 from odenet import AdaptiveStepSolver, FixedStepSolver, MaxStepsExceeded, SolverError
-from odenet.integrators import METHODS, Euler, RungeKutta4
+from odenet.integrators import METHODS, Euler, RungeKutta4, custom_method
 from odenet.problems import PROBLEMS
-from odenet.solvers import IController, StepSizeTooSmall, make_solver
+from odenet.solvers import IController, SolverSpec, StepSizeTooSmall
 
 f_decay = PROBLEMS["decay"].f
 
@@ -41,7 +41,7 @@ def test_steps_split_evenly_and_backward_integration():
 
 @pytest.mark.parametrize("key", list(METHODS))
 @pytest.mark.parametrize("steps", [1, 3, 10])
-def test_nfe_is_stages_times_steps(key, steps):
+def test_nfe_is_counted_exactly(key, steps):
     calls = 0
 
     def f(t, y):
@@ -51,7 +51,10 @@ def test_nfe_is_stages_times_steps(key, steps):
 
     s = FixedStepSolver(f, 0.0, 1.0, key, steps=steps)
     sol = s.solve(torch.ones(3), trajectory=True)
-    assert calls == sol.stats.nfe == METHODS[key].stages * steps
+    m = METHODS[key]
+    expected = m.stages * steps - (steps - 1 if key in ("bosh3", "dopri5") else 0)  # FSAL: last stage reused
+    assert calls == sol.stats.nfe == s.nfe == expected
+    assert sum(r.nfe for r in sol.log) == calls and len(sol.log) == steps
     assert sol.stats.steps == sol.stats.accepted == steps and sol.stats.rejected == 0
     assert len(sol.ts) == len(sol.ys) == steps + 1
     assert sol.stacked().shape == (steps + 1, 3)
@@ -170,7 +173,8 @@ def test_adaptive_nfe_counted_exactly():
         return math.cos(t) * y
 
     sol = AdaptiveStepSolver(f, 0.0, 4.0, "dopri5", rtol=1e-6, atol=1e-6).solve(torch.ones(1, dtype=torch.float64))
-    assert sol.stats.nfe == calls == 2 + 7 * sol.stats.steps  # 2 for the initial step estimate
+    # f(t0, y0) and the starting-step estimate, then 6 per step: dopri5 is FSAL and a rejected step reuses k1
+    assert sol.stats.nfe == calls == 2 + 6 * sol.stats.steps
 
 
 def test_adaptive_backward():
@@ -189,11 +193,41 @@ def test_controller_is_separate_and_swappable():
     assert s.controller is c
 
 
-def test_make_solver_picks_solver():
-    assert isinstance(make_solver(f_decay, 0, 1, "rk4", steps=2), FixedStepSolver)
-    assert isinstance(make_solver(f_decay, 0, 1, "dopri5"), AdaptiveStepSolver)
-    with pytest.raises(SolverError, match="adaptive solver only"):
-        make_solver(f_decay, 0, 1, "rk4", steps=2, rtol=1e-3)
+def test_solver_spec_builds_the_right_solver_and_validates():
+    assert isinstance(SolverSpec("rk4", steps=2).build(f_decay), FixedStepSolver)
+    assert isinstance(SolverSpec("dopri5", adaptive=True).build(f_decay), AdaptiveStepSolver)
+    with pytest.raises(SolverError, match="adaptive=True needs an embedded pair.*'rk4'"):
+        SolverSpec("rk4", adaptive=True)
+    with pytest.raises(SolverError, match="steps must be a positive integer, got 0"):
+        SolverSpec(steps=0)
+    assert SolverSpec("dopri5", adaptive=True, rtol=1e-5).label() == "dopri5 adaptive (rtol 1e-05)"
+    assert SolverSpec("rk4", steps=3).label() == "rk4 x3"
+
+
+def test_fsal_is_read_off_the_tableau():
+    assert [k for k, m in METHODS.items() if m.tableau.fsal] == ["bosh3", "dopri5"]
+    heun = custom_method("h", [[0], [1]], [0.5, 0.5])
+    assert not heun.tableau.fsal
+
+
+def test_adaptive_dopri5_costs_six_evaluations_per_step_and_log_matches_stats():
+    calls = 0
+
+    def f(t, y):
+        nonlocal calls
+        calls += 1
+        return torch.stack([y[1], -y[0]])
+
+    s = AdaptiveStepSolver(f, 0.0, 20.0, "dopri5", rtol=1e-8, atol=1e-8, first_step=0.5)
+    sol = s.solve(torch.tensor([1.0, 0.0], dtype=torch.float64))
+    st = sol.stats
+    assert st.rejected >= 1  # first_step=0.5 is too long for rtol 1e-8
+    # one f(t0, y0), then 6 new evaluations per attempted step (rejected ones reuse k1 too)
+    assert calls == st.nfe == 1 + 6 * st.steps
+    assert len(sol.log) == st.steps and sum(r.accepted for r in sol.log) == st.accepted
+    assert sum(r.nfe for r in sol.log) == st.nfe
+    assert all((r.error_ratio <= 1) == r.accepted for r in sol.log)
+    assert abs(sol.y[0].item() - math.cos(20.0)) < 1e-6
 
 
 def test_fixed_step_blow_up_is_reported_not_returned():

@@ -108,7 +108,7 @@ def test_diverging_training_stops_with_message(small, tmp_path):
 )
 def test_config_validation(kw, message):
     with pytest.raises(ConfigError, match=message):
-        TrainConfig(**kw)
+        TrainConfig.from_dict(kw)
 
 
 def test_config_json_round_trip_and_unknown_keys():
