@@ -7,6 +7,7 @@ and call :meth:`submit` / :meth:`stop`.  All state changes happen under one lock
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import threading
@@ -297,6 +298,18 @@ class JobManager:
 
 _MANAGERS: dict[Path, JobManager] = {}
 _MANAGER_LOCK = threading.Lock()
+
+
+@atexit.register
+def close_all_managers() -> None:
+    """Stop running jobs and join the workers before the interpreter exits: a daemon thread
+    killed inside torch leaves its C++ threads joinable ("terminate called without an active
+    exception") and a run directory stuck at "running"."""
+    with _MANAGER_LOCK:
+        managers = list(_MANAGERS.values())
+        _MANAGERS.clear()
+    for m in managers:
+        m.close()
 
 
 def get_manager() -> JobManager:

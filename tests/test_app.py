@@ -52,6 +52,14 @@ def test_home_explains_and_lists_models(runs):
     assert at.subheader[-1].value == "Pretrained models"
 
 
+def test_home_links_every_page_from_the_one_page_list(runs):
+    from odenet.ui import PAGES
+
+    at = page("home")
+    links = at.get("page_link")
+    assert [link.proto.label for link in links] == [p.title for p in PAGES if p.url_path]
+
+
 def test_integrators_page_defaults_and_changes(runs):
     at = page("integrators")
     assert at.selectbox(key="int_problem").value == "decay"
@@ -96,9 +104,17 @@ def test_train_page_controls_and_invalid_input(runs):
     assert at.selectbox(key="tr_preset").value == "default"
     assert at.selectbox(key="tr_integ").value == "rk4" and at.number_input(key="tr_steps").value == 1
     assert at.number_input(key="tr_lr").value == pytest.approx(3e-3)
+    keys = ["tr_epochs", "tr_batch", "tr_lr"]
+    first = [at.number_input(key=k).value for k in keys] + [at.selectbox(key="tr_optimizer").value,
+                                                          at.select_slider(key="tr_train_size").value]
     at.selectbox(key="tr_preset").set_value("notebook").run()
     assert at.number_input(key="tr_lr").value == pytest.approx(0.1)
     assert at.selectbox(key="tr_optimizer").value == "adam"
+    at.selectbox(key="tr_preset").set_value("default").run()
+    again = [at.number_input(key=k).value for k in keys] + [at.selectbox(key="tr_optimizer").value,
+                                                          at.select_slider(key="tr_train_size").value]
+    assert again == first
+    at.selectbox(key="tr_preset").set_value("notebook").run()
     at.number_input(key="tr_lr").set_value(0.0).run()
     assert any("lr must be > 0" in e.value for e in at.sidebar.error)
     assert at.button(key="btn_start").disabled
@@ -152,7 +168,7 @@ def test_trajectories_and_robustness_pages(runs):
     at = page("trajectories")
     assert at.radio(key="traj_source").value == "random test images"
     at.slider(key="traj_n").set_value(10).run()
-    assert not at.exception and "10 step times" not in at.caption[0].value
+    assert not at.exception and at.caption[0].value.startswith("rk4 x8: 9 step times")  # RK4 x1 model, shown at 8
     at.radio(key="traj_source").set_value("current drawing").run()
     assert any("Draw a digit on the Draw page first" in i.value for i in at.info)
     rob = page("robustness")
