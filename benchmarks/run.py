@@ -407,7 +407,7 @@ def bench_app() -> None:
             pg.get_by_text("Pretrained models").first.wait_for(timeout=60_000)
             t_first = time.perf_counter() - t1
             pg.goto(f"{url}/draw")
-            pg.get_by_text("Draw a digit on the canvas").wait_for(timeout=60_000)
+            pg.locator("canvas[data-testid=pen-canvas]").wait_for(timeout=60_000)
             b.close()
         rss = int(next(ln.split()[1] for ln in open(f"/proc/{proc.pid}/status") if ln.startswith("VmRSS"))) / 1024
     finally:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m odenet train|evaluate|models``.
+"""Command line: ``python -m odenet train|evaluate|export|models``.
 
 Train options are generated from :class:`TrainConfig`'s fields, so the CLI and the app
 cannot drift apart.
@@ -109,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--test-size", type=int, default=None, help="first N test images (default: all)")
     e.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+    x = sub.add_parser("export", help="export a model to ONNX with the fixed-step solve unrolled",
+                       description="Export an RKNet to ONNX. The fixed-step solve is unrolled into the graph; the "
+                                   "output 'probs' holds the class probabilities at every solver step time "
+                                   "(steps+1, N, 10). Input 'image': normalised (N, 1, 28, 28) images.")
+    x.add_argument("checkpoint", help="checkpoint file or shipped model name (see `models`)")
+    x.add_argument("out", type=Path, help="the .onnx file to write (written atomically)")
+    x.add_argument("--integrator", choices=list(METHODS), help="unroll this integrator (default: as trained)")
+    x.add_argument("--tableau", help="unroll a custom method instead: JSON (or a JSON file) with a, b, optional c "
+                                     "and name")
+    x.add_argument("--steps", type=int, help="number of fixed steps (default: as trained)")
+    x.add_argument("--adaptive", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("models", help="list the shipped pretrained models")
     return parser
 
@@ -186,6 +197,34 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .checkpoints import load_model
+    from .export import export_onnx
+    from .integrators import custom_method
+    from .solvers import SolverSpec
+
+    model = load_model(args.checkpoint)
+    solver = model.config.solver
+    if args.tableau is not None:
+        text = Path(args.tableau).read_text() if Path(args.tableau).is_file() else args.tableau
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--tableau is neither a JSON object nor a JSON file: {exc}") from None
+        if not isinstance(spec, dict):
+            raise ConfigError("--tableau must be a JSON object with keys a, b (and optionally c, name)")
+        method = custom_method(spec.get("name", "custom"), spec.get("a", []), spec.get("b", []), spec.get("c"))
+        solver = SolverSpec.for_method(method, steps=solver.steps, t0=solver.t0, t1=solver.t1)
+    changes = {k: v for k, v in (("integrator", args.integrator), ("steps", args.steps)) if v is not None}
+    if args.adaptive:
+        changes["adaptive"] = True
+    solver = solver.replace(**changes) if changes else solver
+    path = export_onnx(model, args.out, solver.method, solver.steps, solver.t0, solver.t1, adaptive=solver.adaptive)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB): {args.checkpoint} with {solver.label()}, "
+          f"outputs probs ({solver.steps + 1}, N, 10)")
+    return 0
+
+
 def _models() -> int:
     from .checkpoints import pretrained_models, summarize_checkpoint
 
@@ -207,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.command == "evaluate":
             return _evaluate(args)
+        if args.command == "export":
+            return _export(args)
         return _models()
     except OdenetError as exc:  # the user's input is wrong: one clean line; anything else is a bug (traceback)
         print(f"error: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ from .problems import ConvergenceResult, FixedRun, ODEProblem
 __all__ = [
     "training_curves", "nfe_curve", "ode_trajectories", "convergence_plot", "probability_bars",
     "step_probabilities", "pca_figure", "feature_maps", "norms_figure", "robustness_heatmap", "accuracy_vs_nfe",
-    "digit_pixels",
+    "digit_pixels", "format_confidence",
 ]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -110,6 +110,11 @@ def convergence_plot(results: Sequence[ConvergenceResult]) -> go.Figure:
     fig.update_xaxes(type="log", title="steps")
     fig.update_yaxes(type="log", title="max error", exponentformat="power")
     return fig
+
+
+def format_confidence(p: float) -> str:
+    """A softmax probability as a percentage that never claims certainty: ``> 99.9%`` at the top."""
+    return "> 99.9%" if p >= 0.9995 else f"{100 * p:.1f}%"
 
 
 def probability_bars(probs: Sequence[float] | torch.Tensor) -> go.Figure:

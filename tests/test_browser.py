@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.load_test import draw_digit
+from benchmarks.load_test import CANVAS, IS_PREDICTION, MODEL_READY, draw_digit
 from odenet import RKNet, TrainConfig, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,15 +157,19 @@ def test_train_page_live_run(server, page):
 
 def test_draw_page_prediction_and_steps(server, page):
     page.goto(f"{server}/draw")
-    page.get_by_text("Draw a digit on the canvas").wait_for()
-    page.locator("[data-testid=stBidiComponentIsolated] canvas.upper-canvas").wait_for()
+    page.locator(CANVAS).wait_for()
+    page.get_by_text("Predictions run in your browser").wait_for(timeout=60_000)
+    page.wait_for_function(MODEL_READY, timeout=90_000)
     draw_digit(page, 1)  # a "7" drawn with real mouse strokes
+    try:
+        page.wait_for_function(IS_PREDICTION, timeout=60_000)  # in the browser, before the pen lifts
+    finally:
+        shot(page, "draw-stroke")
     page.mouse.up()
-    page.get_by_text("Prediction").first.wait_for(timeout=60_000)
-    page.get_by_text("Watch it think: class probabilities").first.wait_for()
+    page.get_by_text("Watch it think: class probabilities").first.wait_for(timeout=60_000)  # server got the 28x28
     settle(page, 800)
     no_exception(page)
-    assert page.locator(".js-plotly-plot").count() >= 2
+    assert page.locator(".js-plotly-plot").count() == 1  # the server's "watch it think"; the rest is the component
     shot(page, "draw")
 
 

@@ -15,7 +15,8 @@ def trained(tmp_path):
     m = RKNet(integrator="euler", steps=2)
     m.train()
     m(torch.randn(8, 1, 28, 28))  # non-trivial BN stats
-    path = save_checkpoint(tmp_path / "m.pt", m, TrainConfig(model=ModelConfig(integrator="euler", steps=2)), {"test_acc": 0.5})
+    cfg = TrainConfig(model=ModelConfig(integrator="euler", steps=2))
+    path = save_checkpoint(tmp_path / "m.pt", m, cfg, {"test_acc": 0.5})
     return m.eval(), path
 
 

@@ -63,3 +63,20 @@ def test_evaluate_checkpoint_with_other_solver(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "m.pt"), "--integrator", "dopri5", "--steps", "1", "--test-size",
                  "50"]) == 0
     assert "dopri5 x1" in capsys.readouterr().out
+
+
+def test_export_cli_writes_onnx_and_refuses_adaptive(tmp_path, capsys):
+    import onnx
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", "rk4_1step", str(out), "--integrator", "midpoint", "--steps", "3"]) == 0
+    assert "midpoint x3" in capsys.readouterr().out
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    assert [o.name for o in model.graph.output] == ["probs"]
+    assert main(["export", "rk4_1step", str(tmp_path / "a.onnx"), "--integrator", "dopri5", "--adaptive"]) == 2
+    err = capsys.readouterr().err
+    assert "adaptive solvers cannot be unrolled" in err and "--steps N" in err
+    assert not (tmp_path / "a.onnx").exists()
+    assert main(["export", "no-such-model", str(tmp_path / "b.onnx")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "b.onnx").exists()

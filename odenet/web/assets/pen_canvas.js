@@ -1,0 +1,461 @@
+// odenet pen canvas: a Streamlit Components v2 module. Draw a digit; while the pen moves the
+// exported RKNet (ONNX, unrolled fixed-step solve) runs in the browser with onnxruntime-web on
+// wasm, and the class probabilities, the prediction and the per-step probabilities follow the pen.
+// On pen-up, undo and clear the 28x28 the model saw, the strokes and the browser's probabilities
+// go to Python as the state value "drawing". Everything (this file, the ort runtime, its wasm, the
+// model) is fetched from the Streamlit server itself.
+
+import * as ort from './vendor/ort.wasm.bundle.min.mjs';
+import { prepareCanvas } from './preprocess.js';
+
+const ASSET_BASE = new URL('./', import.meta.url);
+// the app's base URL: the component is served from <base>/_stcore/bidi-components/<name>/...
+const APP_BASE = ASSET_BASE.href.slice(0, ASSET_BASE.href.indexOf('/_stcore/') + 1) || '/';
+
+ort.env.wasm.numThreads = 1; // threads need cross-origin isolation; one thread is fast enough here
+ort.env.wasm.proxy = false;
+// the JS glue is inside the bundle; only the .wasm is fetched, from this component's assets
+ort.env.wasm.wasmPaths = { wasm: new URL('./vendor/ort-wasm-simd-threaded.wasm', ASSET_BASE).href };
+ort.env.logLevel = 'error';
+
+const sessions = new Map(); // model URL -> Promise<InferenceSession>, shared by every instance on the page
+const instances = new WeakMap(); // parentElement -> PenCanvas
+const registry = (globalThis.odenetPenCanvas ??= { instances: new Map() }); // for tests and benchmarks
+
+function modelUrl(url) {
+  return /^[a-z]+:/i.test(url) ? url : new URL(url.replace(/^\//, ''), APP_BASE).href;
+}
+
+function loadSession(url) {
+  if (!sessions.has(url)) {
+    const p = (async () => {
+      const resp = await fetch(url);
+      if (!resp.ok) throw new Error(`model download failed: HTTP ${resp.status}`);
+      const bytes = new Uint8Array(await resp.arrayBuffer());
+      return ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+    })();
+    p.catch(() => sessions.delete(url)); // a failed load may be retried by a later render
+    sessions.set(url, p);
+  }
+  return sessions.get(url);
+}
+
+/** Confidence as text; never "100.0%" (a float32 softmax saturates, the model is not certain). */
+export function formatConfidence(p) {
+  const pct = p * 100;
+  return pct >= 99.95 ? '> 99.9%' : `${pct.toFixed(1)}%`;
+}
+
+function el(tag, cls, parent, attrs = {}) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+function svg(tag, parent, attrs = {}) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+  if (parent) parent.appendChild(e);
+  return e;
+}
+
+class PenCanvas {
+  constructor(parent) {
+    this.parent = parent;
+    this.strokes = []; // [[[x, y], ...], ...] in canvas pixels
+    this.current = null;
+    this.version = 0; // bumps on every change of the canvas pixels
+    this.doneVersion = -1; // version of the last finished inference
+    this.busy = false;
+    this.rafPending = false;
+    this.sendPending = false;
+    this.forceNext = false;
+    this.session = null;
+    this.sessionUrl = null;
+    this.wasm = null; // null: loading, true: ready, false: failed
+    this.error = null;
+    this.seq = 0;
+    this.last = null; // {u8, probs, blank, version}
+    this.dirtySince = null; // time of the oldest canvas change not yet on screen
+    // for tests and benchmarks: inference times, pen-up -> final prediction shown, change -> shown, rates
+    this.stats = { updates: 0, inferMs: [], latencies: [], editLatencies: [], changeToShownMs: [], strokeUpdates: [], upTime: null,
+      strokeStart: 0, strokeCount: 0, loadMs: null, upKind: null };
+    this.build();
+  }
+
+  build() {
+    const root = el('div', 'pc-root', this.parent, { 'data-testid': 'odenet-pen-canvas' });
+    this.root = root;
+    const left = el('div', 'pc-left', root);
+    const bar = el('div', 'pc-toolbar', left);
+    this.undoBtn = el('button', 'pc-btn', bar, { type: 'button', 'data-testid': 'pen-undo' });
+    this.undoBtn.textContent = 'Undo';
+    this.clearBtn = el('button', 'pc-btn', bar, { type: 'button', 'data-testid': 'pen-clear' });
+    this.clearBtn.textContent = 'Clear';
+    this.status = el('span', 'pc-status', bar, { 'data-testid': 'pen-status' });
+    this.canvas = el('canvas', 'pc-canvas', left, { 'data-testid': 'pen-canvas', 'aria-label': 'Drawing canvas' });
+    this.ctx = this.canvas.getContext('2d', { willReadFrequently: true });
+
+    const right = el('div', 'pc-right', root);
+    const head = el('div', 'pc-head', right);
+    this.pred = el('div', 'pc-pred', head, { 'aria-live': 'polite', role: 'status', 'data-testid': 'pen-prediction' });
+    this.conf = el('div', 'pc-conf', head, { 'data-testid': 'pen-confidence' });
+    const seenBox = el('figure', 'pc-seen', head);
+    this.seen = el('canvas', 'pc-seen-canvas', seenBox, { width: 28, height: 28, 'data-testid': 'pen-seen' });
+    el('figcaption', null, seenBox).textContent = 'model input (28x28)';
+    this.seenCtx = this.seen.getContext('2d');
+
+    this.bars = el('div', 'pc-bars', right, { 'data-testid': 'pen-bars' });
+    this.barRows = [];
+    for (let k = 0; k < 10; k++) {
+      const row = el('div', 'pc-bar-row', this.bars);
+      const lab = el('span', 'pc-bar-label', row);
+      const track = el('span', 'pc-bar-track', row);
+      const fill = el('span', 'pc-bar-fill', track);
+      const val = el('span', 'pc-bar-value', row);
+      this.barRows.push({ row, lab, fill, val });
+    }
+    const stepsBox = el('div', 'pc-steps', right);
+    this.stepsTitle = el('div', 'pc-steps-title', stepsBox);
+    this.chart = svg('svg', stepsBox, { class: 'pc-chart', viewBox: '0 0 320 120', 'data-testid': 'pen-steps',
+      role: 'img' });
+
+    const c = this.canvas;
+    c.addEventListener('pointerdown', (e) => this.down(e));
+    c.addEventListener('pointermove', (e) => this.move(e));
+    c.addEventListener('pointerup', (e) => this.up(e));
+    c.addEventListener('pointercancel', (e) => this.up(e));
+    c.addEventListener('lostpointercapture', (e) => this.up(e));
+    this.undoBtn.addEventListener('click', () => this.undo());
+    this.clearBtn.addEventListener('click', () => this.clear());
+  }
+
+  update(data, setStateValue) {
+    this.setStateValue = setStateValue;
+    const first = this.data === undefined;
+    this.data = data || {};
+    const d = this.data;
+    if (d.instance) registry.instances.set(d.instance, this);
+    const size = d.size || 280;
+    if (first || this.canvas.width !== size) {
+      this.canvas.width = size;
+      this.canvas.height = size;
+      this.canvas.style.width = `${size}px`;
+      this.canvas.style.height = `${size}px`;
+      if (first && Array.isArray(d.strokes) && d.strokes.length) this.strokes = d.strokes.map((s) => s.slice());
+      this.redraw();
+    }
+    const labels = d.labels || [...Array(10).keys()].map(String);
+    this.barRows.forEach((r, k) => { r.lab.textContent = labels[k] ?? String(k); });
+    this.labels = labels;
+    if (d.model_url && modelUrl(d.model_url) !== this.sessionUrl) this.useModel(modelUrl(d.model_url));
+    if (!d.model_url && first) {
+      this.wasm = false;
+      this.error = 'no model given';
+    }
+    this.renderStatus();
+    if (first) this.schedule(true);
+  }
+
+  async useModel(url) {
+    this.sessionUrl = url;
+    this.wasm = null;
+    this.renderStatus();
+    const t0 = performance.now();
+    try {
+      const session = await loadSession(url);
+      if (this.sessionUrl !== url) return; // a newer model was asked for meanwhile
+      this.session = session;
+      this.wasm = true;
+      this.error = null;
+      this.stats.loadMs = performance.now() - t0;
+      this.schedule(true);
+    } catch (err) {
+      if (this.sessionUrl !== url) return;
+      this.session = null;
+      this.wasm = false;
+      this.error = String(err && err.message ? err.message : err);
+      // tell the server at once so the page can switch to server-side inference
+      this.setStateValue?.('runtime', { wasm: false, error: this.error });
+    }
+    this.renderStatus();
+  }
+
+  renderStatus() {
+    const s = this.wasm === null ? 'loading model...' : this.wasm ? 'in-browser (wasm)' : 'browser inference unavailable';
+    this.status.textContent = s;
+    this.status.title = this.error || '';
+    this.root.dataset.wasm = this.wasm === null ? 'loading' : String(this.wasm);
+  }
+
+  // -- drawing ---------------------------------------------------------------------------------
+  point(e) {
+    const r = this.canvas.getBoundingClientRect();
+    const sx = this.canvas.width / r.width, sy = this.canvas.height / r.height;
+    return [Math.round((e.clientX - r.left) * sx * 10) / 10, Math.round((e.clientY - r.top) * sy * 10) / 10];
+  }
+
+  penWidth() {
+    return this.data.pen_width || 20;
+  }
+
+  segment(a, b) {
+    const ctx = this.ctx;
+    ctx.strokeStyle = '#ffffff';
+    ctx.fillStyle = '#ffffff';
+    ctx.lineWidth = this.penWidth();
+    ctx.lineCap = 'round';
+    ctx.lineJoin = 'round';
+    if (a[0] === b[0] && a[1] === b[1]) {
+      ctx.beginPath();
+      ctx.arc(a[0], a[1], this.penWidth() / 2, 0, 2 * Math.PI);
+      ctx.fill();
+    } else {
+      ctx.beginPath();
+      ctx.moveTo(a[0], a[1]);
+      ctx.lineTo(b[0], b[1]);
+      ctx.stroke();
+    }
+  }
+
+  redraw() {
+    const ctx = this.ctx;
+    ctx.fillStyle = '#000000';
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    for (const s of this.strokes) {
+      for (let i = 0; i < s.length; i++) this.segment(s[Math.max(0, i - 1)], s[i]);
+    }
+    this.touch();
+  }
+
+  touch() {
+    this.version++;
+    if (this.dirtySince === null) this.dirtySince = performance.now();
+  }
+
+  down(e) {
+    if (e.button !== undefined && e.button !== 0) return;
+    e.preventDefault();
+    this.canvas.setPointerCapture?.(e.pointerId);
+    const p = this.point(e);
+    this.current = [p];
+    this.strokes.push(this.current);
+    this.segment(p, p);
+    this.touch();
+    this.stats.strokeStart = performance.now();
+    this.stats.strokeCount = 0;
+    this.schedule();
+  }
+
+  move(e) {
+    if (!this.current) return;
+    e.preventDefault();
+    const pts = e.getCoalescedEvents ? e.getCoalescedEvents() : [];
+    for (const ev of pts.length ? pts : [e]) {
+      const p = this.point(ev);
+      const last = this.current[this.current.length - 1];
+      if (p[0] === last[0] && p[1] === last[1]) continue;
+      this.current.push(p);
+      this.segment(last, p);
+      this.touch();
+    }
+    this.schedule();
+  }
+
+  up() {
+    if (!this.current) return;
+    this.current = null;
+    const st = this.stats;
+    st.upTime = performance.now();
+    const secs = (st.upTime - st.strokeStart) / 1000;
+    if (secs > 0.2) st.strokeUpdates.push(st.strokeCount / secs);
+    st.upKind = 'pen';
+    this.finish();
+  }
+
+  undo() {
+    if (!this.strokes.length) return;
+    this.strokes.pop();
+    this.redraw();
+    this.stats.upTime = performance.now();
+    this.stats.upKind = 'edit';
+    this.finish();
+  }
+
+  clear() {
+    this.strokes = [];
+    this.redraw();
+    this.stats.upTime = performance.now();
+    this.stats.upKind = 'edit';
+    this.finish();
+  }
+
+  /** Pen-up, undo or clear: send the final canvas's prediction to Python (predicting it first if needed). */
+  finish() {
+    if (!this.busy && this.doneVersion === this.version && this.last && !this.forceNext) {
+      this.recordLatency(); // the final drawing's prediction was already on screen while the pen moved
+      this.send();
+      return;
+    }
+    this.sendPending = true;
+    this.schedule();
+  }
+
+  recordLatency() {
+    const st = this.stats;
+    if (st.upTime !== null) (st.upKind === 'pen' ? st.latencies : st.editLatencies).push(performance.now() - st.upTime);
+    st.upTime = null;
+  }
+
+  // -- inference loop: at most one run in flight; frames coalesce while it runs ------------------
+  schedule(force = false) {
+    if (force) this.forceNext = true; // run even if the pixels did not change (new model, first render)
+    if (this.rafPending) return;
+    this.rafPending = true;
+    requestAnimationFrame(() => {
+      this.rafPending = false;
+      this.tick();
+    });
+  }
+
+  async tick() {
+    if (this.busy || (this.doneVersion === this.version && !this.forceNext)) return; // a run in flight re-schedules
+    this.busy = true;
+    this.forceNext = false;
+    const version = this.version;
+    const since = this.dirtySince;
+    this.dirtySince = null;
+    try {
+      const { width, height } = this.canvas;
+      const rgba = this.ctx.getImageData(0, 0, width, height).data;
+      const d = this.data;
+      const prep = prepareCanvas(rgba, width, height, d.preprocess || {});
+      let probs = null;
+      if (!prep.blank && this.session) {
+        const t0 = performance.now();
+        const input = new ort.Tensor('float32', prep.input, [1, 1, 28, 28]);
+        const out = await this.session.run({ [this.session.inputNames[0]]: input });
+        const flat = out[this.session.outputNames[0]].data; // (steps + 1) x 1 x classes
+        const classes = this.labels.length;
+        probs = [];
+        for (let i = 0; i < flat.length / classes; i++) probs.push(Array.from(flat.subarray(i * classes, (i + 1) * classes)));
+        this.stats.inferMs.push(performance.now() - t0);
+      }
+      this.last = { u8: prep.u8, probs, blank: prep.blank, version };
+      this.render(prep, probs);
+      this.doneVersion = version;
+      if (since !== null) this.stats.changeToShownMs.push(performance.now() - since);
+      this.stats.updates++;
+      if (this.current) this.stats.strokeCount++;
+      if (this.sendPending && version === this.version && !this.current) {
+        this.sendPending = false;
+        this.recordLatency();
+        this.send();
+      }
+    } catch (err) {
+      this.error = String(err && err.message ? err.message : err);
+      this.doneVersion = version;
+      this.renderStatus();
+    } finally {
+      this.busy = false;
+    }
+    if (this.doneVersion !== this.version || this.forceNext) this.schedule();
+  }
+
+  send() {
+    const last = this.last;
+    const probs = last.probs;
+    const final = probs ? probs[probs.length - 1] : null;
+    this.seq++;
+    this.setStateValue?.('drawing', {
+      seq: this.seq,
+      blank: last.blank,
+      image28: Array.from(last.u8),
+      strokes: this.strokes,
+      size: this.canvas.width,
+      probs,
+      prediction: final ? final.indexOf(Math.max(...final)) : null,
+      wasm: this.wasm === true,
+      error: this.error,
+    });
+  }
+
+  // -- display -----------------------------------------------------------------------------------
+  render(prep, probs) {
+    const img = this.seenCtx.createImageData(28, 28);
+    for (let i = 0; i < 784; i++) {
+      const v = prep.u8[i];
+      img.data.set([v, v, v, 255], 4 * i);
+    }
+    this.seenCtx.putImageData(img, 0, 0);
+    const final = probs ? probs[probs.length - 1] : null;
+    const labels = this.labels;
+    let best = -1;
+    if (final) best = final.indexOf(Math.max(...final));
+    const text = prep.blank ? 'Draw a digit' : best >= 0 ? `Prediction: ${labels[best]}` : 'Prediction: -';
+    if (this.pred.textContent !== text) this.pred.textContent = text; // the live region speaks only on change
+    this.conf.textContent = best >= 0 && !prep.blank ? `confidence ${formatConfidence(final[best])}` : '';
+    this.barRows.forEach((r, k) => {
+      const p = final && !prep.blank ? final[k] : 0;
+      r.fill.style.width = `${(p * 100).toFixed(2)}%`;
+      r.val.textContent = final && !prep.blank ? formatConfidence(p) : '';
+      r.row.classList.toggle('pc-best', k === best && !prep.blank);
+    });
+    this.renderSteps(prep.blank ? null : probs, best);
+  }
+
+  renderSteps(probs, best) {
+    const chart = this.chart;
+    while (chart.firstChild) chart.removeChild(chart.firstChild);
+    const ts = this.data.ts || [];
+    const W = 320, H = 120, L = 28, R = 8, T = 8, B = 22;
+    const t0 = ts.length ? ts[0] : 0, t1 = ts.length ? ts[ts.length - 1] : 1;
+    const x = (t) => L + ((t - t0) / (t1 - t0 || 1)) * (W - L - R);
+    const y = (p) => T + (1 - p) * (H - T - B);
+    svg('line', chart, { x1: L, y1: y(0), x2: W - R, y2: y(0), class: 'pc-axis' });
+    svg('line', chart, { x1: L, y1: y(1), x2: L, y2: y(0), class: 'pc-axis' });
+    for (const [p, lab] of [[0, '0'], [1, '1']]) {
+      svg('text', chart, { x: L - 4, y: y(p) + 4, 'text-anchor': 'end', class: 'pc-tick' }).textContent = lab;
+    }
+    for (const t of [t0, t1]) {
+      svg('text', chart, { x: x(t), y: H - 6, 'text-anchor': 'middle', class: 'pc-tick' }).textContent = `t=${+t.toFixed(3)}`;
+    }
+    const n = probs ? probs.length : 0;
+    this.stepsTitle.textContent = n ? `class probabilities at t0 and after each of ${n - 1} solver step${n === 2 ? '' : 's'}` :
+      'class probabilities along the solve';
+    chart.setAttribute('aria-label', this.stepsTitle.textContent);
+    if (!n || ts.length !== n) return;
+    const order = [...Array(probs[0].length).keys()].sort((a, b) => (a === best) - (b === best)); // best drawn last
+    for (const k of order) {
+      const pts = probs.map((row, i) => `${x(ts[i]).toFixed(1)},${y(row[k]).toFixed(1)}`).join(' ');
+      svg('polyline', chart, { points: pts, class: k === best ? 'pc-line pc-line-best' : 'pc-line' });
+      if (k === best) {
+        for (let i = 0; i < n; i++) svg('circle', chart, { cx: x(ts[i]), cy: y(probs[i][k]), r: 2.5, class: 'pc-dot' });
+        const ly = y(probs[n - 1][k]);
+        svg('text', chart, { x: x(ts[n - 1]) - 6, y: ly < T + 12 ? ly + 14 : ly - 6, 'text-anchor': 'end',
+          class: 'pc-line-label' }).textContent = this.labels[k];
+      }
+    }
+  }
+
+  destroy() {
+    if (this.data?.instance && registry.instances.get(this.data.instance) === this) registry.instances.delete(this.data.instance);
+  }
+}
+
+export default function penCanvas(component) {
+  const { parentElement, data, setStateValue } = component;
+  let inst = instances.get(parentElement);
+  if (!inst) {
+    inst = new PenCanvas(parentElement);
+    instances.set(parentElement, inst);
+  }
+  inst.update(data, setStateValue);
+  return () => {
+    inst.destroy();
+    instances.delete(parentElement);
+  };
+}
