@@ -8,6 +8,8 @@ is refused instead of executed.  A bare ``state_dict`` saved from the notebook a
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import pickle
 import pickletools
 import warnings
@@ -34,6 +36,8 @@ __all__ = [
     "resolve_model_path",
     "ModelSummary",
     "summarize_checkpoint",
+    "shipped_odeness",
+    "file_sha256",
     "MAX_CHECKPOINT_BYTES",
 ]
 
@@ -208,24 +212,48 @@ def resolve_model_path(path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class ModelSummary:
-    """What lists of models show about a checkpoint: its solver and recorded test accuracy."""
+    """What lists of models show about a checkpoint: its solver, recorded test accuracy and,
+    for shipped models, the measured ODE-ness (``odenet/pretrained/odeness.json``)."""
 
     name: str
     path: Path
     solver_label: str
     test_acc: float | None
+    odeness: dict[str, Any] | None = None  # reference_acc, gap, solver_bound, reference_solver
+
+    @property
+    def solver_bound(self) -> bool:
+        return bool(self.odeness and self.odeness.get("solver_bound"))
 
     def label(self, source: str = "shipped") -> str:
-        """``rk4_1step (shipped, rk4 x1, 99.53%)``: the one model label of the app and CLI."""
+        """``rk4_1step (shipped, rk4 x1, 99.53%)``: the one model label of the app and CLI; a model
+        that only works with its training solver says so."""
         acc = f", {100 * self.test_acc:.2f}%" if self.test_acc is not None else ""
-        return f"{self.name} ({source}, {self.solver_label}{acc})"
+        bound = ", works only with its training solver" if self.solver_bound else ""
+        return f"{self.name} ({source}, {self.solver_label}{acc}{bound})"
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file (identifies a shipped checkpoint whatever its modification time)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def shipped_odeness(name: str, path: str | Path) -> dict[str, Any] | None:
+    """The measured ODE-ness record of a shipped model, or None if absent or for another file version."""
+    try:
+        rec = json.loads((PRETRAINED_DIR / "odeness.json").read_text())["models"][name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rec if isinstance(rec, dict) and rec.get("sha256") == file_sha256(path) else None
 
 
 @functools.lru_cache(maxsize=64)
 def _summary(name: str, path: str, mtime: float) -> ModelSummary:
     ck = load_checkpoint(path)
     acc = (ck.metrics or {}).get("test_acc")
-    return ModelSummary(name, Path(path), ck.model_config.label(), float(acc) if isinstance(acc, float) else None)
+    shipped = Path(path).parent == PRETRAINED_DIR
+    return ModelSummary(name, Path(path), ck.model_config.label(), float(acc) if isinstance(acc, float) else None,
+                        shipped_odeness(name, path) if shipped else None)
 
 
 def summarize_checkpoint(path: str | Path, name: str | None = None) -> ModelSummary:

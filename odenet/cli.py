@@ -15,6 +15,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from .adjoint import GRADIENT_METHODS
 from .config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
 from .errors import OdenetError
 from .integrators import METHODS
@@ -32,6 +33,8 @@ FIELD_HELP: dict[str, str] = {
     "rtol": "adaptive solver relative tolerance",
     "atol": "adaptive solver absolute tolerance",
     "max_steps": "adaptive solver: most steps per solve before giving up",
+    "gradient": "how gradients go through the solve: backprop (stores every stage), adjoint (constant memory, "
+                "a backward ODE solve), checkpoint (recompute each step)",
     "preset": f"training recipe: {', '.join(PRESETS)} (other options override it)",
     "epochs": "passes over the training subset",
     "batch_size": "images per optimisation step",
@@ -79,6 +82,8 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
                 kw["choices"] = list(SCHEDULES)
             elif f.name == "preset":
                 kw["choices"] = list(PRESETS)
+            elif f.name == "gradient":
+                kw["choices"] = list(GRADIENT_METHODS)
             p.add_argument(flag, dest=f.name, type=typ, default=None, help=help_, **kw)
 
 

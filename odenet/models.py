@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .adjoint import GRADIENT_METHODS, BackwardStats, solve_with_gradient
 from .errors import ConfigError
 from .integrators import RungeKuttaMethod
 from .solvers import Solution, SolverSpec, SolverStats, StepRecord
@@ -31,9 +32,11 @@ class ModelConfig:
 
     The solver fields (``integrator``, ``steps``, ``t0``, ``t1``, ``adaptive``, ``rtol``, ``atol``,
     ``max_steps``, ``custom_tableau``) are validated as one :class:`~odenet.solvers.SolverSpec`,
-    available as :attr:`solver`.  A user-defined method travels in ``custom_tableau`` (a dict
-    with ``name``, ``a``, ``b``, ``c``, ``order``), so checkpoints rebuild it anywhere without a
-    global registry.
+    available as :attr:`solver`.  ``gradient`` says how training differentiates through the solve:
+    ``"backprop"`` (store every stage), ``"adjoint"`` (constant memory, a backward ODE solve) or
+    ``"checkpoint"`` (recompute each step in backward); see :mod:`odenet.adjoint`.  A user-defined
+    method travels in ``custom_tableau`` (a dict with ``name``, ``a``, ``b``, ``c``, ``order``), so
+    checkpoints rebuild it anywhere without a global registry.
     """
 
     integrator: str = "rk4"
@@ -47,8 +50,11 @@ class ModelConfig:
     atol: float = 1e-4
     max_steps: int = 1000
     custom_tableau: dict[str, Any] | None = field(default=None, hash=False)
+    gradient: str = "backprop"
 
     def __post_init__(self) -> None:
+        if self.gradient not in GRADIENT_METHODS:
+            raise ConfigError(f"gradient must be one of {', '.join(GRADIENT_METHODS)}, got {self.gradient!r}")
         for name in ("channels", "classes"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -193,8 +199,19 @@ class RKNet(nn.Module):
 
     # -- solving ----------------------------------------------------------------------
     def solve(self, h0: torch.Tensor, solver: SolverSpec | None = None, trajectory: bool = False) -> Solution:
-        """Integrate the ODE block from ``h0`` (N, C, 6, 6) with ``solver`` (default: the config's)."""
+        """Integrate the ODE block from ``h0`` (N, C, 6, 6) with ``solver`` (default: the config's).
+
+        With autograd on and ``config.gradient`` other than backprop, the final state comes from
+        :func:`odenet.adjoint.solve_with_gradient` (the trajectory is not kept on that path)."""
         spec = solver if solver is not None else self.config.solver
+        if self.config.gradient != "backprop" and torch.is_grad_enabled() and not trajectory:
+            bs = BackwardStats()
+            y = solve_with_gradient(self.gradient, h0, spec.t0, spec.t1, spec.method, gradient=self.config.gradient,
+                                    steps=spec.steps, adaptive=spec.adaptive, rtol=spec.rtol, atol=spec.atol,
+                                    max_steps=spec.max_steps, stats=bs)
+            return Solution(y=y, stats=SolverStats(nfe=bs.nfe_forward, steps=bs.steps_forward,
+                                                   accepted=bs.steps_forward - bs.rejected_forward,
+                                                   rejected=bs.rejected_forward))
         return spec.build(self.gradient, check_finite=False).solve(h0, trajectory=trajectory)
 
     # -- forward ----------------------------------------------------------------------

@@ -20,13 +20,14 @@ def test_usage_without_arguments():
 def test_train_help_documents_every_config_option():
     from dataclasses import fields
 
-    from odenet.cli import _SKIP
     from odenet.config import TrainConfig
+    from odenet.models import ModelConfig
 
     text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
-    for f in fields(TrainConfig):
-        if f.name not in _SKIP:
+    for f in (*fields(ModelConfig), *fields(TrainConfig)):
+        if f.name not in ("model", "classes", "custom_tableau"):
             assert "--" + f.name.replace("_", "-") in text, f.name
+    assert "--max-steps" in text and "--gradient" in text  # a new ModelConfig field reaches the CLI by itself
     assert "dopri5" in text and "default: rk4" in text
 
 
