@@ -7,6 +7,7 @@ a consistent checkpoint is written, and ``run()`` returns with status ``"stopped
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -267,12 +268,13 @@ class Trainer:
 
     # -- helpers ------------------------------------------------------------------------
     def _emit(self, ev: TrainEvent) -> None:
+        """Report ``ev`` to the caller, then append it to metrics.jsonl (OSError if that fails)."""
         self.history.append(ev)
+        if self.callback is not None:
+            self.callback(ev)
         if self.run_dir is not None:
             with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(ev.to_dict()) + "\n")
-        if self.callback is not None:
-            self.callback(ev)
 
     def _write_status(self, **info: Any) -> None:
         if self.run_dir is None:
@@ -332,8 +334,15 @@ class Trainer:
             status, message = self._train()
         except TrainingDiverged as exc:
             status, message = "failed", str(exc)
+        except OSError as exc:  # disk full, run directory removed, ...: the run fails, the caller keeps going
+            if self._model is None:
+                raise
+            status = "failed"
+            message = (f"could not write the run's files ({exc.strerror or exc}"
+                       f"{': ' + str(exc.filename) if exc.filename else ''}); the last complete checkpoint is kept")
         except BaseException as exc:  # record the failure in the run directory, then let the caller see it
-            self._write_status(status="failed", message=f"{type(exc).__name__}: {exc}", ended=_now())
+            with contextlib.suppress(OSError):
+                self._write_status(status="failed", message=f"{type(exc).__name__}: {exc}", ended=_now())
             raise
         finally:
             if owns_group:
@@ -341,10 +350,12 @@ class Trainer:
         elapsed = time.perf_counter() - self._start
         model = self._model
         model.eval()
-        self._emit(TrainEvent("end", step=self.step, total_steps=self._total, elapsed=elapsed, status=status,
-                              message=message, test_acc=self.final_acc))
-        self._write_status(status=status, message=message, best_test_acc=self.best_acc,
-                           final_test_acc=self.final_acc, ended=_now(), duration=elapsed, steps=self.step)
+        with contextlib.suppress(OSError):  # a full disk must not hide the run's real outcome from the caller
+            self._emit(TrainEvent("end", step=self.step, total_steps=self._total, elapsed=elapsed, status=status,
+                                  message=message, test_acc=self.final_acc))
+        with contextlib.suppress(OSError):
+            self._write_status(status=status, message=message, best_test_acc=self.best_acc,
+                               final_test_acc=self.final_acc, ended=_now(), duration=elapsed, steps=self.step)
         return TrainResult(status, model, self.run_dir, self.best_acc, self.final_acc, elapsed, message, self.history)
 
     def _metrics(self, epoch: int) -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""A shared demo that stays safe: presenter token, per-visitor limits, runs that are never lost."""
+
+import errno
+import json
+import threading
+
+import pytest
+
+from odenet import TrainConfig, load_model
+from odenet.access import Busy, Limits, WorkLimiter, is_public_address, presenter_token, token_matches
+from odenet.data import load_mnist
+from odenet.runs import RunBusy, delete_run, list_runs, remove_stale_temp_files
+from odenet.training import Trainer
+
+
+@pytest.fixture(scope="module")
+def small():
+    train, test = load_mnist()
+    return train.subset(512), test.subset(128)
+
+
+def test_public_addresses_need_the_token():
+    assert not is_public_address("localhost") and not is_public_address("127.0.0.1") and not is_public_address("")
+    assert is_public_address("0.0.0.0") and is_public_address("192.168.1.20")
+
+
+def test_token_from_env_or_generated_once(monkeypatch, capsys):
+    monkeypatch.setenv("ODENET_PRESENTER_TOKEN", "s3cret-token")
+    assert presenter_token() == "s3cret-token"
+    assert token_matches("s3cret-token", presenter_token()) and token_matches(" s3cret-token ", "s3cret-token")
+    assert not token_matches("s3cret-tokeN", "s3cret-token") and not token_matches("", "s3cret-token")
+    assert not token_matches(None, "s3cret-token")
+    monkeypatch.delenv("ODENET_PRESENTER_TOKEN")
+    import odenet.access as access
+
+    monkeypatch.setattr(access, "_generated", None)
+    first = presenter_token()
+    assert presenter_token() == first and len(first) >= 16
+    err = capsys.readouterr().err
+    assert err.count(first) == 1  # printed once to the terminal, for the presenter
+
+
+def test_work_limiter_caps_each_visitor_and_the_server():
+    lim = WorkLimiter(Limits(per_visitor=1, server=2))
+    with lim.slot("alice", "robustness grid"):
+        with pytest.raises(Busy, match="you already have 1 computation"):
+            with lim.slot("alice", "robustness grid"):
+                pass
+        with lim.slot("bob", "gradients"):
+            with pytest.raises(Busy, match="server is busy with 2 computations"):
+                with lim.slot("carol", "trajectories"):
+                    pass
+            assert lim.running() == 2
+    assert lim.running() == 0
+    with lim.slot("alice", "again"):  # released after an error too
+        pass
+
+
+def test_work_limiter_is_thread_safe():
+    lim = WorkLimiter(Limits(per_visitor=1, server=3))
+    gate = threading.Barrier(8)
+    got, refused = [], []
+
+    def visitor(i: int) -> None:
+        gate.wait()
+        try:
+            with lim.slot(f"v{i % 4}", "x"):
+                got.append(i)
+                threading.Event().wait(0.2)
+        except Busy:
+            refused.append(i)
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) <= 3 and len(got) + len(refused) == 8 and lim.running() == 0
+
+
+def _finished_run(tmp_path, small, name="r"):
+    cfg = TrainConfig.from_preset("default", train_size=256, batch_size=64, epochs=1, device="cpu", eval_size=64)
+    res = Trainer(cfg, data=small, run_dir=tmp_path / "runs" / name).run()
+    assert res.status == "finished"
+    return tmp_path / "runs" / name
+
+
+def test_delete_refuses_a_training_run_and_paths_outside(tmp_path, small):
+    run = _finished_run(tmp_path, small)
+    status = json.loads((run / "status.json").read_text())
+    with pytest.raises(RunBusy, match="is training; stop it first"):
+        delete_run("r", active={run}, runs_dir=tmp_path / "runs")
+    with pytest.raises(RunBusy, match="not a run directory"):
+        delete_run("../../etc", runs_dir=tmp_path / "runs")
+    assert run.is_dir() and status["status"] == "finished"
+    delete_run("r", active=set(), runs_dir=tmp_path / "runs")
+    assert not run.exists()
+
+
+def test_temp_files_of_killed_writes_are_removed(tmp_path, small):
+    run = _finished_run(tmp_path, small)
+    junk = run / ".last.pt.abc123.tmp"
+    junk.write_bytes(b"half a checkpoint")
+    assert remove_stale_temp_files(tmp_path / "runs") == [junk]
+    assert not junk.exists() and (run / "last.pt").exists()
+
+
+def test_disk_full_fails_the_run_and_keeps_the_last_checkpoint(tmp_path, small, monkeypatch):
+    import odenet.training as training
+
+    real = training.save_checkpoint
+    calls = {"n": 0}
+
+    def full_disk(path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:  # best.pt and last.pt of epoch 1 are written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(training, "save_checkpoint", full_disk)
+    cfg = TrainConfig.from_preset("default", train_size=256, batch_size=64, epochs=3, device="cpu", eval_size=64)
+    res = Trainer(cfg, data=small, run_dir=tmp_path / "runs" / "full").run()  # no exception reaches the caller
+    assert res.status == "failed" and "No space left on device" in res.message
+    assert "last complete checkpoint is kept" in res.message
+    model = load_model(tmp_path / "runs" / "full" / "last.pt")
+    assert model.metrics["epoch"] == 1
+    [info] = list_runs(tmp_path / "runs")
+    assert info.status == "failed" and "No space left" in info.message
