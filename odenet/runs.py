@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,8 @@ from .config import TrainConfig
 from .errors import OdenetError
 from .training import default_runs_dir
 
-__all__ = ["RunInfo", "list_runs", "read_metrics", "ModelChoice", "available_models", "config_solver_label"]
+__all__ = ["RunInfo", "list_runs", "read_metrics", "ModelChoice", "available_models", "config_solver_label", "RunBusy",
+           "delete_run", "remove_stale_temp_files"]
 
 
 @dataclass
@@ -129,3 +132,38 @@ def available_models(runs_dir: str | Path | None = None) -> list[ModelChoice]:
         if run.checkpoint is not None and run.status in ("finished", "stopped", "interrupted"):
             out.append(ModelChoice(f"run:{run.name}", f"run {run.label()}", run.checkpoint, "run"))
     return out
+
+
+class RunBusy(OdenetError, RuntimeError):
+    """A run cannot be deleted while a job trains into it."""
+
+
+def delete_run(run: str | Path, active: set[Path] | None = None, runs_dir: str | Path | None = None) -> None:
+    """Delete a run directory (by name under ``runs_dir`` or by path).  Refuses a run that a job is
+    training (``active``: the manager's active run dirs; also any run whose status.json says a live
+    process is running it) instead of pulling the files from under it; refuses paths outside the
+    runs directory."""
+    root = (Path(runs_dir) if runs_dir is not None else default_runs_dir()).resolve()
+    path = (root / run if isinstance(run, str) else Path(run)).resolve()
+    if path.parent != root or not path.is_dir():
+        raise RunBusy(f"{run!s} is not a run directory under {root}")
+    st = _read_status(path)
+    if (active and path in {p.resolve() for p in active}) or (
+            st.get("status") == "running" and _pid_alive(st.get("pid"), st.get("host"))
+            and (active is None or st.get("pid") != os.getpid())):
+        raise RunBusy(f"run {path.name} is training; stop it first, then delete it")
+    shutil.rmtree(path)
+
+
+def remove_stale_temp_files(runs_dir: str | Path | None = None, active: set[Path] | None = None) -> list[Path]:
+    """Remove the temp files of interrupted atomic writes (``.<name>.*.tmp``) in runs that nothing
+    is writing to any more; returns what was removed.  Called when the app's job manager starts."""
+    removed = []
+    for info in list_runs(runs_dir, active=active):
+        if info.status == "running":
+            continue
+        for tmp in info.path.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
