@@ -4,7 +4,7 @@ import streamlit as st
 
 from odenet.ui import PAGES
 
-st.set_page_config(page_title="odenet: Neural ODE lab", page_icon=":material/scatter_plot:", layout="wide")
+st.set_page_config(page_title="odenet: Neural ODE lab", page_icon="🌀", layout="wide")
 
 st.navigation([st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path or None, default=not p.url_path)
                for p in PAGES]).run()

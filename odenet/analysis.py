@@ -8,16 +8,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .data import MNISTSplit
+from .data import MNISTSplit, normalize
 from .models import RKNet
 from .solvers import SolverSpec
 from .training import evaluate
 from .utils import torch_threads
 
-__all__ = ["Prediction", "predict", "StepView", "step_view", "pca_project", "robustness_grid"]
+__all__ = ["Prediction", "predict", "StepView", "step_view", "pca_project", "ood_score", "OOD_THRESHOLD",
+           "robustness_grid", "OdenessGap",
+           "odeness_gap", "critical_step_sizes", "REFERENCE_SOLVER", "GAP_TOLERANCE", "LARGE_GAP"]
 
 
 @dataclass
@@ -67,29 +70,43 @@ class StepView:
 
 
 @torch.no_grad()
-def step_view(model: RKNet, x: torch.Tensor, solver: SolverSpec | None = None) -> StepView:
+def step_view(model: RKNet, x: torch.Tensor, solver: SolverSpec | None = None, threads: int | None = 1) -> StepView:
     """Trajectory of ``x`` (N, 1, 28, 28) under ``solver`` plus state and vector-field norms at
     each step time.  ``model`` must be in eval mode (BatchNorm uses running statistics), as
-    every model the app loads is.
+    every model the app loads is.  ``threads=1`` (default) as in :func:`predict`: on a busy
+    2-core machine two intra-op threads made this 40x slower (4.7 s vs 0.1 s for 60 images).
     """
-    traj = model.trajectory(x, solver)
-    states = traj.states  # (T, N, C, H, W)
-    fn = torch.stack([model.gradient(float(t), h).flatten(1).norm(dim=1) for t, h in zip(traj.ts, states)])
+    with torch_threads(threads) if threads else contextlib.nullcontext():
+        traj = model.trajectory(x, solver)
+        states = traj.states  # (T, N, C, H, W)
+        fn = torch.stack([model.gradient(float(t), h).flatten(1).norm(dim=1) for t, h in zip(traj.ts, states)])
     probs = traj.logits.softmax(-1)
     return StepView(traj.ts, states, probs, states.flatten(2).norm(dim=2), fn, probs[-1].argmax(-1))
 
 
-def pca_project(states: torch.Tensor, k: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def pca_project(states: torch.Tensor, k: int = 3, threads: int | None = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """PCA fitted across all steps and images: (T, N, C, H, W) -> coords (T, N, k) and the
-    explained-variance ratio of each component (k,)."""
+    explained-variance ratio of each component (k,).
+
+    Exact: eigenvectors of the (T*N)^2 Gram matrix when T*N <= 4096, else of the D^2 covariance
+    (D = C*H*W), in float64 on one thread (LAPACK on two contended threads took 10 s, not 0.03 s).
+    """
     t_len, n = states.shape[:2]
-    flat = states.reshape(t_len * n, -1).double()  # (T*N, D)
-    centred = flat - flat.mean(0, keepdim=True)
-    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
-    k = min(k, vh.shape[0])
-    coords = centred @ vh[:k].T  # (T*N, k)
-    var = s**2
-    return coords.reshape(t_len, n, k).float(), (var[:k] / var.sum()).float()
+    with torch_threads(threads) if threads else contextlib.nullcontext():
+        flat = states.reshape(t_len * n, -1).double()  # (M, D)
+        centred = flat - flat.mean(0, keepdim=True)
+        m, d = centred.shape
+        total = float((centred**2).sum()) or 1.0
+        k = min(k, m, d)
+        if m <= min(d, 4096):
+            var, u = torch.linalg.eigh(centred @ centred.T)  # ascending; var = singular values squared
+            var, u = var.flip(0)[:k].clamp_min(0), u.flip(1)[:, :k]
+            coords = u * var.sqrt()  # (M, k) = centred @ v_k
+        else:
+            var, v = torch.linalg.eigh(centred.T @ centred)
+            var, v = var.flip(0)[:k].clamp_min(0), v.flip(1)[:, :k]
+            coords = centred @ v
+    return coords.reshape(t_len, n, k).float(), (var / total).float()
 
 
 def robustness_grid(model: RKNet, split: MNISTSplit, integrators: list[str], steps: list[int],
@@ -112,3 +129,91 @@ def robustness_grid(model: RKNet, split: MNISTSplit, integrators: list[str], ste
     if progress is not None:
         progress(1.0, "done")
     return pd.DataFrame(rows)
+
+
+REFERENCE_SOLVER = dict(integrator="dopri5", adaptive=True, rtol=1e-5, atol=1e-6, max_steps=10_000)
+"""The reference solve of the ODE-ness gap: adaptive Dormand-Prince at a tight tolerance."""
+
+GAP_TOLERANCE = 0.005  # "within 0.5 points of the reference" (accuracy as a fraction)
+LARGE_GAP = 0.02  # a model this much better with its training solver than with an accurate one is solver-bound
+
+
+@dataclass(frozen=True)
+class OdenessGap:
+    """Accuracy with the training solver vs a reference (accurate) solve of the same model.
+
+    ``gap`` > 0 means the model needs its own discretisation (Ott et al., ICLR 2021: "ResNet after
+    all?"); a true ODE model keeps its accuracy under any accurate solver (gap ~ 0).
+    """
+
+    train_solver: str
+    train_acc: float
+    reference_solver: str
+    reference_acc: float
+    reference_nfe: float  # evaluations per batch of the reference solve (mean over batches)
+
+    @property
+    def gap(self) -> float:
+        return self.train_acc - self.reference_acc
+
+    @property
+    def solver_bound(self) -> bool:
+        return self.gap > LARGE_GAP
+
+
+def _accuracy_and_nfe(model: RKNet, split: MNISTSplit, solver: SolverSpec, batch_size: int = 1000
+                      ) -> tuple[float, float]:
+    """(accuracy, mean evaluations per batch) of ``model`` solved with ``solver`` (eval mode, no grad)."""
+    correct, n, nfe = 0, 0, []
+    with torch.no_grad():
+        for i in range(0, len(split), batch_size):
+            x = normalize(split.images[i:i + batch_size]).to(memory_format=torch.channels_last)
+            h = model.features(x)
+            sol = model.solve(h, solver)
+            correct += int((model.output(sol.y).argmax(1) == split.labels[i:i + batch_size]).sum())
+            n += x.shape[0]
+            nfe.append(sol.stats.nfe)
+    return correct / max(1, n), sum(nfe) / max(1, len(nfe))
+
+
+def odeness_gap(model: RKNet, split: MNISTSplit, reference: SolverSpec | None = None) -> OdenessGap:
+    """The ODE-ness gap of ``model`` on ``split``: accuracy with its training solver minus
+    accuracy with ``reference`` (default :data:`REFERENCE_SOLVER` on the model's interval)."""
+    train = model.config.solver
+    ref = reference or train.replace(**REFERENCE_SOLVER)
+    train_acc, _ = _accuracy_and_nfe(model, split, train)
+    ref_acc, ref_nfe = _accuracy_and_nfe(model, split, ref)
+    return OdenessGap(train.label(), train_acc, ref.label(), ref_acc, ref_nfe)
+
+
+def critical_step_sizes(grid: pd.DataFrame, reference_acc: float, span: float,
+                        tolerance: float = GAP_TOLERANCE) -> dict[str, float | None]:
+    """Per integrator of a :func:`robustness_grid` result: the largest step size ``span / steps``
+    whose accuracy is within ``tolerance`` of ``reference_acc`` (None if no step count is)."""
+    out: dict[str, float | None] = {}
+    for name, rows in grid.groupby("integrator", sort=False):
+        ok = rows[(rows["accuracy"] - reference_acc).abs() <= tolerance]
+        out[str(name)] = float(abs(span) / ok["steps"].min()) if len(ok) else None
+    return out
+
+
+# Out-of-distribution check for the Draw page, calibrated by benchmarks/ood_calibration.py
+# (see its docstring for the numbers): MNIST digits after MNIST-style preprocessing are crisp
+# strokes (about half of the inked pixels are fully dark or fully bright), random noise shrunk
+# into the 20x20 box becomes a uniform grey blur.  An energy score (-logsumexp of the logits)
+# does not separate them for these models: noise gets confident logits.
+OOD_THRESHOLD = 0.85
+
+
+def ood_score(image28: torch.Tensor | np.ndarray) -> float:
+    """How little a preprocessed 28x28 input (0..1, white ink on black) looks like an MNIST
+    digit: the fraction of inked pixels (> 0.1) that are neither background nor full ink
+    (< 0.9).  MNIST test digits (all 10,000): median 0.50, 99.5th percentile 0.82, 0.28% above
+    :data:`OOD_THRESHOLD` (0.85); uniform, binary and Gaussian noise uploads: median 1.0, all
+    above.  Blobs of solid ink (random squares) are not caught.  A blank input scores 1.0."""
+    img = torch.as_tensor(np.asarray(image28), dtype=torch.float32)
+    inked = img > 0.1
+    n = int(inked.sum())
+    if n == 0:
+        return 1.0
+    return float((inked & (img < 0.9)).sum()) / n

@@ -27,6 +27,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                     augment=False),
     "notebook": dict(optimizer="adam", lr=0.1, weight_decay=0.0, schedule="constant", batch_size=128, epochs=20,
                      augment=False, amp=False),
+    "fast": dict(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle", batch_size=128, epochs=3,
+                 augment=False),
 }
 
 # What the app's Train page starts from (on top of a preset): a short run that a first-time

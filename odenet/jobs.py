@@ -24,13 +24,17 @@ from .config import TrainConfig
 from .errors import OdenetError
 from .training import Trainer, TrainEvent, default_runs_dir, new_run_dir
 
-__all__ = ["JobLimits", "Job", "JobSnapshot", "JobManager", "get_manager", "QueueFull", "JobRejected"]
+__all__ = ["JobLimits", "Job", "JobSnapshot", "JobManager", "get_manager", "QueueFull", "JobRejected", "NotYourJob"]
 
 ACTIVE = ("queued", "running")
 
 
 class JobRejected(OdenetError, ValueError):
     """A job was refused (over the per-job caps); the message says which cap and how to change it."""
+
+
+class NotYourJob(JobRejected):
+    """A visitor tried to stop a job another visitor started."""
 
 
 class QueueFull(JobRejected):
@@ -120,12 +124,78 @@ class JobSnapshot:
         return 0.0 if ev is None or not ev.total_steps else min(1.0, ev.step / ev.total_steps)
 
     @property
+    def last_test_acc(self) -> float | None:
+        """Best full-test accuracy, else the latest evaluation's (a run stopped mid-epoch)."""
+        if self.best_test_acc is not None:
+            return self.best_test_acc
+        return next((e.test_acc for e in reversed(self.events) if e.kind == "eval" and e.test_acc is not None), None)
+
+    @property
+    def phase(self) -> str:
+        """What the worker is doing now: 'starting', 'training' or 'evaluating on N test images'.
+
+        The Trainer reports an evaluation when it ends; it is under way when the last report is
+        a batch after which one is due (the epoch's last batch, or every ``eval_every``)."""
+        ev = self.events[-1] if self.events else None
+        if ev is None or ev.kind == "start":
+            return "starting"
+        c = self.config
+        if ev.kind == "batch":
+            if ev.batch == ev.batches_per_epoch:
+                return "evaluating on 10,000 test images"
+            if c.eval_every and ev.batch % c.eval_every == 0:
+                return f"evaluating on {c.eval_size or 10_000:,} test images"
+        return "training"
+
+    @property
+    def verdict(self) -> str | None:
+        """Why a finished or stopped run is not a success (None if it looks fine): test accuracy
+        near chance (< 20% for 10 classes) or a final training loss above the first one."""
+        acc = self.last_test_acc
+        losses = [e.train_loss for e in self.events if e.kind == "batch" and e.train_loss is not None]
+        if acc is not None and acc < 0.2:
+            return "That is near chance (10%): the model did not learn; check the learning rate and t1."
+        if len(losses) >= 2 and losses[-1] > 1.5 * losses[0]:
+            return f"The training loss rose from {losses[0]:.3g} to {losses[-1]:.3g}: lower the learning rate."
+        return None
+
+    def _eval_rate(self) -> float:
+        """Seconds per test image, from the evaluations so far or (none yet) the training speed."""
+        evals = [e for e in self.events if e.kind == "eval" and e.eval_seconds]
+        if evals:
+            c, bpe = self.config, max(1, evals[-1].batches_per_epoch)
+            images = sum(10_000 if e.batch == bpe else (c.eval_size or 10_000) for e in evals)
+            return evals[-1].eval_seconds / images
+        ev = self.last_batch
+        ips = ev.images_per_s if ev is not None and ev.images_per_s else 500.0
+        return 1.0 / (4 * ips)  # inference without backward, in batches of 1000: ~4x training speed
+
+    def _evals_left(self) -> list[int]:
+        """Test images of every evaluation still to come (mid-epoch subsets and full epoch ends)."""
+        ev, c = self.last_batch, self.config
+        if ev is None or not ev.batches_per_epoch:
+            return []
+        bpe, done = ev.batches_per_epoch, ev.step
+        out = []
+        for step in range(done + 1 if self.phase == "training" else done, ev.total_steps + 1):
+            b = (step - 1) % bpe + 1
+            if b == bpe:
+                out.append(10_000)
+            elif c.eval_every and b % c.eval_every == 0:
+                out.append(c.eval_size or 10_000)
+        return out
+
+    @property
     def eta_seconds(self) -> float | None:
-        """Remaining time, extrapolated from progress so far (None before the first report)."""
+        """Remaining time: training steps at the measured training speed plus the evaluations
+        still to come at the measured (or estimated) evaluation speed.  None before the first
+        report."""
         ev = self.last_batch
         if ev is None or ev.step == 0 or self.status != "running":
             return None
-        return ev.elapsed / ev.step * (ev.total_steps - ev.step)
+        evals = [e for e in self.events if e.kind == "eval" and e.eval_seconds]
+        train_s = ev.elapsed - (evals[-1].eval_seconds if evals else 0.0)
+        return max(0.0, train_s / ev.step * (ev.total_steps - ev.step)) + self._eval_rate() * sum(self._evals_left())
 
     def estimated_duration(self) -> float:
         """Rough total seconds for a queued job, from its size (used for queue waits)."""
@@ -149,6 +219,9 @@ class JobManager:
         self._queue: deque[int] = deque()
         self._worker: threading.Thread | None = None
         self._closed = False
+        from .runs import remove_stale_temp_files  # temp files of writes a killed server left behind
+
+        remove_stale_temp_files(self.runs_dir)
 
     # -- public API -----------------------------------------------------------------------
     def submit(self, config: TrainConfig, name: str | None = None, owner: str = "anonymous") -> JobSnapshot:
@@ -165,12 +238,19 @@ class JobManager:
             self._wake.notify_all()
             return self._snap(job)
 
-    def stop(self, job_id: int) -> bool:
-        """Stop a running job (within one batch) or cancel a queued one.  True if it acted."""
+    def stop(self, job_id: int, requester: str | None = None, presenter: bool = True) -> bool:
+        """Stop a running job (within one batch) or cancel a queued one.  True if it acted.
+
+        A job belongs to the session that submitted it: with ``presenter=False`` only its owner
+        (``requester``) may stop it, and :class:`NotYourJob` says so to anyone else.
+        """
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None:
                 return False
+            if not presenter and requester != job.owner:
+                raise NotYourJob(f"job #{job.id} was started by another visitor; only they or the presenter can "
+                                 f"stop it")
             if job.status == "queued":
                 self._queue.remove(job_id)
                 job.status, job.ended, job.message = "cancelled", time.time(), "cancelled before it started"

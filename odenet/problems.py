@@ -6,6 +6,7 @@ Used by the tests and by the Integrators page.  States are float64 tensors of sh
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from .integrators import RungeKuttaMethod, get_method
 from .solvers import AdaptiveStepSolver, FixedStepSolver
 
 __all__ = ["ODEProblem", "PROBLEMS", "get_problem", "reference_solution", "convergence", "convergence_steps",
-           "ConvergenceResult", "solve_fixed"]
+           "ConvergenceResult", "solve_fixed", "FixedRun", "plot_range"]
 
 Exact = Callable[[torch.Tensor], torch.Tensor]  # ts (T,) -> ys (T, d)
 
@@ -90,7 +91,13 @@ PROBLEMS: dict[str, ODEProblem] = {p.key: p for p in [
                r"x' = 1.5x - xy,\quad y' = -3y + xy"),
 ]}
 
-_REF_CACHE: dict[tuple[str, tuple[float, ...]], torch.Tensor] = {}
+# Dense reference per problem: every accepted dopri5 step at rtol = atol = 1e-12 with f at each
+# point, interpolated by cubic Hermite polynomials.  Read-only once built; the lock only guards
+# building it (a server has many sessions).
+_DENSE: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+_DENSE_LOCK = threading.Lock()
+REFERENCE_RTOL = 1e-12
+REFERENCE_MAX_STEP = 0.01  # relative to t1 - t0; keeps the Hermite interpolation error < ~1e-12
 
 
 def get_problem(key: str) -> ODEProblem:
@@ -100,20 +107,43 @@ def get_problem(key: str) -> ODEProblem:
         raise ValueError(f"unknown problem {key!r}; choose one of {', '.join(PROBLEMS)}") from None
 
 
+def _dense_reference(problem: ODEProblem) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ts, ys, fs) of one tight dopri5 solve over the whole interval (cached per problem)."""
+    key = (problem.key, problem.y0, problem.t0, problem.t1)
+    with _DENSE_LOCK:
+        if key not in _DENSE:
+            span = problem.t1 - problem.t0
+            sol = AdaptiveStepSolver(problem.f, problem.t0, problem.t1, "dopri5", rtol=REFERENCE_RTOL,
+                                     atol=REFERENCE_RTOL, max_step=REFERENCE_MAX_STEP * span,
+                                     max_steps=200_000).solve(problem.y0_tensor(), trajectory=True)
+            ts = torch.tensor(sol.ts, dtype=torch.float64)
+            ys = sol.stacked().to(torch.float64)
+            fs = torch.stack([problem.f(float(t), y) for t, y in zip(ts, ys)]).to(torch.float64)
+            _DENSE[key] = (ts, ys, fs)
+        return _DENSE[key]
+
+
 def reference_solution(problem: ODEProblem, ts: torch.Tensor) -> torch.Tensor:
-    """Dopri5 at rtol=atol=1e-12, integrated piecewise to each requested time (cached)."""
-    key = (problem.key, tuple(float(t) for t in ts))
-    if key not in _REF_CACHE:
-        y = problem.y0_tensor()
-        out, t_prev = [], problem.t0
-        for t in ts.tolist():
-            if t != t_prev:
-                y = AdaptiveStepSolver(problem.f, t_prev, t, "dopri5", rtol=1e-12, atol=1e-12,
-                                       max_steps=200_000).integrate(y)
-            out.append(y)
-            t_prev = t
-        _REF_CACHE[key] = torch.stack(out)
-    return _REF_CACHE[key]
+    """Dopri5 at rtol = atol = 1e-12 (steps at most 1% of the interval), solved once per problem
+    and evaluated at ``ts`` (T,) by cubic Hermite interpolation between accepted steps: (T, d)."""
+    grid, ys, fs = _dense_reference(problem)
+    t = ts.to(torch.float64).clamp(grid[0], grid[-1])
+    i = torch.searchsorted(grid, t, right=True).clamp(1, len(grid) - 1) - 1
+    h = (grid[i + 1] - grid[i]).unsqueeze(1)
+    s = ((t - grid[i]).unsqueeze(1) / h)
+    h00, h10 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s
+    h01, h11 = -2 * s**3 + 3 * s**2, s**3 - s**2
+    return h00 * ys[i] + h10 * h * fs[i] + h01 * ys[i + 1] + h11 * h * fs[i + 1]
+
+
+def plot_range(problem: ODEProblem, margin: float = 0.5) -> tuple[float, float]:
+    """A y-axis range that shows the problem's solution with ``margin`` (a fraction of its span)
+    on either side: numerical curves that blow up are clipped to it."""
+    ys = _dense_reference(problem)[1] if problem.exact is None else problem.exact(
+        torch.linspace(problem.t0, problem.t1, 400, dtype=torch.float64))
+    lo, hi = float(ys.min()), float(ys.max())
+    pad = margin * max(hi - lo, 1e-9)
+    return lo - pad, hi + pad
 
 
 @dataclass
@@ -122,19 +152,44 @@ class FixedRun:
     ys: torch.Tensor  # (steps + 1, d)
     nfe: int
     seconds: float
-    error: float  # global error: max over step times of the max-norm error
+    error: float  # global error: max over step times of the max-norm error (inf after a blow-up)
+    blowup_step: int | None = None  # first step (1-based) whose state is NaN or infinite
+
+    @property
+    def finite(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ts, ys) up to the last finite state: what can be plotted."""
+        n = len(self.ts) if self.blowup_step is None else self.blowup_step
+        return self.ts[:n], self.ys[:n]
+
+    def blowup_message(self, name: str) -> str | None:
+        """A sentence naming the step and time where the solution blew up, or None."""
+        if self.blowup_step is None:
+            return None
+        k = self.blowup_step
+        return (f"{name} with {len(self.ts) - 1} steps blew up: the state became NaN or infinite at step {k} "
+                f"(t = {float(self.ts[k]):.3g}, step size {float(self.ts[1] - self.ts[0]):.3g}); plotted up to "
+                f"step {k - 1}. Use more steps.")
 
 
 def solve_fixed(problem: ODEProblem, method: RungeKuttaMethod | str, steps: int) -> FixedRun:
-    """Solve ``problem`` with ``steps`` fixed steps; trajectory, NFE, wall time and final error."""
-    solver = FixedStepSolver(problem.f, problem.t0, problem.t1, get_method(method), steps=steps)
+    """Solve ``problem`` with ``steps`` fixed steps; trajectory, NFE, wall time and global error.
+
+    A solution that blows up is returned, not raised: ``blowup_step`` names the first step with
+    a non-finite (or overflowing, > 1e150) state and ``error`` is infinite.
+    """
+    solver = FixedStepSolver(problem.f, problem.t0, problem.t1, get_method(method), steps=steps, check_finite=False)
     t = time.perf_counter()
-    sol = solver.solve(problem.y0_tensor(), trajectory=True)
+    with torch.no_grad():
+        sol = solver.solve(problem.y0_tensor(), trajectory=True)
     seconds = time.perf_counter() - t
     ts = torch.tensor(sol.ts, dtype=torch.float64)
     ys = sol.stacked()
+    bad = (~torch.isfinite(ys) | (ys.abs() > 1e150)).any(1).nonzero()
+    if len(bad):
+        return FixedRun(ts, ys, sol.stats.nfe, seconds, math.inf, int(bad[0]))
     exact = problem.solution(ts)
     return FixedRun(ts, ys, sol.stats.nfe, seconds, float((ys - exact).abs().max()))
+
 
 
 @dataclass
@@ -157,13 +212,13 @@ def convergence(problem: ODEProblem, method: RungeKuttaMethod | str,
                 steps: tuple[int, ...] | None = None) -> ConvergenceResult:
     """Global error (max over the grid) for each step count and the fitted log-log slope (empirical order).
 
-    Errors at round-off level (< 1e-13) are excluded from the fit.
+    Errors at round-off level (< 1e-13) and blow-ups (infinite) are excluded from the fit.
     """
     m = get_method(method)
     steps = steps or convergence_steps(m.order)
     runs = [solve_fixed(problem, m, n) for n in steps]
     errors = [r.error for r in runs]
-    pts = [(math.log(n), math.log(e)) for n, e in zip(steps, errors) if e > 1e-13]
+    pts = [(math.log(n), math.log(e)) for n, e in zip(steps, errors) if 1e-13 < e < math.inf]
     if len(pts) >= 2:
         mx = sum(p[0] for p in pts) / len(pts)
         my = sum(p[1] for p in pts) / len(pts)

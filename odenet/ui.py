@@ -7,21 +7,33 @@ mutable lives in ``st.session_state`` or in the thread-safe job manager.
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import streamlit as st
+import torch
 
+from .analysis import StepView, step_view
 from .checkpoints import load_model
 from .data import DataError, MNISTSplit, load_mnist
 from .integrators import METHODS, RungeKuttaMethod, custom_method, method_key
 from .jobs import JobManager, get_manager
 from .models import RKNet
+from .problems import ConvergenceResult, ODEProblem, convergence
 from .runs import ModelChoice, available_models
 from .solvers import SolverSpec
 
 __all__ = ["PageInfo", "PAGES", "ensure_app_navigation", "cached_model", "manager", "model_picker", "model_and_test",
-           "solver_picker", "require_mnist", "add_custom_method", "session_methods", "all_methods"]
+           "solver_picker", "require_mnist", "add_custom_method", "session_methods", "all_methods", "keep",
+           "BoundedCache", "tensor_digest", "cached_step_view", "cached_convergence"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,8 @@ PAGES: tuple[PageInfo, ...] = (
              "hidden states through the ODE, in PCA space"),
     PageInfo("pages/robustness.py", "Solver robustness", ":material/science:", "robustness",
              "does the net stay accurate with other solvers?"),
+    PageInfo("pages/gradients.py", "Gradients & memory", ":material/memory:", "gradients",
+             "backprop vs the adjoint method vs checkpointing"),
 )
 
 
@@ -64,6 +78,79 @@ def ensure_app_navigation() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+    _persist_kept()
+
+
+_KEEP = "_odenet_keep"  # session key: the widget-key patterns that every page run re-asserts
+
+
+def keep(*patterns: str) -> None:
+    """Keep these widgets' values for the whole session, across visits to other pages.
+
+    Streamlit forgets the state of a widget that a script run does not render, so a page's
+    settings are lost as soon as another page runs.  ``patterns`` are widget keys or
+    ``fnmatch`` patterns (``"tr_*"``); every page run (:func:`ensure_app_navigation`, which
+    every page calls first) writes the matching values back as ordinary session state, which
+    Streamlit keeps, and the widget picks them up when its page is shown again.  Only value
+    widgets belong here, never buttons or file uploaders (their state cannot be set).
+    """
+    registered: set[str] = st.session_state.setdefault(_KEEP, set())
+    registered.update(patterns)
+    _persist_kept()
+
+
+def _persist_kept() -> None:
+    patterns = st.session_state.get(_KEEP)
+    if not patterns:
+        return
+    for key in list(st.session_state):
+        if isinstance(key, str) and key != _KEEP and any(fnmatch.fnmatchcase(key, p) for p in patterns):
+            st.session_state[key] = st.session_state[key]
+
+
+class BoundedCache:
+    """A small thread-safe LRU cache shared by every session (values must never be mutated)."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._data: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """The cached value for ``key``, computing it (outside the lock) on a miss."""
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                return self._data[key]
+        value = compute()
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.max_entries:
+                self._data.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def tensor_digest(x: torch.Tensor) -> str:
+    """A short content hash of a tensor (shape, dtype and values), for cache keys."""
+    t = x.detach().cpu().contiguous()
+    h = hashlib.blake2b(f"{tuple(t.shape)}{t.dtype}".encode(), digest_size=16)
+    h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+_STEP_VIEWS = BoundedCache(max_entries=6)
+
+
+def cached_step_view(path: Path, model: RKNet, x: torch.Tensor, solver: SolverSpec) -> StepView:
+    """:func:`odenet.analysis.step_view` of a checkpoint's model, cached per (file version,
+    solver, inputs) for every session; a revisit or a widget change elsewhere on the page
+    does not recompute it."""
+    key = (str(path), path.stat().st_mtime_ns, repr(solver), tensor_digest(x))
+    return _STEP_VIEWS.get_or_compute(key, lambda: step_view(model, x, solver))
 
 
 def require_mnist() -> tuple[MNISTSplit, MNISTSplit] | None:
@@ -150,3 +237,13 @@ def solver_picker(key: str, default: SolverSpec, max_steps: int = 64) -> SolverS
     steps = c2.number_input("Steps", min_value=1, max_value=max_steps, value=min(max_steps, int(default.steps)),
                             step=1, key=f"{key}_steps")
     return SolverSpec.for_method(methods[integ], steps=int(steps), t0=default.t0, t1=default.t1)
+
+
+_CONVERGENCE = BoundedCache(max_entries=64)
+
+
+def cached_convergence(problem: ODEProblem, method: RungeKuttaMethod) -> ConvergenceResult:
+    """:func:`odenet.problems.convergence`, cached per (problem, tableau) for every session
+    (a custom method is keyed by its coefficients, so two visitors' equal tableaux share it)."""
+    key = (problem.key, method.name, method.order, repr(method.tableau))
+    return _CONVERGENCE.get_or_compute(key, lambda: convergence(problem, method))

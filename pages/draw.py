@@ -8,13 +8,14 @@ Uploads, test hooks and browsers without wasm use the server path.
 import streamlit as st
 
 from odenet import plots
-from odenet.analysis import predict
+from odenet.analysis import OOD_THRESHOLD, ood_score, predict
 from odenet.export import ExportError, cached_onnx_bytes, step_times
 from odenet.preprocess import ImageError, load_upload, prepare_canvas
-from odenet.ui import ensure_app_navigation, model_picker, solver_picker
+from odenet.ui import ensure_app_navigation, keep, model_picker, solver_picker
 from odenet.web import drawing_image, drawing_tensor, pen_canvas
 
 ensure_app_navigation()
+keep("draw_model", "draw_*_integ", "draw_*_steps", "think_steps")
 st.title("Draw a digit")
 
 picked = model_picker("draw_model")
@@ -91,6 +92,9 @@ with right:
             st.info("✍️ Draw a digit on the canvas (or upload a picture) to see the prediction.")
         st.stop()
     st.session_state["drawing"] = x  # the Trajectories page can use it
+    if (score := ood_score(image28)) > OOD_THRESHOLD:
+        st.warning(f"This does not look like a handwritten digit (stroke score {score:.2f} > {OOD_THRESHOLD}: "
+                   "mostly grey blur, as noise gives). The model answers anyway; do not trust its confidence.")
     if not in_browser:  # the browser already shows the probabilities, the prediction and the 28x28
         pred = predict(model, x, solver)
         m1, m2, m3 = st.columns(3)

@@ -9,11 +9,12 @@ import torch
 
 from odenet import plots
 from odenet.integrators import TableauError
-from odenet.problems import PROBLEMS, convergence, solve_fixed
+from odenet.problems import PROBLEMS, plot_range, solve_fixed
 from odenet.solvers import SolverError
-from odenet.ui import add_custom_method, all_methods, ensure_app_navigation
+from odenet.ui import add_custom_method, all_methods, cached_convergence, ensure_app_navigation, keep
 
 ensure_app_navigation()
+keep("int_problem", "int_methods", "int_steps", "int_show")
 st.title("Integrators")
 st.caption("Every method is a Butcher tableau run by one generic Runge-Kutta step.")
 METHODS = all_methods()  # built-in plus this visitor's own (never shared with other visitors)
@@ -26,32 +27,45 @@ methods = c2.multiselect("Integrators", list(METHODS), default=["euler", "modifi
 steps = c3.number_input("Steps", min_value=1, max_value=2000, value=10, key="int_steps")
 st.latex(problem.equation + rf",\qquad t \in [{problem.t0:g}, {problem.t1:.3g}]")
 if problem.exact is None:
-    st.caption("No closed form: the reference is Dormand-Prince 5(4) at rtol = atol = 1e-12.")
+    st.caption("No closed form: the reference is Dormand-Prince 5(4) at rtol = atol = 1e-12 (computed once per "
+               "problem for every visitor).")
 
 if not methods:
     st.info("Pick at least one integrator.")
     st.stop()
 
 runs = {}
-for k in methods:
-    try:
-        runs[k] = solve_fixed(problem, METHODS[k], int(steps))
-    except SolverError as exc:  # e.g. 5 RK4 steps of Van der Pol blow up: say so, keep the page
-        st.warning(f"{k} with {int(steps)} steps: {exc}")
+with st.spinner("Solving (the first visit to a problem without a closed form computes its reference) ..."):
+    fine = torch.linspace(problem.t0, problem.t1, 400, dtype=torch.float64)
+    reference = problem.solution(fine)
+    for k in methods:
+        try:
+            runs[k] = solve_fixed(problem, METHODS[k], int(steps))
+        except SolverError as exc:  # a custom method that cannot run: say so, keep the page
+            st.warning(f"{k} with {int(steps)} steps: {exc}")
+for k, r in runs.items():
+    if (msg := r.blowup_message(k)) is not None:  # e.g. Euler on Van der Pol: plotted up to the last finite step
+        st.warning(msg)
 if not runs:
     st.stop()
-fine = torch.linspace(problem.t0, problem.t1, 400, dtype=torch.float64)
-st.plotly_chart(plots.ode_trajectories(problem, runs, fine, problem.solution(fine)), key="int_traj", width="stretch")
+st.plotly_chart(plots.ode_trajectories(problem, runs, fine, reference, y_range=plot_range(problem)),
+                key="int_traj", width="stretch")
 
 st.subheader(f"Cost and accuracy at {int(steps)} steps")
 st.dataframe(pd.DataFrame([{"method": k, "order": METHODS[k].order, "stages": METHODS[k].stages,
                             "NFE": r.nfe, "wall time (ms)": round(1000 * r.seconds, 3),
-                            "max error": f"{r.error:.3e}"} for k, r in runs.items()]), hide_index=True)
+                            "max error": f"blew up at step {r.blowup_step}" if r.blowup_step else f"{r.error:.3e}"}
+                           for k, r in runs.items()]), hide_index=True)
 
 st.subheader("Convergence")
 st.caption("Global error (max over the grid) for halving step sizes; the fitted log-log slope is the "
            "empirical order.")
-conv = [convergence(problem, METHODS[k]) for k in methods]
+bar = st.progress(0.0, text="Convergence runs ...")
+conv = []
+for i, k in enumerate(methods):  # cached per (problem, tableau) for every visitor after the first
+    bar.progress(i / len(methods), text=f"Convergence runs: {k} ({i + 1}/{len(methods)}) ...")
+    conv.append(cached_convergence(problem, METHODS[k]))
+bar.empty()
 st.plotly_chart(plots.convergence_plot(conv), key="int_conv", width="stretch")
 st.dataframe(pd.DataFrame([{"method": r.method, "nominal order": r.nominal_order,
                             "empirical order": round(r.fitted_order, 2)} for r in conv]), hide_index=True)

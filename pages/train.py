@@ -13,9 +13,10 @@ from odenet.integrators import method_spec
 from odenet.jobs import JobRejected
 from odenet.models import ModelConfig
 from odenet.runs import list_runs, read_metrics
-from odenet.ui import all_methods, ensure_app_navigation, manager, require_mnist
+from odenet.ui import all_methods, ensure_app_navigation, keep, manager, require_mnist
 
 ensure_app_navigation()
+keep("tr_*")
 st.title("Train RKNet live")
 mgr = manager()
 owner = st.session_state.setdefault("owner", f"session-{uuid.uuid4().hex[:6]}")
@@ -32,6 +33,20 @@ def recipe_values(preset: str) -> dict:
 
 def apply_preset() -> None:
     st.session_state.update(recipe_values(st.session_state["tr_preset"]))
+
+
+def useless_setting_warnings(t1: float, lr: float, optimizer: str) -> dict[str, str]:
+    """Valid settings that will almost surely not train, by the control they concern."""
+    out = {}
+    if abs(t1) > 100:
+        out["t1"] = (f"t1 = {t1:g} integrates {abs(t1):g} time units with {'a' if abs(t1) < 1e3 else 'an enormous'} "
+                     "step: the state will blow up or the loss will not fall. Try 0.5 to 10.")
+    limit = 1.0 if optimizer == "sgd" else 0.1
+    if lr > limit:
+        out["lr"] = f"lr = {lr:g} is far above what {optimizer} tolerates (try 1e-3 to {limit / 10:g}); expect NaN."
+    elif 0 < lr < 1e-6:
+        out["lr"] = f"lr = {lr:.0e} is so small that nothing visible will be learned in a short run."
+    return out
 
 
 def reset_form() -> None:
@@ -66,18 +81,23 @@ with st.sidebar:
         rtol, atol = model_defaults.rtol, model_defaults.atol
         steps = st.number_input("Steps", min_value=1, max_value=32, value=model_defaults.steps, key="tr_steps")
     t1 = st.number_input("t1 (integrate from 0 to t1)", value=model_defaults.t1, step=0.5, key="tr_t1")
+    slots = {"t1": st.empty()}
     c1, c2 = st.columns(2)
     epochs = c1.number_input("Epochs", min_value=1, max_value=mgr.limits.max_epochs, key="tr_epochs")
     batch = c2.number_input("Batch size", min_value=8, max_value=1024, step=32, key="tr_batch")
+    slots["batch_size"] = slots["epochs"] = st.empty()
     c1, c2 = st.columns(2)
     optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key="tr_optimizer")
     schedule = c2.selectbox("LR schedule", SCHEDULES, key="tr_schedule")
-    lr = st.number_input("Learning rate", min_value=0.0, format="%.4g", step=1e-3, key="tr_lr")
+    lr = st.number_input("Learning rate", min_value=0.0, format="%.3g", step=1e-3, key="tr_lr")
+    slots["lr"] = st.empty()
     train_size = st.select_slider("Training images", TRAIN_SIZES, key="tr_train_size",
                                   help="1,000 for a quick demo, 60,000 for the full set.")
+    slots["train_size"] = st.empty()
     augment = st.checkbox("Augmentation (small shifts/rotations)", key="tr_augment")
     seed = st.number_input("Seed", min_value=0, value=0, key="tr_seed")
     name = st.text_input("Run name (optional)", key="tr_name", placeholder="e.g. euler-demo")
+    slots["other"] = st.empty()
 
 config, problem = None, None
 try:
@@ -89,8 +109,11 @@ try:
     mgr.limits.check(config)
 except (ConfigError, JobRejected) as exc:
     problem = str(exc)
-if problem:
-    st.sidebar.error(problem)
+if problem:  # next to the control it concerns (the message starts with the field's name)
+    slots[next((f for f in slots if problem.startswith(f)), "other")].error(problem)
+else:
+    for field, text in useless_setting_warnings(float(t1), float(lr), optimizer).items():
+        slots[field].warning(text)
 
 running = mgr.current()
 mine = st.session_state.get("watch_job")
@@ -128,7 +151,7 @@ def live_view() -> None:
         st.info("No training job is running. Choose settings in the sidebar and press Start.")
         return
     if cur is not None and cur.id != snap.id:
-        st.warning(f"Another job (#{cur.id}, {cur.config.model.label()}, by {cur.owner}) is running; "
+        st.warning(f"Another visitor's job (#{cur.id}, {cur.config.model.label()}) is running; "
                    f"it should end in about {fmt_eta(cur.eta_seconds)}.")
     if snap.status == "queued":
         wait = mgr.wait_until_start_estimate(snap.id)
@@ -137,21 +160,31 @@ def live_view() -> None:
         return
     ev = snap.last_batch
     head = f"Job #{snap.id} · {snap.config.model.label()} · {snap.status}"
-    if snap.status == "running" and ev is not None:
+    phase = snap.phase
+    if snap.status == "running" and phase.startswith("evaluating"):
+        st.progress(snap.progress, text=f"{head} · {phase} · ETA {fmt_eta(snap.eta_seconds)}")
+    elif snap.status == "running" and ev is not None:
         eta = fmt_eta(snap.eta_seconds)
         st.progress(snap.progress, text=f"{head} · epoch {ev.epoch}/{snap.config.epochs} · batch "
                     f"{ev.batch}/{ev.batches_per_epoch} · {ev.images_per_s:.0f} img/s · ETA {eta}")
     else:
-        st.progress(snap.progress, text=head)
+        st.progress(snap.progress, text=f"{head} · {phase}" if snap.status == "running" else head)
     if snap.status == "failed":
         st.error(f"Training failed: {snap.message}")
     elif snap.status in ("stopped", "finished"):
-        acc = f"{100 * snap.best_test_acc:.2f}%" if snap.best_test_acc is not None else "n/a"
-        st.success(f"Run {snap.run_dir.name if snap.run_dir else ''} {snap.status}; best test accuracy {acc}. "
-                   "It is now selectable on the other pages.")
+        acc = snap.last_test_acc
+        verdict = snap.verdict
+        text = (f"Run {snap.run_dir.name if snap.run_dir else ''} {snap.status}; "
+                f"{'best' if snap.best_test_acc is not None else 'last'} test accuracy "
+                f"{'n/a' if acc is None else f'{100 * acc:.2f}%'}. It is now selectable on the other pages.")
+        (st.success if verdict is None else st.warning)(text if verdict is None else f"{text} {verdict}")
+        if st.session_state.get("tr_done_seen") != snap.id:  # show it in the Runs table and disable Stop now
+            st.session_state["tr_done_seen"] = snap.id
+            st.rerun(scope="app")
     df = pd.DataFrame([e.to_dict() for e in snap.events])
-    if df.empty or "kind" not in df:
-        st.caption("waiting for the first batches ...")
+    if df.empty or "kind" not in df or not (df["kind"] == "batch").any():
+        st.caption("Starting: the first report arrives after a few batches ..." if snap.status == "running"
+                   else "No reports were recorded.")
         return
     loss, acc = plots.training_curves({"run": df})
     m1, m2, m3, m4 = st.columns(4)
@@ -171,6 +204,14 @@ def live_view() -> None:
 
 live_view()
 
+
+
+def run_accuracy(r) -> float | None:
+    """Best full-test accuracy, else (a stopped run) the last one measured, in percent."""
+    acc = r.best_test_acc if r.best_test_acc is not None else r.final_test_acc
+    return None if acc is None else round(100 * acc, 2)
+
+
 st.divider()
 st.subheader("Runs")
 runs = [r for r in list_runs(active=mgr.active_run_dirs()) if r.status != "running"]
@@ -178,8 +219,10 @@ if not runs:
     st.caption("Finished and stopped runs will appear here.")
 else:
     table = [{"run": r.name, "status": r.status, "solver": r.solver_label,
+              "t1": (r.config.get("model") or {}).get("t1", r.config.get("t1")), "lr": f"{r.config.get('lr', 0):.3g}",
+              "recipe": r.config.get("preset"),
               "epochs": r.config.get("epochs"), "train images": r.config.get("train_size"),
-              "best test acc": None if r.best_test_acc is None else round(100 * r.best_test_acc, 2),
+              "test acc (%)": run_accuracy(r),
               "duration (s)": None if r.duration is None else round(r.duration, 1), "note": r.message}
              for r in runs]
     st.dataframe(table, hide_index=True, width="stretch")

@@ -4,11 +4,12 @@ import streamlit as st
 import torch
 
 from odenet import plots
-from odenet.analysis import pca_project, step_view
+from odenet.analysis import pca_project
 from odenet.data import normalize
-from odenet.ui import ensure_app_navigation, model_and_test, solver_picker
+from odenet.ui import cached_step_view, ensure_app_navigation, keep, model_and_test, solver_picker
 
 ensure_app_navigation()
+keep("traj_*")
 st.title("Hidden-state trajectories")
 choice, model, test = model_and_test("traj_model")
 trained = model.config.solver
@@ -33,16 +34,14 @@ else:
     sel = pool[torch.randperm(len(pool), generator=gen)[:n]]
     x, labels, idx = normalize(test.images[sel]), test.labels[sel].tolist(), sel.tolist()
 
-view = step_view(model, x, solver)
-coords, explained = pca_project(view.states, k=3)
+with st.spinner("Pushing the images through the ODE ..."):
+    view = cached_step_view(choice.path, model, x, solver)  # shared cache: revisits do not recompute
+    coords, explained = pca_project(view.states, k=3)
 shown = [lab if lab >= 0 else int(p) for lab, p in zip(labels, view.preds.tolist())]
-tab2, tab3 = st.tabs(["PCA 2-D", "PCA 3-D"])
-with tab2:
-    st.plotly_chart(plots.pca_figure(coords, shown, view.preds.tolist(), view.ts, idx, 2, explained),
-                    key="traj_pca2", width="stretch")
-with tab3:
-    st.plotly_chart(plots.pca_figure(coords, shown, view.preds.tolist(), view.ts, idx, 3, explained),
-                    key="traj_pca3", width="stretch")
+dims = st.segmented_control("PCA view", ["2-D", "3-D"], default="2-D", key="traj_dims",
+                            help="Only the chosen figure is built and sent to the browser.") or "2-D"
+st.plotly_chart(plots.pca_figure(coords, shown, view.preds.tolist(), view.ts, idx, 3 if dims == "3-D" else 2,
+                                 explained), key="traj_pca", width="stretch")
 acc_text = ""
 if source != "current drawing":
     acc_text = f" Accuracy on these images: {100 * (view.preds == torch.tensor(labels)).float().mean():.1f}%."

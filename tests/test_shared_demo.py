@@ -126,3 +126,28 @@ def test_disk_full_fails_the_run_and_keeps_the_last_checkpoint(tmp_path, small, 
     assert model.metrics["epoch"] == 1
     [info] = list_runs(tmp_path / "runs")
     assert info.status == "failed" and "No space left" in info.message
+
+
+def test_a_job_belongs_to_its_session(tmp_path, small):
+    from odenet.jobs import JobLimits, JobManager, NotYourJob
+
+    m = JobManager(tmp_path / "runs", JobLimits(max_epochs=50, max_images=10**8), data_loader=lambda: small)
+    try:
+        snap = m.submit(TrainConfig.from_preset("default", train_size=512, batch_size=64, epochs=30, device="cpu"),
+                        owner="alice")
+        with pytest.raises(NotYourJob, match="started by another visitor"):
+            m.stop(snap.id, requester="bob", presenter=False)
+        assert m.snapshot(snap.id).status in ("queued", "running")
+        assert m.stop(snap.id, requester="alice", presenter=False)
+        assert m.wait(snap.id, timeout=60).status in ("stopped", "cancelled")
+    finally:
+        m.close()
+
+
+def test_manager_start_removes_temp_files_left_by_a_killed_server(tmp_path, small):
+    from odenet.jobs import JobManager
+
+    run = _finished_run(tmp_path, small)
+    (run / ".best.pt.x1y2.tmp").write_bytes(b"torn")
+    JobManager(tmp_path / "runs")
+    assert not list(run.glob(".*.tmp"))

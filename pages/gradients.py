@@ -1,0 +1,72 @@
+"""Gradients & memory: backprop through the solver vs the adjoint method vs checkpointing."""
+
+import threading
+
+import streamlit as st
+import torch
+
+from odenet import plots
+from odenet.adjoint import GRADIENT_METHODS, gradient_comparison
+from odenet.data import normalize
+from odenet.integrators import METHODS
+from odenet.ui import ensure_app_navigation, model_and_test
+
+ensure_app_navigation()
+st.title("Gradients & memory")
+st.markdown(
+    "Backpropagation through the solver (the notebook's way) stores every stage of every step for the backward "
+    "pass, so its memory grows with the number of steps. The **adjoint method** (Chen et al., 2018) solves "
+    "forward without keeping a graph, then integrates $[h,\\; a = \\partial L/\\partial h,\\; "
+    "\\partial L/\\partial\\theta]$ backwards from $t_1$ to $t_0$ with vector-Jacobian products: memory that does "
+    "not depend on the step count, paid for with a second solve. **Checkpointing** keeps only each step's input and "
+    "recomputes the step during backward."
+)
+choice, model, test = model_and_test("grad_model")
+c1, c2, c3 = st.columns([1, 2, 1])
+integrator = c1.selectbox("Integrator", list(METHODS), index=list(METHODS).index("rk4"), key="grad_integ")
+steps = c2.multiselect("Steps", [1, 2, 4, 8, 16, 32, 64], default=[1, 4, 16, 64], key="grad_steps")
+batch = c3.select_slider("Batch", [8, 16, 32, 64], value=32, key="grad_batch",
+                         help="The README's figures use a batch of 64.")
+methods = st.multiselect("Gradient methods", list(GRADIENT_METHODS), default=list(GRADIENT_METHODS),
+                         key="grad_methods")
+if not steps or not methods:
+    st.info("Pick at least one step count and one gradient method.")
+    st.stop()
+
+
+@st.cache_resource
+def _results() -> tuple[dict, threading.Lock]:
+    return {}, threading.Lock()
+
+
+cache, lock = _results()
+key = (str(choice.path), choice.path.stat().st_mtime, integrator, tuple(sorted(steps)), batch, tuple(methods))
+if key not in cache and st.button(f"Measure ({len(steps) * len(methods)} forward + backward passes)",
+                                  type="primary", key="grad_run"):
+    bar = st.progress(0.0, text="starting ...")
+    x = normalize(test.images[:batch]).to(memory_format=torch.channels_last)  # (B, 1, 28, 28)
+    df = gradient_comparison(model, x, test.labels[:batch], integrator, sorted(steps), methods,
+                             progress=lambda f, label: bar.progress(f, text=f"measured {label}"))
+    bar.empty()
+    with lock:
+        while len(cache) >= 16:  # shared by every visitor: bounded
+            cache.pop(next(iter(cache)))
+        cache[key] = df
+if key not in cache:
+    st.caption("Results are cached per model and settings; the same measurement is instant the second time.")
+    st.stop()
+df = cache[key]
+st.plotly_chart(plots.gradient_costs(df), key="grad_costs", width="stretch")
+st.dataframe(df.assign(saved_mib=df["saved_mib"].round(2), time_s=df["time_s"].round(3),
+                       grad_rel_error=df["grad_rel_error"].map(lambda v: f"{v:.2e}"),
+                       grad_cosine=df["grad_cosine"].round(6)).drop(columns=["saved_bytes", "loss"]),
+             hide_index=True)
+st.info(
+    "Why the adjoint's gradient differs from backprop's: backprop differentiates the computation the solver "
+    "actually did (the *discrete* adjoint, exact for that computation), while the adjoint method integrates the "
+    "*continuous* adjoint ODE numerically, backwards, with its own discretisation error. On a coarse grid the two "
+    "disagree by about the solver's error; as the steps grow both converge to the gradient of the exact ODE "
+    "solution, so the error column shrinks at the method's order. Checkpointing recomputes exactly what backprop "
+    "stored, so its gradient equals backprop's to float rounding. Memory is measured deterministically as the "
+    "bytes of distinct tensors saved for backward (`torch.autograd.graph.saved_tensors_hooks`)."
+)
