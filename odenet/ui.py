@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import streamlit as st
 import torch
 
+from .access import is_public_address, presenter_token, token_matches
 from .analysis import StepView, step_view
 from .checkpoints import load_model
 from .data import DataError, MNISTSplit, load_mnist
@@ -30,7 +31,8 @@ from .runs import ModelChoice, available_models
 from .solvers import SolverSpec
 
 __all__ = ["PageInfo", "PAGES", "ensure_app_navigation", "cached_model", "manager", "model_picker", "model_and_test",
-           "solver_picker", "require_mnist", "add_custom_method", "session_methods", "all_methods", "keep",
+           "solver_picker", "require_mnist", "server_is_public", "presenter_access", "add_custom_method",
+           "session_methods", "all_methods", "keep",
            "BoundedCache", "tensor_digest", "cached_step_view", "cached_convergence"]
 
 T = TypeVar("T")
@@ -179,6 +181,30 @@ def cached_model(path: Path) -> RKNet:
 
 def manager() -> JobManager:
     return get_manager()
+
+
+def server_is_public() -> bool:
+    """Whether this Streamlit server listens beyond localhost (a shared demo)."""
+    return is_public_address(str(st.get_option("server.address") or ""))
+
+
+def presenter_access() -> bool:
+    """True when this session may start, stop and delete training runs.
+
+    Always on localhost.  On a shared server, after the visitor typed the presenter token into
+    the sidebar's password field (compared in constant time; only "is presenter" is kept in the
+    session, never the token in a URL)."""
+    if not server_is_public() or st.session_state.get("_is_presenter"):
+        return True
+    with st.sidebar.expander("Presenter", icon=":material/lock:"):
+        typed = st.text_input("Presenter token", type="password", key="_presenter_token",
+                              help="Printed in the server's terminal at start (or ODENET_PRESENTER_TOKEN).")
+        if typed:
+            if token_matches(typed, presenter_token()):
+                st.session_state["_is_presenter"] = True
+                st.rerun()
+            st.error("That is not the presenter token.")
+    return False
 
 
 def model_picker(key: str) -> tuple[ModelChoice, RKNet] | None:

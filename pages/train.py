@@ -7,13 +7,15 @@ import pandas as pd
 import streamlit as st
 
 from odenet import plots
+from odenet.adjoint import GRADIENT_METHODS
 from odenet.config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
 from odenet.integrators import METHODS as BUILTIN
 from odenet.integrators import method_spec
 from odenet.jobs import JobRejected
 from odenet.models import ModelConfig
-from odenet.runs import list_runs, read_metrics
-from odenet.ui import all_methods, ensure_app_navigation, keep, manager, require_mnist
+from odenet.runs import RunBusy, delete_run, list_runs, read_metrics
+from odenet.ui import all_methods, ensure_app_navigation, keep, manager, presenter_access, require_mnist
+from odenet.urlstate import Param, encode, parse
 
 ensure_app_navigation()
 keep("tr_*")
@@ -55,9 +57,32 @@ def reset_form() -> None:
     st.session_state.pop("watch_job", None)
 
 
+# the form's fields travel in the URL (a link reproduces the settings; it never starts a job)
+URL_PARAMS = [Param("preset", "choice", "default", choices=list(PRESETS)),
+              Param("integrator", "choice", "rk4", choices=lambda: list(all_methods())),
+              Param("steps", "int", 1, lo=1, hi=32), Param("t1", "float", 1.0, lo=-1e3, hi=1e3),
+              Param("gradient", "choice", "backprop", choices=list(GRADIENT_METHODS)),
+              Param("epochs", "int", None, lo=1, hi=1000), Param("batch", "int", None, lo=8, hi=1024),
+              Param("lr", "float", None, lo=1e-8, hi=10.0), Param("train_size", "choice", None, choices=TRAIN_SIZES),
+              Param("seed", "int", 0, lo=0, hi=10**6)]
+URL_KEYS = {"preset": "tr_preset", "integrator": "tr_integ", "steps": "tr_steps", "t1": "tr_t1",
+            "gradient": "tr_gradient", "epochs": "tr_epochs", "batch": "tr_batch", "lr": "tr_lr",
+            "train_size": "tr_train_size", "seed": "tr_seed"}
+
 if "tr_preset" not in st.session_state:
     st.session_state["tr_preset"] = "default"
     apply_preset()
+if st.session_state.get("tr_url_read") is None:  # a link's settings win on the page's first render
+    st.session_state["tr_url_read"] = True
+    url_values, url_warnings = parse(st.query_params, URL_PARAMS)
+    for w in url_warnings:
+        st.warning(w)
+    if "preset" in st.query_params and url_values["preset"] != st.session_state["tr_preset"]:
+        st.session_state["tr_preset"] = url_values["preset"]
+        apply_preset()
+    for name, key in URL_KEYS.items():
+        if name in st.query_params and url_values[name] is not None and name != "preset":
+            st.session_state[key] = url_values[name]
 
 model_defaults = ModelConfig()
 METHODS = all_methods()  # built-in plus this visitor's own methods from the Integrators page
@@ -82,6 +107,9 @@ with st.sidebar:
         steps = st.number_input("Steps", min_value=1, max_value=32, value=model_defaults.steps, key="tr_steps")
     t1 = st.number_input("t1 (integrate from 0 to t1)", value=model_defaults.t1, step=0.5, key="tr_t1")
     slots = {"t1": st.empty()}
+    gradient = st.selectbox("Gradient", GRADIENT_METHODS, key="tr_gradient",
+                            help="backprop: store every stage (memory grows with steps). adjoint: solve backwards "
+                                 "in time, constant memory. checkpoint: recompute each step. See Gradients & memory.")
     c1, c2 = st.columns(2)
     epochs = c1.number_input("Epochs", min_value=1, max_value=mgr.limits.max_epochs, key="tr_epochs")
     batch = c2.number_input("Batch size", min_value=8, max_value=1024, step=32, key="tr_batch")
@@ -104,6 +132,7 @@ try:
     config = TrainConfig.for_app(
         st.session_state["tr_preset"], integrator=integ, steps=int(steps),
         custom_tableau=None if integ in BUILTIN else method_spec(METHODS[integ]), t1=float(t1), adaptive=adaptive,
+        gradient=gradient,
         rtol=float(rtol), atol=float(atol), epochs=int(epochs), batch_size=int(batch), optimizer=optimizer,
         lr=float(lr), schedule=schedule, train_size=int(train_size), augment=augment, seed=int(seed))
     mgr.limits.check(config)
@@ -115,10 +144,16 @@ else:
     for field, text in useless_setting_warnings(float(t1), float(lr), optimizer).items():
         slots[field].warning(text)
 
+st.query_params.from_dict(encode({"preset": st.session_state["tr_preset"], "integrator": integ,
+                                  "steps": int(steps), "t1": float(t1), "gradient": gradient,
+                                  "seed": int(seed)}, URL_PARAMS))
+
+can_control = presenter_access()  # always on localhost; on a shared server after the presenter token
 running = mgr.current()
 mine = st.session_state.get("watch_job")
 c1, c2, c3, c4 = st.columns([1, 1, 1, 3])
-if c1.button("▶ Start", type="primary", disabled=config is None, key="btn_start"):
+if c1.button("▶ Start", type="primary", disabled=config is None or not can_control, key="btn_start",
+             help=None if can_control else "On this shared server only the presenter starts runs."):
     if require_mnist() is not None:
         try:
             snap = mgr.submit(config, name=name.strip() or None, owner=owner)
@@ -127,10 +162,20 @@ if c1.button("▶ Start", type="primary", disabled=config is None, key="btn_star
             time.sleep(0.3)  # let the worker pick it up so the first render shows it running
         except (JobRejected, ValueError) as exc:
             st.error(str(exc))
-if c2.button("■ Stop", disabled=mgr.current() is None and not mgr.queued(), key="btn_stop"):
-    target = mine if mine is not None else (mgr.current().id if mgr.current() else None)
-    if target is not None and mgr.stop(target):
-        st.toast("Stopping after the current batch ...")
+target_job = mgr.snapshot(mine) if mine is not None else None
+if target_job is None or target_job.status not in ("queued", "running"):
+    target_job = mgr.current() or (mgr.queued()[0] if mgr.queued() else None)
+others = target_job is not None and target_job.owner != owner
+confirm = True
+if others and can_control:
+    confirm = c4.checkbox("Stop another visitor's job", key="confirm_stop_other",
+                          help="This job was started in another browser session.")
+if c2.button("■ Stop", disabled=target_job is None or (others and not (can_control and confirm)), key="btn_stop"):
+    try:
+        if mgr.stop(target_job.id, requester=owner, presenter=can_control):
+            st.toast("Stopping after the current batch ...")
+    except JobRejected as exc:
+        st.error(str(exc))
 c3.button("↺ Reset", on_click=reset_form, key="btn_reset", help="Restore the default settings and clear the view.")
 
 
@@ -241,3 +286,14 @@ else:
                            key="dl_ckpt")
     d2.download_button("Metrics (.csv)", read_metrics(run.path).to_csv(index=False), file_name=f"{run.name}.csv",
                        key="dl_csv")
+    if can_control:
+        with st.expander("Delete a run"):
+            victim = st.selectbox("Run", [r.name for r in runs], key="del_run")
+            sure = st.checkbox(f"Delete {victim} and its checkpoints for good", key="del_confirm")
+            if st.button("Delete run", disabled=not sure, key="btn_delete"):
+                try:
+                    delete_run(victim, active=mgr.active_run_dirs(), runs_dir=mgr.runs_dir)
+                    st.session_state.pop("del_confirm", None)
+                    st.rerun()
+                except RunBusy as exc:
+                    st.error(str(exc))

@@ -151,3 +151,60 @@ def test_manager_start_removes_temp_files_left_by_a_killed_server(tmp_path, smal
     (run / ".best.pt.x1y2.tmp").write_bytes(b"torn")
     JobManager(tmp_path / "runs")
     assert not list(run.glob(".*.tmp"))
+
+
+def test_train_page_on_a_shared_server_needs_the_presenter_token(tmp_path, monkeypatch):
+    import odenet.ui as ui
+    from tests.test_app import page
+
+    monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("ODENET_PRESENTER_TOKEN", "correct horse")
+    monkeypatch.setattr(ui, "server_is_public", lambda: True)
+    at = page("train")
+    assert at.button(key="btn_start").disabled
+    at.text_input(key="_presenter_token").set_value("wrong").run()
+    assert any("not the presenter token" in e.value for e in at.error) and at.button(key="btn_start").disabled
+    at.text_input(key="_presenter_token").set_value("correct horse").run()
+    assert not at.button(key="btn_start").disabled
+    assert "correct horse" not in str(dict(at.query_params))  # never in a link
+
+
+def test_train_page_reads_and_writes_its_settings_in_the_url(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import APP
+
+    monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.switch_page("pages/train.py")
+    at.query_params.update({"integrator": "euler", "steps": "3", "preset": "notebook", "epochs": "abc"})
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="tr_integ").value == "euler" and at.number_input(key="tr_steps").value == 3
+    assert at.selectbox(key="tr_optimizer").value == "adam"  # the notebook recipe came with the link
+    assert any("Ignored epochs='abc'" in w.value for w in at.warning)
+    at.number_input(key="tr_steps").set_value(5).run()
+    assert at.query_params["steps"] == "5" and at.query_params["integrator"] == "euler"
+    from odenet.jobs import get_manager
+
+    assert get_manager().jobs() == []  # a link never starts a job
+
+
+def test_stopping_another_visitors_job_needs_a_confirmation(tmp_path, monkeypatch):
+    from odenet.jobs import get_manager
+    from tests.test_app import page
+
+    monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
+    mgr = get_manager()
+    job = mgr.submit(TrainConfig.from_preset("default", train_size=1024, batch_size=64, epochs=20, device="cpu"),
+                     owner="alice")
+    try:
+        at = page("train")
+        assert at.button(key="btn_stop").disabled  # someone else's job
+        at.checkbox(key="confirm_stop_other").check().run()
+        assert not at.button(key="btn_stop").disabled
+        at.button(key="btn_stop").click().run()
+        assert mgr.wait(job.id, timeout=120).status in ("stopped", "cancelled")
+    finally:
+        mgr.stop(job.id)
+        mgr.wait(job.id, timeout=120)
