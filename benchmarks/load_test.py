@@ -119,8 +119,34 @@ async def user(browser, url: str, draws: int, out: list, errors: list, server: l
         await ctx.close()
 
 
-def run_users(url: str, users: int, draws: int) -> tuple[list[float], list[str], list[float]]:
-    """``users`` concurrent contexts in one browser (asyncio), all drawing at once."""
+async def browser_user(browser, url: str, rounds: int, out: list, errors: list) -> None:
+    """A visitor who browses instead of drawing: Trajectories (a new seed each time) and the Train
+    page's live view; records each page interaction's time until Streamlit finished running."""
+    ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
+    page = await ctx.new_page()
+    page.set_default_timeout(120_000)
+    done = "() => !document.querySelector('[data-testid=stStatusWidget]')"
+    try:
+        for k in range(rounds):
+            for path, text in ((f"trajectories?seed={k}&n=30", "Hidden-state trajectories"),
+                               ("train", "Train RKNet live")):
+                t = time.perf_counter()
+                await page.goto(f"{url}/{path}")
+                await page.get_by_text(text).first.wait_for()
+                await page.wait_for_timeout(300)
+                await page.wait_for_function(done, timeout=120_000)
+                out.append(1000 * (time.perf_counter() - t))
+                if await page.locator("[data-testid='stException']").count():
+                    errors.append(await page.locator("[data-testid='stException']").first.inner_text())
+    except Exception as exc:  # recorded, the run reports it
+        errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        await ctx.close()
+
+
+def run_users(url: str, users: int, draws: int, browsers: int = 0) -> tuple[list[float], list[str], list[float],
+                                                                              list[float]]:
+    """``users`` contexts drawing and ``browsers`` contexts browsing, at once, in one chromium (asyncio)."""
     import asyncio
 
     from playwright.async_api import async_playwright
@@ -128,18 +154,20 @@ def run_users(url: str, users: int, draws: int) -> tuple[list[float], list[str],
     lat: list[float] = []
     errors: list[str] = []
     server: list[float] = []
+    pages: list[float] = []
 
     async def main() -> None:
         async with async_playwright() as p:
             b = await p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-            await asyncio.gather(*(user(b, url, draws, lat, errors, server) for _ in range(users)))
+            await asyncio.gather(*(user(b, url, draws, lat, errors, server) for _ in range(users)),
+                                 *(browser_user(b, url, max(1, draws // 2), pages, errors) for _ in range(browsers)))
             await b.close()
 
     # in a thread of its own: the trainer page's sync Playwright already owns this thread's loop
     worker = threading.Thread(target=lambda: asyncio.run(main()))
     worker.start()
     worker.join()
-    return lat, errors, server
+    return lat, errors, server, pages
 
 
 def stats(lat: list[float]) -> dict:
@@ -152,13 +180,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=5)
     ap.add_argument("--draws", type=int, default=6)
+    ap.add_argument("--browsers", type=int, default=0, help="extra contexts browsing Trajectories and Train")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as runs:
         proc, url = start_server(runs)
         try:
-            idle, idle_err, idle_server = run_users(url, 1, args.draws)
+            idle, idle_err, idle_server, _ = run_users(url, 1, args.draws)
             with sync_playwright() as p:
                 b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
                 trainer = b.new_page()
@@ -169,7 +198,7 @@ def main() -> None:
                 trainer.get_by_role("button", name="▶ Start").click()
                 trainer.wait_for_function("() => [...document.querySelectorAll('[data-testid=\"stProgress\"]')]"
                                           ".some(e => e.innerText.includes('img/s'))", timeout=120_000)
-                loaded, load_err, load_server = run_users(url, args.users, args.draws)
+                loaded, load_err, load_server, pages = run_users(url, args.users, args.draws, args.browsers)
                 still_training = "img/s" in trainer.locator("[data-testid='stProgress']").first.inner_text()
                 trainer.get_by_role("button", name="■ Stop").click()
                 b.close()
@@ -177,7 +206,8 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
     expected = args.users * args.draws
-    res = {"users": args.users, "draws_per_user": args.draws, "idle": stats(idle), "under_load": stats(loaded),
+    res = {"users": args.users, "browsing_users": args.browsers, "page_interactions_under_load": stats(pages),
+           "draws_per_user": args.draws, "idle": stats(idle), "under_load": stats(loaded),
            "answered": f"{len(loaded)}/{expected}", "errors": idle_err + load_err,
            "server_rerun_rendered_idle": stats(idle_server), "server_rerun_rendered_under_load": stats(load_server),
            "training_running_throughout": still_training}

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from .data import MNISTSplit, normalize
+from .integrators import RungeKuttaMethod
 from .models import RKNet
 from .solvers import SolverSpec
 from .training import evaluate
@@ -20,7 +21,8 @@ from .utils import torch_threads
 
 __all__ = ["Prediction", "predict", "StepView", "step_view", "pca_project", "ood_score", "OOD_THRESHOLD",
            "robustness_grid", "OdenessGap",
-           "odeness_gap", "critical_step_sizes", "REFERENCE_SOLVER", "GAP_TOLERANCE", "LARGE_GAP"]
+           "odeness_gap", "critical_step_sizes", "REFERENCE_SOLVER", "GAP_TOLERANCE", "LARGE_GAP", "PCAFit", "pca_fit",
+           "stage_states", "PlaneField", "plane_field", "StepStages", "rk_stages"]
 
 
 @dataclass
@@ -217,3 +219,143 @@ def ood_score(image28: torch.Tensor | np.ndarray) -> float:
     if n == 0:
         return 1.0
     return float((inked & (img < 0.9)).sum()) / n
+
+
+# -- motion and the vector field (Trajectories and Integrators pages) ---------------------------
+
+
+@dataclass(frozen=True)
+class PCAFit:
+    """A PCA of hidden states: ``coords`` (T, N, k), ``explained`` (k,) as :func:`pca_project`
+    gives, plus the ``mean`` (D,) and orthonormal ``components`` (k, D) to project other states
+    (:meth:`project`) and to lift plane points back into state space (:meth:`lift`)."""
+
+    coords: torch.Tensor
+    explained: torch.Tensor
+    mean: torch.Tensor
+    components: torch.Tensor
+
+    def project(self, states: torch.Tensor) -> torch.Tensor:
+        """(..., C, H, W) states -> (..., k) coordinates."""
+        lead = states.shape[:-3]
+        flat = states.reshape(-1, self.mean.numel()).double()
+        return ((flat - self.mean) @ self.components.T).reshape(*lead, -1).float()
+
+    def lift(self, uv: torch.Tensor) -> torch.Tensor:
+        """(G, 2) plane coordinates -> (G, D) states ``mean + u pc1 + v pc2``."""
+        return self.mean + uv.double() @ self.components[: uv.shape[1]]
+
+
+def pca_fit(states: torch.Tensor, k: int = 3, threads: int | None = 1) -> PCAFit:
+    """:func:`pca_project` that also keeps the mean and the components (same coordinates)."""
+    t_len, n = states.shape[:2]
+    with torch_threads(threads) if threads else contextlib.nullcontext():
+        flat = states.reshape(t_len * n, -1).double()
+        mean = flat.mean(0)
+        centred = flat - mean
+        total = float((centred**2).sum()) or 1.0
+        var, v = torch.linalg.eigh(centred.T @ centred) if centred.shape[0] > 4096 else (None, None)
+        if v is None:  # Gram route: components from the left singular vectors
+            gvar, u = torch.linalg.eigh(centred @ centred.T)
+            k = min(k, *centred.shape)
+            gvar, u = gvar.flip(0)[:k].clamp_min(0), u.flip(1)[:, :k]
+            comps = (centred.T @ u) / gvar.sqrt().clamp_min(1e-12)  # (D, k), unit columns
+            var = gvar
+        else:
+            k = min(k, *centred.shape)
+            var, comps = var.flip(0)[:k].clamp_min(0), v.flip(1)[:, :k]
+        coords = centred @ comps
+    return PCAFit(coords.reshape(t_len, n, k).float(), (var / total).float(), mean, comps.T.contiguous())
+
+
+@torch.no_grad()
+def stage_states(model: RKNet, ts: torch.Tensor, states: torch.Tensor, solver: SolverSpec,
+                 threads: int | None = 1) -> torch.Tensor:
+    """The states at which the solver evaluated the vector field: for step i from ``states[i]``
+    with ``dt = ts[i+1] - ts[i]``, stage j's input ``y_i + dt * sum_l a_jl k_l``.  Recomputed
+    from the tableau (fixed steps): (steps, stages, N, C, H, W).  The model is not changed."""
+    tab = solver.method.tableau
+    out = []
+    with torch_threads(threads) if threads else contextlib.nullcontext():
+        for i in range(len(ts) - 1):
+            t, dt, y = float(ts[i]), float(ts[i + 1] - ts[i]), states[i]
+            ks: list[torch.Tensor] = []
+            inputs = []
+            for j in range(tab.stages):
+                yj = y
+                for l_, a in enumerate(tab.a[j][:j]):
+                    if a != 0.0:
+                        yj = yj + (dt * a) * ks[l_]
+                inputs.append(yj)
+                ks.append(model.gradient(t + tab.c[j] * dt, yj))
+            out.append(torch.stack(inputs))
+    return torch.stack(out)
+
+
+@dataclass(frozen=True)
+class PlaneField:
+    """f(t, h) on a grid of the PCA plane: points ``(u, v)`` (G, 2) and the field's projection
+    ``(du, dv)`` (G, 2); ``off_plane`` (G,) is the fraction of ||f|| the plane does not show."""
+
+    t: float
+    points: torch.Tensor
+    arrows: torch.Tensor
+    off_plane: torch.Tensor
+
+
+@torch.no_grad()
+def plane_field(model: RKNet, fit: PCAFit, t: float, grid: int = 13, margin: float = 0.1,
+                threads: int | None = 1) -> PlaneField:
+    """The vector field on the first two PCs' plane through the data's mean at time ``t``:
+    grid points ``h = mean + u pc1 + v pc2`` over the range of the coordinates, ``f(t, h)``
+    projected onto pc1, pc2.  States off the plane (all real ones) feel a different field."""
+    c = fit.coords[..., :2].reshape(-1, 2)
+    lo, hi = c.min(0).values, c.max(0).values
+    pad = (hi - lo) * margin
+    us = torch.linspace(float(lo[0] - pad[0]), float(hi[0] + pad[0]), grid)
+    vs = torch.linspace(float(lo[1] - pad[1]), float(hi[1] + pad[1]), grid)
+    uu, vv = torch.meshgrid(us, vs, indexing="xy")
+    uv = torch.stack([uu.flatten(), vv.flatten()], 1)
+    ch = model.config.channels
+    with torch_threads(threads) if threads else contextlib.nullcontext():
+        h = fit.lift(uv).float().reshape(len(uv), ch, -1)
+        side = int(round(h.shape[-1] ** 0.5))
+        f = model.gradient(float(t), h.reshape(len(uv), ch, side, side)).flatten(1).double()
+    proj = f @ fit.components[:2].T
+    norm = f.norm(dim=1).clamp_min(1e-12)
+    off = (1 - (proj.norm(dim=1) / norm) ** 2).clamp_min(0).sqrt()
+    return PlaneField(float(t), uv, proj.float(), off.float())
+
+
+@dataclass(frozen=True)
+class StepStages:
+    """One explicit RK step drawn stage by stage: stage times ``ts`` (s,), inputs ``ys`` (s, d),
+    slopes ``ks`` (s, d), weights ``b``, the step's start ``(t, y)``, ``dt`` and ``y_next``."""
+
+    t: float
+    dt: float
+    y: torch.Tensor
+    ts: torch.Tensor
+    ys: torch.Tensor
+    ks: torch.Tensor
+    b: tuple[float, ...]
+    y_next: torch.Tensor
+
+
+def rk_stages(method: RungeKuttaMethod, f: Callable[[float, torch.Tensor], torch.Tensor], t: float, dt: float,
+              y: torch.Tensor) -> StepStages:
+    """Every stage of one step of ``method`` from ``(t, y)``; ``y_next`` equals ``method.step``'s."""
+    tab = method.tableau
+    y = torch.as_tensor(y, dtype=torch.float64)
+    ks: list[torch.Tensor] = []
+    ys = []
+    for j in range(tab.stages):
+        yj = y.clone()
+        for l_, a in enumerate(tab.a[j][:j]):
+            yj = yj + dt * a * ks[l_]
+        ys.append(yj)
+        ks.append(torch.as_tensor(f(t + tab.c[j] * dt, yj), dtype=torch.float64))
+    k = torch.stack(ks)
+    y_next = y + dt * (torch.tensor(tab.b, dtype=torch.float64) @ k)
+    return StepStages(t, dt, y, torch.tensor([t + c * dt for c in tab.c], dtype=torch.float64), torch.stack(ys), k,
+                      tab.b, y_next)

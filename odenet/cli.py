@@ -43,6 +43,9 @@ FIELD_HELP: dict[str, str] = {
     "weight_decay": "weight decay (not applied to biases and BatchNorm)",
     "momentum": "SGD momentum",
     "schedule": f"learning-rate schedule: {', '.join(SCHEDULES)}",
+    "ema": "decay of an exponential moving average of the weights, e.g. 0.998 (0 = off); the average is evaluated "
+           "and saved",
+    "label_smoothing": "label smoothing of the cross-entropy loss (0 = off)",
     "train_size": "number of training images used (1..60000, first N)",
     "eval_size": "test images used by mid-epoch evaluations (epoch ends always use all 10000)",
     "eval_every": "evaluate every N batches (0 = at epoch ends only)",

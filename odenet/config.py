@@ -69,6 +69,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     schedule: str = "onecycle"
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); the average is the result
+    label_smoothing: float = 0.0
     # data
     train_size: int = TRAIN_SIZE_MAX
     eval_size: int | None = None
@@ -108,7 +110,7 @@ class TrainConfig:
             raise err("train_size", f"must be at most {TRAIN_SIZE_MAX} (the MNIST training set)")
         if self.batch_size > self.train_size:
             raise ConfigError(f"batch_size ({self.batch_size}) must not exceed train_size ({self.train_size})")
-        for name in ("lr", "weight_decay", "momentum"):
+        for name in ("lr", "weight_decay", "momentum", "ema", "label_smoothing"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise err(name, "must be a finite number")
@@ -119,6 +121,10 @@ class TrainConfig:
             raise err("weight_decay", "must be >= 0")
         if not 0 <= self.momentum < 1:
             raise err("momentum", "must be in [0, 1)")
+        if not 0 <= self.ema < 1:
+            raise err("ema", "must be in [0, 1) (0 = no weight averaging)")
+        if not 0 <= self.label_smoothing < 1:
+            raise err("label_smoothing", "must be in [0, 1)")
         if self.optimizer not in OPTIMIZERS:
             raise err("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:

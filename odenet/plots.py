@@ -15,7 +15,7 @@ from .problems import ConvergenceResult, FixedRun, ODEProblem
 __all__ = [
     "training_curves", "nfe_curve", "ode_trajectories", "convergence_plot", "probability_bars",
     "step_probabilities", "pca_figure", "feature_maps", "norms_figure", "robustness_heatmap", "accuracy_vs_nfe",
-    "digit_pixels", "format_confidence",
+    "digit_pixels", "format_confidence", "pca_animation", "probability_animation", "rk_step_figure",
 ]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -327,4 +327,184 @@ def gradient_costs(df: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(type="log", row=2, col=2)
     fig.update_layout(height=620, margin=dict(l=50, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.12))
+    return fig
+
+
+# -- motion: animation frames with play/pause and a step slider ----------------------------------
+
+
+def _play_controls(fig: go.Figure, names: Sequence[str], prefix: str, duration: int = 500) -> None:
+    """Play/pause buttons and a slider over ``names`` (the figure's frames, in order)."""
+    play = dict(frame=dict(duration=duration, redraw=False), transition=dict(duration=duration // 2),
+                fromcurrent=True, mode="immediate")
+    pause = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")
+    fig.update_layout(
+        updatemenus=[dict(type="buttons", direction="left", x=0, y=1.12, xanchor="left", yanchor="top",
+                          showactive=False, buttons=[dict(label="▶ Play", method="animate", args=[None, play]),
+                                                     dict(label="❚❚ Pause", method="animate", args=[[None], pause])])],
+        sliders=[dict(active=0, x=0.18, len=0.82, y=1.16, yanchor="top", pad=dict(t=0, b=0),
+                      currentvalue=dict(prefix=prefix, visible=True),
+                      steps=[dict(label=n, method="animate", args=[[n], {**pause, "frame": dict(duration=0,
+                                                                                                redraw=False)}])
+                             for n in names])])
+
+
+def _quiver(points: np.ndarray, arrows: np.ndarray, length: float) -> tuple[np.ndarray, np.ndarray]:
+    """Line segments (NaN-separated) drawing each arrow scaled so the longest is ``length``,
+    with a two-stroke head: x, y arrays for one Scatter trace."""
+    norms = np.linalg.norm(arrows, axis=1)
+    scale = length / max(float(norms.max()), 1e-12)
+    xs, ys = [], []
+    for (x0, y0), (dx, dy) in zip(points, arrows * scale):
+        x1, y1 = x0 + dx, y0 + dy
+        ang = np.arctan2(dy, dx)
+        head = 0.3 * float(np.hypot(dx, dy))
+        hx1, hy1 = x1 - head * np.cos(ang - 0.45), y1 - head * np.sin(ang - 0.45)
+        hx2, hy2 = x1 - head * np.cos(ang + 0.45), y1 - head * np.sin(ang + 0.45)
+        xs += [x0, x1, np.nan, hx1, x1, hx2, np.nan]
+        ys += [y0, y1, np.nan, hy1, y1, hy2, np.nan]
+    return np.array(xs), np.array(ys)
+
+
+def pca_animation(coords: torch.Tensor, labels: Sequence[int], preds: Sequence[int], ts: torch.Tensor,
+                  indices: Sequence[int], explained: torch.Tensor | None = None,
+                  stages: torch.Tensor | None = None, field: object | None = None) -> go.Figure:
+    """The 2-D PCA view played step by step: faded full paths, one marker per image that moves
+    along its path (play/pause, a step slider), optionally the RK stage evaluation points
+    between steps (``stages``: (steps, s, N, 2) projected with the same PCA) and the vector field
+    projected onto the plane (``field``: an :class:`odenet.analysis.PlaneField`) drawn under it all."""
+    fig = _fig("The solve played step by step (PCA plane)", 600)
+    c = coords[..., :2].numpy().round(4)
+    t_len, n = c.shape[:2]
+    tl = ts.tolist()
+    colors = [PALETTE[int(lab) % 10] for lab in labels]
+    if field is not None:
+        pts, arr = field.points.numpy(), field.arrows.numpy()  # type: ignore[attr-defined]
+        span = float(np.ptp(pts[:, 0])) or 1.0
+        side = int(round(len(pts) ** 0.5)) or 1
+        qx, qy = _quiver(pts, arr, 0.8 * span / side)
+        fig.add_trace(go.Scatter(x=qx, y=qy, mode="lines", line=dict(color="rgba(90,90,90,0.45)", width=1),
+                                 name=f"f(t={field.t:.3g}, h) on the plane", hoverinfo="skip"))  # type: ignore
+    for lab in sorted({int(v) for v in labels}):
+        js = [j for j in range(n) if int(labels[j]) == lab]
+        xy = np.concatenate([np.vstack([c[:, j, :], np.full((1, 2), np.nan)]) for j in js])
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", name=f"digit {lab}", opacity=0.3,
+                                 line=dict(color=PALETTE[lab % 10], width=1.5), hoverinfo="skip"))
+    hover = [f"image {indices[j]}<br>label {labels[j]}, prediction {int(preds[j])}" for j in range(n)]
+    s = 0 if stages is None else stages.shape[1]
+    st_np = None if stages is None else stages[..., :2].numpy().round(4)
+    moving = len(fig.data)  # the animated traces: states, then stage points
+
+    def states_at(k: int) -> go.Scatter:
+        return go.Scatter(x=c[k, :, 0], y=c[k, :, 1], mode="markers", name="state h(t)", hovertext=hover,
+                          hoverinfo="text", marker=dict(size=9, color=colors, line=dict(color="white", width=1)))
+
+    def stage_pts(i: int | None) -> go.Scatter:
+        if i is None or st_np is None:
+            x, y = [], []
+        else:
+            x, y = st_np[i, :, :, 0].reshape(-1), st_np[i, :, :, 1].reshape(-1)
+        return go.Scatter(x=x, y=y, mode="markers", name="RK stage inputs", hoverinfo="skip",
+                          marker=dict(symbol="x", size=6, color=[colors[j] for _ in range(s) for j in range(n)]
+                                      if i is not None else [], opacity=0.8))
+
+    fig.add_trace(states_at(0))
+    if st_np is not None:
+        fig.add_trace(stage_pts(None))
+    frames, names = [], []
+    for k in range(t_len):
+        names.append(f"t={tl[k]:.3g}")
+        data = [states_at(k)] + ([stage_pts(None)] if st_np is not None else [])
+        frames.append(go.Frame(name=names[-1], data=data, traces=list(range(moving, len(fig.data)))))
+        if st_np is not None and k < t_len - 1:
+            names.append(f"t={tl[k]:.3g} stages")
+            frames.append(go.Frame(name=names[-1], data=[states_at(k), stage_pts(k)],
+                                   traces=list(range(moving, len(fig.data)))))
+    fig.frames = frames
+    _play_controls(fig, names, "solver time ")
+    ax = [f"PC{i + 1}" + (f" ({100 * float(explained[i]):.0f}%)" if explained is not None else "") for i in range(2)]
+    pad = lambda a: [float(np.nanmin(a)) - 0.08 * float(np.ptp(a)), float(np.nanmax(a)) + 0.08 * float(np.ptp(a))]  # noqa: E731
+    allx = c[..., 0].ravel() if st_np is None else np.concatenate([c[..., 0].ravel(), st_np[..., 0].ravel()])
+    ally = c[..., 1].ravel() if st_np is None else np.concatenate([c[..., 1].ravel(), st_np[..., 1].ravel()])
+    fig.update_xaxes(title=ax[0], range=pad(allx))
+    fig.update_yaxes(title=ax[1], range=pad(ally))
+    fig.update_layout(margin=dict(l=50, r=20, t=110, b=90))
+    return fig
+
+
+def probability_animation(ts: torch.Tensor, probs: torch.Tensor) -> go.Figure:
+    """Class probabilities as bars that change over solver time (play/pause, step slider). probs: (T, 10)."""
+    p = (100 * probs.detach().cpu().numpy()).round(2)
+    digits = [str(i) for i in range(p.shape[1])]
+    names = [f"t={t:.3g}" for t in ts.tolist()]
+
+    def bars(k: int) -> go.Bar:
+        return go.Bar(x=digits, y=p[k], marker_color=[PALETTE[i % 10] for i in range(p.shape[1])],
+                      text=[f"{v:.0f}%" for v in p[k]], textposition="outside",
+                      hovertemplate="digit %{x}: %{y:.1f}%<extra></extra>")
+
+    fig = _fig("Watch it think: probabilities over solver time", 380)
+    fig.add_trace(bars(0))
+    fig.frames = [go.Frame(name=nm, data=[bars(k)], traces=[0]) for k, nm in enumerate(names)]
+    _play_controls(fig, names, "solver time ", duration=400)
+    fig.update_xaxes(title="digit", type="category")
+    fig.update_yaxes(title="probability (%)", range=[0, 110])
+    fig.update_layout(margin=dict(l=50, r=20, t=110, b=50), showlegend=False)
+    return fig
+
+
+def rk_step_figure(stages: object, labels: Sequence[str], exact: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   method: str = "") -> go.Figure:
+    """One Runge-Kutta step drawn stage by stage (``stages``: :class:`odenet.analysis.StepStages`).
+
+    1-D problems in the (t, y) plane: each stage input ``(t + c_i dt, Y_i)`` with its slope k_i as
+    an arrow over dt/3; 2-D problems in the phase plane: stage inputs with ``dt * k_i`` as arrows.
+    The combined update ``y + dt * sum b_i k_i`` is the thick arrow; ``exact`` (ts, ys) the true path."""
+    s = stages  # StepStages (typed loosely: plots does not import analysis)
+    d = s.ys.shape[1]  # type: ignore[attr-defined]
+    t, dt = s.t, s.dt  # type: ignore[attr-defined]
+    fig = _fig(f"One step of {method}: stages, slopes and the combined update", 460)
+    if d == 1:
+        def pos(ti: float, yi: torch.Tensor) -> tuple[float, float]:
+            return ti, float(yi[0])
+
+        def vec(ki: torch.Tensor, length: float) -> tuple[float, float]:
+            return length, length * float(ki[0])
+        xlab, ylab = "t", labels[0]
+        arrow_len = dt / 3
+    else:
+        def pos(ti: float, yi: torch.Tensor) -> tuple[float, float]:
+            return float(yi[0]), float(yi[1])
+
+        def vec(ki: torch.Tensor, length: float) -> tuple[float, float]:
+            return length * float(ki[0]), length * float(ki[1])
+        xlab, ylab = labels[0], labels[1]
+        arrow_len = dt
+    if exact is not None:
+        ets, eys = exact
+        ex = ets.numpy() if d == 1 else eys[:, 0].numpy()
+        ey = eys[:, 0].numpy() if d == 1 else eys[:, 1].numpy()
+        fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", name="exact solution", line=dict(color="black", width=2)))
+    for i in range(len(s.ks)):  # type: ignore[attr-defined]
+        x0, y0 = pos(float(s.ts[i]), s.ys[i])  # type: ignore[attr-defined]
+        dx, dy = vec(s.ks[i], arrow_len)  # type: ignore[attr-defined]
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=[x0], y=[y0], mode="markers+text", text=[f"Y{i + 1}"], textposition="top left",
+                                 marker=dict(size=10, color=color), name=f"stage {i + 1}: b={s.b[i]:.3g}",  # type: ignore
+                                 legendgroup=f"s{i}"))
+        fig.add_annotation(x=x0 + dx, y=y0 + dy, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y",
+                           showarrow=True, arrowhead=3, arrowwidth=2, arrowcolor=color, text="")
+        fig.add_annotation(x=x0 + dx, y=y0 + dy, text=f"k{i + 1}", showarrow=False, font=dict(color=color),
+                           xshift=10, yshift=8)
+    x0, y0 = pos(t, s.y)  # type: ignore[attr-defined]
+    x1, y1 = pos(t + dt, s.y_next)  # type: ignore[attr-defined]
+    fig.add_annotation(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", showarrow=True,
+                       arrowhead=2, arrowwidth=4, arrowcolor="rgba(214,39,40,0.8)", text="")
+    fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="markers+text", text=["y_n", "y_n+1"],
+                             textposition="bottom right", name="update y + dt·Σ b_i k_i",
+                             marker=dict(size=12, symbol="diamond", color="#d62728")))
+    fig.update_xaxes(title=xlab)
+    fig.update_yaxes(title=ylab)
+    if d == 2:
+        fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig

@@ -157,6 +157,23 @@ def lr_factor(step: int, total: int, warmup: float = 0.25, start: float = 0.04, 
     return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
+def _ema_update(decay: float) -> Callable[..., None]:
+    """EMA step for AveragedModel with a warm-up: the decay grows as (1 + n) / (10 + n) up to
+    ``decay``, so the average does not drag the random initial weights through a short run."""
+
+    @torch.no_grad()
+    def update(ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        if ema[0].is_floating_point():  # called once per dtype group
+            torch._foreach_lerp_(ema, current, 1.0 - d)
+        else:  # BatchNorm's step counters: keep the live model's
+            for e, c in zip(ema, current):
+                e.copy_(c)
+
+    return update
+
+
 class Ranks:
     """Everything the training loop needs from torch.distributed, as no-ops at world size 1.
 
@@ -256,6 +273,7 @@ class Trainer:
         self.best_acc: float | None = None
         self.final_acc: float | None = None
         self._model: RKNet | None = None
+        self._ema: torch.optim.swa_utils.AveragedModel | None = None
         self._total = 0
         self._bpe = 0
         self._eval_seconds = 0.0
@@ -353,7 +371,7 @@ class Trainer:
                 gc.collect()
                 dist.destroy_process_group()
         elapsed = time.perf_counter() - self._start
-        model = self._model
+        model = self._result_model()
         model.eval()
         with contextlib.suppress(OSError):  # a full disk must not hide the run's real outcome from the caller
             self._emit(TrainEvent("end", step=self.step, total_steps=self._total, elapsed=elapsed, status=status,
@@ -363,19 +381,24 @@ class Trainer:
                                final_test_acc=self.final_acc, ended=_now(), duration=elapsed, steps=self.step)
         return TrainResult(status, model, self.run_dir, self.best_acc, self.final_acc, elapsed, message, self.history)
 
+    def _result_model(self) -> RKNet:
+        """What the run produces: the exponential moving average of the weights when ``config.ema``
+        is set (evaluated and saved), else the trained model itself."""
+        return self._ema.module if self._ema is not None else self._model
+
     def _metrics(self, epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "step": self.step, "best_test_acc": self.best_acc, "test_acc": self.final_acc,
                 "elapsed": time.perf_counter() - self._start}
 
     def _save(self, name: str, epoch: int) -> None:
         if self.run_dir is not None:
-            save_checkpoint(self.run_dir / name, self._model, self.config, self._metrics(epoch))
+            save_checkpoint(self.run_dir / name, self._result_model(), self.config, self._metrics(epoch))
 
     def _evaluate(self, epoch: int, batch: int, split: MNISTSplit, full: bool) -> None:
         """Evaluate, report, and keep best.pt when a full-test-set accuracy improves."""
         self.ranks.average_buffers(self._model)
         t = time.perf_counter()
-        loss, acc = evaluate(self._model, split, device=self.device)  # fp32: what users of the model see
+        loss, acc = evaluate(self._result_model(), split, device=self.device)  # fp32: what users of the model see
         self._eval_seconds += time.perf_counter() - t
         self.final_acc = acc
         self._emit(TrainEvent("eval", epoch=epoch, batch=batch, batches_per_epoch=self._bpe, step=self.step,
@@ -395,6 +418,9 @@ class Trainer:
         self._bpe = (cfg.train_size // ranks.world) // batch_size
         self._total = cfg.epochs * self._bpe
         self._model, opt, sched = self._build(self._total)
+        if cfg.ema > 0:  # weights and BatchNorm statistics averaged over the last ~1/(1-ema) steps
+            self._ema = torch.optim.swa_utils.AveragedModel(self._model, multi_avg_fn=_ema_update(cfg.ema),
+                                                            use_buffers=True)
         data = self._data() if callable(self._data) else self._data
         train, test = data if data is not None else load_mnist()
         train = train.subset(cfg.train_size).to(self.device)  # resident on the device: no host copies
@@ -444,7 +470,7 @@ class Trainer:
         for batch, (x, y) in enumerate(batches, start=1):
             with autocast:
                 logits = model_fwd(x)  # (B, 10)
-                loss = F.cross_entropy(logits.float(), y)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             self.step += 1
@@ -455,6 +481,8 @@ class Trainer:
             opt.step()
             if sched is not None:
                 sched.step()
+            if self._ema is not None:
+                self._ema.update_parameters(model)
             window.add(loss, logits, y, model.last_stats.nfe)
             last = batch == self._bpe
             if batch % cfg.log_every == 0 or last or stop:

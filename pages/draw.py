@@ -11,19 +11,42 @@ from odenet import plots
 from odenet.analysis import OOD_THRESHOLD, ood_score, predict
 from odenet.export import ExportError, cached_onnx_bytes, step_times
 from odenet.preprocess import ImageError, load_upload, prepare_canvas
-from odenet.ui import ensure_app_navigation, keep, model_picker, solver_picker
+from odenet.ui import (
+    PageLink,
+    default_model_name,
+    ensure_app_navigation,
+    keep,
+    locked_controls,
+    model_key,
+    model_param,
+    model_picker,
+    model_url_name,
+    solver_params,
+    solver_picker,
+)
 from odenet.web import drawing_image, drawing_tensor, pen_canvas
 
 ensure_app_navigation()
-keep("draw_model", "draw_*_integ", "draw_*_steps", "think_steps")
+keep("draw_model", "draw_*_integ", "draw_*_steps", "think_steps", "think_play")
 st.title("Draw a digit")
+link = PageLink("draw", [model_param(), *solver_params(64)])
+url = link.values
+link.seed({"draw_model": model_key(url["model"]) if url["model"] else None})
 
-picked = model_picker("draw_model")
-if picked is None:
-    st.stop()
-choice, model = picked
-with st.expander("Inference solver (default: as trained)", expanded=False):
-    solver = solver_picker(f"draw_{choice.key}", model.config.solver)
+with locked_controls(link.lesson):
+    picked = model_picker("draw_model")
+    if picked is None:
+        st.stop()
+    choice, model = picked
+    link.seed({f"draw_{choice.key}_integ": url["integrator"], f"draw_{choice.key}_steps": url["steps"]})
+    from_link = link.fresh and (url["integrator"] is not None or url["steps"] is not None)
+    with st.expander("Inference solver (default: as trained)", expanded=from_link):
+        solver = solver_picker(f"draw_{choice.key}", model.config.solver)
+trained = model.config.solver
+st.caption(f"Model: {choice.label} · inference solver: **{solver.label()}**"
+           + ("" if solver == trained else f" (trained with {trained.label()})"))
+link.publish({"model": model_url_name(choice.key), "integrator": solver.integrator, "steps": solver.steps},
+             defaults={"model": default_model_name(), "integrator": trained.integrator, "steps": trained.steps})
 
 nonce = st.session_state.setdefault("canvas_nonce", 0)
 onnx, export_error = None, None
@@ -112,7 +135,11 @@ st.subheader("Watch it think")
 view_steps = st.slider("Solver steps for this view", 2, 32, max(8, solver.steps), key="think_steps",
                        help="The output head applied to the hidden state at every solver step time.")
 think = predict(model, x, solver.replace(steps=int(view_steps)))
-st.plotly_chart(plots.step_probabilities(think.ts, think.step_probs[:, 0]), key="draw_think", width="stretch")
+if st.toggle("Play it over solver time", key="think_play", help="Bars that change step by step (play/pause, slider)"):
+    st.plotly_chart(plots.probability_animation(think.ts, think.step_probs[:, 0]), key="draw_think_anim",
+                    width="stretch")
+else:
+    st.plotly_chart(plots.step_probabilities(think.ts, think.step_probs[:, 0]), key="draw_think", width="stretch")
 st.caption("At t0 the head sees only the downsampled image; the ODE then moves the state towards its answer. "
            "BatchNorm inside the vector field uses its training statistics, so step counts far from the "
            "training setting can drift (see the Solver robustness page).")

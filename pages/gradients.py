@@ -9,7 +9,24 @@ from odenet import plots
 from odenet.adjoint import GRADIENT_METHODS, gradient_comparison
 from odenet.data import normalize
 from odenet.integrators import METHODS
-from odenet.ui import ensure_app_navigation, model_and_test
+from odenet.ui import (
+    PageLink,
+    default_model_name,
+    ensure_app_navigation,
+    heavy_work,
+    locked_controls,
+    model_and_test,
+    model_key,
+    model_param,
+    model_url_name,
+)
+from odenet.urlstate import Param
+
+STEP_CHOICES = [1, 2, 4, 8, 16, 32, 64]
+PARAMS = [model_param(), Param("integrator", "choice", "rk4", choices=list(METHODS)),
+          Param("steps", "choice_list", [1, 4, 16, 64], choices=STEP_CHOICES),
+          Param("batch", "choice", 32, choices=[8, 16, 32, 64]),
+          Param("methods", "choice_list", list(GRADIENT_METHODS), choices=list(GRADIENT_METHODS))]
 
 ensure_app_navigation()
 st.title("Gradients & memory")
@@ -21,14 +38,21 @@ st.markdown(
     "not depend on the step count, paid for with a second solve. **Checkpointing** keeps only each step's input and "
     "recomputes the step during backward."
 )
-choice, model, test = model_and_test("grad_model")
-c1, c2, c3 = st.columns([1, 2, 1])
-integrator = c1.selectbox("Integrator", list(METHODS), index=list(METHODS).index("rk4"), key="grad_integ")
-steps = c2.multiselect("Steps", [1, 2, 4, 8, 16, 32, 64], default=[1, 4, 16, 64], key="grad_steps")
-batch = c3.select_slider("Batch", [8, 16, 32, 64], value=32, key="grad_batch",
-                         help="The README's figures use a batch of 64.")
-methods = st.multiselect("Gradient methods", list(GRADIENT_METHODS), default=list(GRADIENT_METHODS),
-                         key="grad_methods")
+link = PageLink("gradients", PARAMS)
+url = link.values
+link.seed({"grad_model": model_key(url["model"]) if url["model"] else None, "grad_integ": url["integrator"],
+           "grad_steps": url["steps"], "grad_batch": url["batch"], "grad_methods": url["methods"]})
+with locked_controls(link.lesson):
+    choice, model, test = model_and_test("grad_model")
+    c1, c2, c3 = st.columns([1, 2, 1])
+    integrator = c1.selectbox("Integrator", list(METHODS), index=list(METHODS).index("rk4"), key="grad_integ")
+    steps = c2.multiselect("Steps", STEP_CHOICES, default=[1, 4, 16, 64], key="grad_steps")
+    batch = c3.select_slider("Batch", [8, 16, 32, 64], value=32, key="grad_batch",
+                             help="The README's figures use a batch of 64.")
+    methods = st.multiselect("Gradient methods", list(GRADIENT_METHODS), default=list(GRADIENT_METHODS),
+                             key="grad_methods")
+link.publish({"model": model_url_name(choice.key), "integrator": integrator, "steps": steps, "batch": batch,
+              "methods": methods}, defaults={"model": default_model_name()})
 if not steps or not methods:
     st.info("Pick at least one step count and one gradient method.")
     st.stop()
@@ -43,11 +67,12 @@ cache, lock = _results()
 key = (str(choice.path), choice.path.stat().st_mtime, integrator, tuple(sorted(steps)), batch, tuple(methods))
 if key not in cache and st.button(f"Measure ({len(steps) * len(methods)} forward + backward passes)",
                                   type="primary", key="grad_run"):
-    bar = st.progress(0.0, text="starting ...")
-    x = normalize(test.images[:batch]).to(memory_format=torch.channels_last)  # (B, 1, 28, 28)
-    df = gradient_comparison(model, x, test.labels[:batch], integrator, sorted(steps), methods,
-                             progress=lambda f, label: bar.progress(f, text=f"measured {label}"))
-    bar.empty()
+    with heavy_work("Gradient measurement"):
+        bar = st.progress(0.0, text="starting ...")
+        x = normalize(test.images[:batch]).to(memory_format=torch.channels_last)  # (B, 1, 28, 28)
+        df = gradient_comparison(model, x, test.labels[:batch], integrator, sorted(steps), methods,
+                                 progress=lambda f, label: bar.progress(f, text=f"measured {label}"))
+        bar.empty()
     with lock:
         while len(cache) >= 16:  # shared by every visitor: bounded
             cache.pop(next(iter(cache)))

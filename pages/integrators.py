@@ -8,23 +8,43 @@ import streamlit as st
 import torch
 
 from odenet import plots
+from odenet.analysis import rk_stages
 from odenet.integrators import TableauError
 from odenet.problems import PROBLEMS, plot_range, solve_fixed
 from odenet.solvers import SolverError
-from odenet.ui import add_custom_method, all_methods, cached_convergence, ensure_app_navigation, keep
+from odenet.ui import (
+    PageLink,
+    add_custom_method,
+    all_methods,
+    cached_convergence,
+    ensure_app_navigation,
+    keep,
+    locked_controls,
+)
+from odenet.urlstate import Param
+
+DEFAULT_METHODS = ["euler", "modified_euler", "rk4"]
+PARAMS = [Param("problem", "choice", "decay", choices=list(PROBLEMS)),
+          Param("methods", "choice_list", DEFAULT_METHODS, choices=lambda: list(all_methods()), max_items=12),
+          Param("steps", "int", 10, lo=1, hi=2000)]
 
 ensure_app_navigation()
 keep("int_problem", "int_methods", "int_steps", "int_show")
 st.title("Integrators")
 st.caption("Every method is a Butcher tableau run by one generic Runge-Kutta step.")
 METHODS = all_methods()  # built-in plus this visitor's own (never shared with other visitors)
+link = PageLink("integrators", PARAMS)
+link.seed({"int_problem": link.values["problem"], "int_methods": link.values["methods"],
+           "int_steps": link.values["steps"]})
 
-c1, c2, c3 = st.columns([2, 3, 1])
-pkey = c1.selectbox("Test problem", list(PROBLEMS), format_func=lambda k: PROBLEMS[k].title, key="int_problem")
+with locked_controls(link.lesson):
+    c1, c2, c3 = st.columns([2, 3, 1])
+    pkey = c1.selectbox("Test problem", list(PROBLEMS), format_func=lambda k: PROBLEMS[k].title, key="int_problem")
+    methods = c2.multiselect("Integrators", list(METHODS), default=DEFAULT_METHODS, key="int_methods",
+                             format_func=lambda k: f"{k} (order {METHODS[k].order})")
+    steps = c3.number_input("Steps", min_value=1, max_value=2000, value=10, key="int_steps")
 problem = PROBLEMS[pkey]
-methods = c2.multiselect("Integrators", list(METHODS), default=["euler", "modified_euler", "rk4"], key="int_methods",
-                         format_func=lambda k: f"{k} (order {METHODS[k].order})")
-steps = c3.number_input("Steps", min_value=1, max_value=2000, value=10, key="int_steps")
+link.publish({"problem": pkey, "methods": methods, "steps": int(steps)})
 st.latex(problem.equation + rf",\qquad t \in [{problem.t0:g}, {problem.t1:.3g}]")
 if problem.exact is None:
     st.caption("No closed form: the reference is Dormand-Prince 5(4) at rtol = atol = 1e-12 (computed once per "
@@ -56,6 +76,30 @@ st.dataframe(pd.DataFrame([{"method": k, "order": METHODS[k].order, "stages": ME
                             "NFE": r.nfe, "wall time (ms)": round(1000 * r.seconds, 3),
                             "max error": f"blew up at step {r.blowup_step}" if r.blowup_step else f"{r.error:.3e}"}
                            for k, r in runs.items()]), hide_index=True)
+
+st.subheader("One step up close")
+st.caption("What a tableau does: stage i evaluates the slope k_i at t + c_i·h from y + h·Σ a_ij k_j (the arrows); "
+           "the step then moves y by h·Σ b_i k_i (the thick red arrow).")
+o1, o2 = st.columns([1, 2])
+one = o1.selectbox("Method", list(runs), key="int_one_method",
+                   format_func=lambda k: f"{k} ({METHODS[k].stages} stages)")
+n_steps = len(runs[one].finite[0]) - 1
+if st.session_state.get("int_one_step", 1) > max(n_steps, 2):  # fewer steps than before: start over
+    st.session_state["int_one_step"] = 1
+at_step = o2.slider("Step", 1, max(n_steps, 2), 1, key="int_one_step", disabled=n_steps < 2,
+                    help="The step of this method's own solution to draw (from its state at the start of that step).")
+at_step = min(at_step, max(n_steps, 1))
+ts_one, ys_one = runs[one].finite
+if n_steps >= 1:
+    t_n, h = float(ts_one[at_step - 1]), float(ts_one[1] - ts_one[0])
+    stages = rk_stages(METHODS[one], problem.f, t_n, h, ys_one[at_step - 1])
+    near = torch.linspace(t_n, t_n + h, 60, dtype=torch.float64)
+    exact = (near, problem.solution(near)) if problem.exact is not None else None
+    st.plotly_chart(plots.rk_step_figure(stages, problem.labels, exact, method=one), key="int_one_fig",
+                    width="stretch")
+    if exact is not None:
+        st.caption("Black: the exact solution over this step (through the exact state, which after earlier steps "
+                   "differs from the method's starting point).")
 
 st.subheader("Convergence")
 st.caption("Global error (max over the grid) for halving step sizes; the fitted log-log slope is the "

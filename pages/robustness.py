@@ -7,7 +7,25 @@ import streamlit as st
 from odenet import plots
 from odenet.analysis import critical_step_sizes, odeness_gap, robustness_grid
 from odenet.integrators import METHODS
-from odenet.ui import ensure_app_navigation, model_and_test
+from odenet.ui import (
+    PageLink,
+    default_model_name,
+    ensure_app_navigation,
+    heavy_work,
+    locked_controls,
+    model_and_test,
+    model_key,
+    model_param,
+    model_url_name,
+)
+from odenet.urlstate import Param
+
+STEP_CHOICES = [1, 2, 3, 4, 6, 8, 12, 16, 32]
+SIZES = [200, 500, 1000, 2000, 5000, 10000]
+DEFAULT_INTEGRATORS = ["euler", "modified_euler", "rk4", "dopri5"]
+PARAMS = [model_param(), Param("integrators", "choice_list", DEFAULT_INTEGRATORS, choices=list(METHODS)),
+          Param("steps", "choice_list", [1, 2, 4, 8], choices=STEP_CHOICES),
+          Param("size", "choice", 1000, choices=SIZES)]
 
 ensure_app_navigation()
 st.title("Solver robustness")
@@ -17,14 +35,19 @@ st.markdown(
     "training solver, it behaves like a ResNet with that discretisation baked in (Ott et al., *ResNet after "
     "all? Neural ODEs and their numerical solution*, ICLR 2021)."
 )
-choice, model, test = model_and_test("rob_model")
+link = PageLink("robustness", PARAMS)
+url = link.values
+link.seed({"rob_model": model_key(url["model"]) if url["model"] else None, "rob_integ": url["integrators"],
+           "rob_steps": url["steps"], "rob_size": url["size"]})
+with locked_controls(link.lesson):
+    choice, model, test = model_and_test("rob_model")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    integrators = c1.multiselect("Integrators", list(METHODS), default=DEFAULT_INTEGRATORS, key="rob_integ")
+    steps = c2.multiselect("Steps", STEP_CHOICES, default=[1, 2, 4, 8], key="rob_steps")
+    size = c3.select_slider("Test images", SIZES, value=1000, key="rob_size")
 trained = model.config
-
-c1, c2, c3 = st.columns([2, 2, 1])
-integrators = c1.multiselect("Integrators", list(METHODS), default=["euler", "modified_euler", "rk4", "dopri5"],
-                             key="rob_integ")
-steps = c2.multiselect("Steps", [1, 2, 3, 4, 6, 8, 12, 16, 32], default=[1, 2, 4, 8], key="rob_steps")
-size = c3.select_slider("Test images", [200, 500, 1000, 2000, 5000, 10000], value=1000, key="rob_size")
+link.publish({"model": model_url_name(choice.key), "integrators": integrators, "steps": steps, "size": size},
+             defaults={"model": default_model_name()})
 
 
 @st.cache_resource
@@ -39,13 +62,14 @@ if not integrators or not steps:
     st.stop()
 if key not in cache and st.button(f"Run the grid ({len(integrators) * len(steps)} evaluations on {size} images)",
                                   type="primary", key="rob_run"):
-    bar = st.progress(0.0, text="starting ...")
-    subset = test.subset(size)
-    df = robustness_grid(model, subset, integrators, sorted(steps),
-                         progress=lambda f, label: bar.progress(0.8 * f, text=f"evaluating {label} ..."))
-    bar.progress(0.85, text="reference solve (adaptive dopri5, rtol 1e-5) and the training solver ...")
-    gap = odeness_gap(model, subset)
-    bar.empty()
+    with heavy_work("Robustness grid"):
+        bar = st.progress(0.0, text="starting ...")
+        subset = test.subset(size)
+        df = robustness_grid(model, subset, integrators, sorted(steps),
+                             progress=lambda f, label: bar.progress(0.8 * f, text=f"evaluating {label} ..."))
+        bar.progress(0.85, text="reference solve (adaptive dopri5, rtol 1e-5) and the training solver ...")
+        gap = odeness_gap(model, subset)
+        bar.empty()
     with lock:
         while len(cache) >= 32:  # shared by every visitor: keep it bounded
             cache.pop(next(iter(cache)))

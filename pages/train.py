@@ -1,7 +1,6 @@
 """Train RKNet live: controls -> TrainConfig -> background job; a fragment polls and plots."""
 
 import time
-import uuid
 
 import pandas as pd
 import streamlit as st
@@ -14,14 +13,23 @@ from odenet.integrators import method_spec
 from odenet.jobs import JobRejected
 from odenet.models import ModelConfig
 from odenet.runs import RunBusy, delete_run, list_runs, read_metrics
-from odenet.ui import all_methods, ensure_app_navigation, keep, manager, presenter_access, require_mnist
+from odenet.ui import (
+    all_methods,
+    ensure_app_navigation,
+    keep,
+    manager,
+    presenter_access,
+    require_mnist,
+    visitor_id,
+    write_query,
+)
 from odenet.urlstate import Param, encode, parse
 
 ensure_app_navigation()
 keep("tr_*")
 st.title("Train RKNet live")
 mgr = manager()
-owner = st.session_state.setdefault("owner", f"session-{uuid.uuid4().hex[:6]}")
+owner = visitor_id()
 TRAIN_SIZES = [1000, 2000, 5000, 10000, 20000, 30000, 60000]
 RECIPE_KEYS = {"tr_epochs": "epochs", "tr_batch": "batch_size", "tr_optimizer": "optimizer", "tr_lr": "lr",
                "tr_schedule": "schedule", "tr_train_size": "train_size", "tr_augment": "augment"}
@@ -52,9 +60,10 @@ def useless_setting_warnings(t1: float, lr: float, optimizer: str) -> dict[str, 
 
 
 def reset_form() -> None:
-    for k in [k for k in st.session_state if k.startswith("tr_")]:
+    for k in [k for k in st.session_state if k.startswith("tr_") and k != "tr_url_read"]:
         del st.session_state[k]
     st.session_state.pop("watch_job", None)
+    st.query_params.clear()  # the link's settings are reset too
 
 
 # the form's fields travel in the URL (a link reproduces the settings; it never starts a job)
@@ -144,9 +153,8 @@ else:
     for field, text in useless_setting_warnings(float(t1), float(lr), optimizer).items():
         slots[field].warning(text)
 
-st.query_params.from_dict(encode({"preset": st.session_state["tr_preset"], "integrator": integ,
-                                  "steps": int(steps), "t1": float(t1), "gradient": gradient,
-                                  "seed": int(seed)}, URL_PARAMS))
+write_query(encode({"preset": st.session_state["tr_preset"], "integrator": integ, "steps": int(steps),
+                    "t1": float(t1), "gradient": gradient, "seed": int(seed)}, URL_PARAMS))
 
 can_control = presenter_access()  # always on localhost; on a shared server after the presenter token
 running = mgr.current()

@@ -4,21 +4,57 @@ import streamlit as st
 import torch
 
 from odenet import plots
-from odenet.analysis import pca_project
+from odenet.analysis import pca_fit, plane_field, stage_states
 from odenet.data import normalize
-from odenet.ui import cached_step_view, ensure_app_navigation, keep, model_and_test, solver_picker
+from odenet.ui import (
+    PageLink,
+    cached_step_view,
+    default_model_name,
+    ensure_app_navigation,
+    heavy_work,
+    keep,
+    locked_controls,
+    model_and_test,
+    model_key,
+    model_param,
+    model_url_name,
+    solver_params,
+    solver_picker,
+)
+from odenet.urlstate import Param
+
+INPUTS = {"random": "random test images", "class": "one class", "drawing": "current drawing"}
+PARAMS = [model_param(), *solver_params(64), Param("inputs", "choice", "random", choices=list(INPUTS)),
+          Param("digit", "int", 0, lo=0, hi=9), Param("n", "int", 60, lo=5, hi=200),
+          Param("seed", "int", 0, lo=0, hi=10_000),
+          Param("channels", "int_list", [0, 1, 2, 3], lo=0, hi=63, max_items=8)]
 
 ensure_app_navigation()
 keep("traj_*")
 st.title("Hidden-state trajectories")
-choice, model, test = model_and_test("traj_model")
-trained = model.config.solver
-solver = solver_picker(f"traj_{choice.key}", trained.replace(steps=max(trained.steps, 8)))
+link = PageLink("trajectories", PARAMS)
+url = link.values
+link.seed({"traj_model": model_key(url["model"]) if url["model"] else None, "traj_source": INPUTS[url["inputs"]],
+           "traj_class": url["digit"], "traj_n": url["n"], "traj_seed": url["seed"], "traj_ch": url["channels"]})
+with locked_controls(link.lesson):
+    choice, model, test = model_and_test("traj_model")
+    trained = model.config.solver
+    default = trained.replace(steps=max(trained.steps, 8))
+    link.seed({f"traj_{choice.key}_integ": url["integrator"], f"traj_{choice.key}_steps": url["steps"]})
+    solver = solver_picker(f"traj_{choice.key}", default)
 
-c1, c2, c3 = st.columns(3)
-source = c1.radio("Inputs", ["random test images", "one class", "current drawing"], key="traj_source")
-n = c2.slider("Images", 5, 200, 60, key="traj_n", disabled=source == "current drawing")
-seed = c3.number_input("Seed", 0, 10_000, 0, key="traj_seed")
+    c1, c2, c3 = st.columns(3)
+    source = c1.radio("Inputs", list(INPUTS.values()), key="traj_source")
+    n = c2.slider("Images", 5, 200, 60, key="traj_n", disabled=source == "current drawing")
+    seed = c3.number_input("Seed", 0, 10_000, 0, key="traj_seed")
+    digit = st.selectbox("Class", list(range(10)), key="traj_class") if source == "one class" else url["digit"]
+    channels = st.multiselect("Channels (one image up close, below)", list(range(model.config.channels)),
+                              default=[0, 1, 2, 3], key="traj_ch", max_selections=8)
+inputs = next(k for k, v in INPUTS.items() if v == source)
+link.publish({"model": model_url_name(choice.key), "integrator": solver.integrator, "steps": solver.steps,
+              "inputs": inputs, "digit": digit if inputs == "class" else 0, "n": n, "seed": seed,
+              "channels": channels}, defaults={"model": default_model_name(), "integrator": default.integrator,
+                                               "steps": default.steps})
 gen = torch.Generator().manual_seed(int(seed))
 if source == "current drawing":
     drawing = st.session_state.get("drawing")
@@ -29,19 +65,32 @@ if source == "current drawing":
 else:
     pool = torch.arange(len(test))
     if source == "one class":
-        digit = st.selectbox("Class", list(range(10)), key="traj_class")
         pool = pool[test.labels == digit]
     sel = pool[torch.randperm(len(pool), generator=gen)[:n]]
     x, labels, idx = normalize(test.images[sel]), test.labels[sel].tolist(), sel.tolist()
 
-with st.spinner("Pushing the images through the ODE ..."):
+with heavy_work("Trajectories"), st.spinner("Pushing the images through the ODE ..."):
     view = cached_step_view(choice.path, model, x, solver)  # shared cache: revisits do not recompute
-    coords, explained = pca_project(view.states, k=3)
+    fit = pca_fit(view.states, k=3)
+    coords, explained = fit.coords, fit.explained
 shown = [lab if lab >= 0 else int(p) for lab, p in zip(labels, view.preds.tolist())]
-dims = st.segmented_control("PCA view", ["2-D", "3-D"], default="2-D", key="traj_dims",
-                            help="Only the chosen figure is built and sent to the browser.") or "2-D"
-st.plotly_chart(plots.pca_figure(coords, shown, view.preds.tolist(), view.ts, idx, 3 if dims == "3-D" else 2,
-                                 explained), key="traj_pca", width="stretch")
+dims = st.segmented_control("PCA view", ["2-D", "3-D", "2-D animated"], default="2-D", key="traj_dims",
+                            help="Only the chosen figure is built and sent to the browser. Animated: play the "
+                                 "solve step by step, with the RK stage points and the vector field.") or "2-D"
+if dims == "2-D animated":
+    a1, a2, a3 = st.columns([1, 1, 2])
+    show_stages = a1.toggle("RK stage points", value=True, key="traj_show_stages",
+                            help="Where the solver evaluated f between steps (the stage inputs), projected.")
+    show_field = a2.toggle("Vector field", value=True, key="traj_show_field")
+    t_field = a3.slider("Field at t", float(solver.t0), float(solver.t1), float(solver.t0), key="traj_field_t",
+                        disabled=not show_field)
+    stages = fit.project(stage_states(model, view.ts, view.states, solver)) if show_stages else None
+    field = plane_field(model, fit, t_field) if show_field else None
+    st.plotly_chart(plots.pca_animation(coords, shown, view.preds.tolist(), view.ts, idx, explained, stages, field),
+                    key="traj_anim", width="stretch")
+else:
+    st.plotly_chart(plots.pca_figure(coords, shown, view.preds.tolist(), view.ts, idx, 3 if dims == "3-D" else 2,
+                                     explained), key="traj_pca", width="stretch")
 acc_text = ""
 if source != "current drawing":
     acc_text = f" Accuracy on these images: {100 * (view.preds == torch.tensor(labels)).float().mean():.1f}%."
@@ -50,14 +99,21 @@ st.caption(f"{solver.label()}: {len(view.ts)} step times, larger marker = t1.{ac
 st.subheader("One image up close")
 which = st.selectbox("Image", list(range(len(idx))), format_func=lambda j: f"#{idx[j]} (label {shown[j]})",
                      key="traj_one")
-channels = st.multiselect("Channels", list(range(model.config.channels)), default=[0, 1, 2, 3], key="traj_ch",
-                          max_selections=8)
 if channels:
     st.plotly_chart(plots.feature_maps(view.states[:, which], channels, view.ts), key="traj_maps", width="stretch")
 g1, g2 = st.columns(2)
 g1.plotly_chart(plots.norms_figure(view.ts, view.state_norm[:, which], view.field_norm[:, which]),
                 key="traj_norms", width="stretch")
 g2.plotly_chart(plots.step_probabilities(view.ts, view.step_probs[:, which]), key="traj_probs", width="stretch")
+if dims == "2-D animated" and field is not None:
+    st.caption(
+        f"Arrows: f(t={field.t:.3g}, h) at points h = mean + u·PC1 + v·PC2 of the plane through the states' mean, "
+        "projected onto PC1 and PC2 (lengths scaled). What it can show: the direction the field pushes states that "
+        "lie on this plane. What it cannot: real states lie off the plane (the other "
+        f"{view.states[0, 0].numel() - 2:,} dimensions), where the field can differ; on average "
+        f"{100 * float(field.off_plane.mean()):.0f}% of the field's length points out of the plane and is not drawn. "
+        "Trajectories need not follow the arrows."
+    )
 st.info(
     "What you see: each line is one image's 64x6x6 hidden state moving from t0 (small markers) to t1 (large "
     "marker). Classes separate along the way. The vector field contains BatchNorm layers that use the "

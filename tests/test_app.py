@@ -197,3 +197,17 @@ def test_missing_mnist_is_an_actionable_error_and_other_pages_work(runs, tmp_pat
     at.switch_page("pages/integrators.py")
     at.run()
     assert not at.exception and len(at.dataframe) >= 2
+
+
+def test_draw_page_renders_with_every_shipped_model_and_a_run_checkpoint(runs):
+    from odenet.runs import available_models
+
+    keys = [c.key for c in available_models()]
+    assert "shipped:rk4_1step" in keys and "shipped:euler_1step" in keys and "run:fixture-run" in keys
+    at = page("draw")
+    _, test = load_mnist()
+    at.session_state["canvas_override"] = render_digit_on_canvas(test.images[0].numpy(), scale=0.8)
+    for key in keys:
+        at.selectbox(key="draw_model").set_value(key).run()
+        assert not at.exception, key
+        assert at.metric[0].label == "Prediction" and at.metric[2].value.endswith("x1"), key

@@ -221,3 +221,68 @@ def test_settings_stay_and_nothing_leaves_localhost(server, page):
         page.goto(f"{server}/{path}")
         settle(page)
     assert outside == []  # nothing is fetched from outside the server (no font CDN, no model CDN)
+
+
+def console_errors(pg) -> list[str]:
+    """Collect the page's console errors and uncaught exceptions from now on.  Streamlit's own
+    probe of a page path as a base URL (``/draw/_stcore/health``, 404, then ``/_stcore/health``)
+    is not an error of the app and is left out."""
+    errors: list[str] = []
+
+    def on_console(m) -> None:
+        where = m.location.get("url", "")
+        if m.type == "error" and "/_stcore/" not in where:
+            errors.append(f"{m.text} ({where})")
+
+    pg.on("console", on_console)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+def test_link_opens_the_configured_view_in_a_fresh_context(server, page):
+    errors = console_errors(page)
+    page.goto(f"{server}/draw?model=euler_1step&integrator=midpoint&steps=3")
+    page.get_by_text("midpoint x3").first.wait_for(timeout=60_000)
+    settle(page, 800)
+    no_exception(page)
+    caption = page.get_by_text("inference solver:").first.inner_text()
+    assert "euler_1step" in caption and "midpoint x3" in caption, caption
+    assert "model=euler_1step" in page.url and "steps=3" in page.url
+    shot(page, "draw-link")
+    # lesson link: the view stays, the controls do not
+    page.goto(f"{server}/draw?model=euler_1step&integrator=midpoint&steps=3&lesson=1")
+    page.get_by_text("Lesson view").first.wait_for(timeout=60_000)
+    settle(page, 500)
+    assert page.get_by_text("midpoint x3").first.is_visible()
+    assert not page.locator(".st-key-odenet_locked").first.is_visible()
+    assert errors == [], errors
+
+
+@pytest.mark.parametrize("path, name, ready", [
+    ("trajectories?model=rk4_1step&n=30&seed=3", "trajectories-animation", "The solve played step by step"),
+    ("integrators?problem=harmonic&methods=euler,midpoint,rk4&steps=8", "integrators-stages", "One step of"),
+])
+def test_animations_render_without_console_errors(server, page, path, name, ready):
+    errors = console_errors(page)
+    page.goto(f"{server}/{path}")
+    settle(page, 500)
+    if name == "trajectories-animation":
+        page.get_by_text("2-D animated").click()
+        settle(page, 500)
+    page.get_by_text(ready).first.wait_for(timeout=90_000)
+    settle(page, 800)
+    no_exception(page)
+    if name == "trajectories-animation":
+        plot = page.locator(".js-plotly-plot").first
+        plot.scroll_into_view_if_needed()
+        assert page.evaluate("() => document.querySelector('.js-plotly-plot')._transitionData._frames.length") == 17
+        plot.locator(".updatemenu-button").first.dispatch_event("click")  # Plotly's play button: frames advance
+        page.wait_for_function("() => document.querySelector('.js-plotly-plot')._fullLayout.sliders[0].active > 2",
+                               timeout=20_000)
+        page.wait_for_timeout(1500)
+        assert "n=30" in page.url and "seed=3" in page.url
+    else:
+        page.get_by_text("One step of").first.scroll_into_view_if_needed()
+        assert "methods=euler%2Cmidpoint%2Crk4" in page.url or "methods=euler,midpoint,rk4" in page.url
+    shot(page, name)
+    assert errors == [], errors

@@ -208,3 +208,18 @@ def test_stopping_another_visitors_job_needs_a_confirmation(tmp_path, monkeypatc
     finally:
         mgr.stop(job.id)
         mgr.wait(job.id, timeout=120)
+
+
+def test_expensive_page_work_is_limited_per_visitor(tmp_path, monkeypatch):
+    from odenet.access import work_limiter
+    from tests.test_app import page
+
+    monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
+    at = page("robustness")
+    at.session_state["owner"] = "visitor-under-test"
+    at.run()
+    with work_limiter().slot("visitor-under-test", "another tab's grid"):  # the same visitor, busy elsewhere
+        at.button(key="rob_run").click().run()
+    assert not at.exception
+    assert any("you already have 1 computation" in w.value for w in at.warning)
+    assert work_limiter().running() == 0

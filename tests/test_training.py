@@ -150,3 +150,16 @@ def test_amp_auto_resolves_per_device(small):
     tr_off = Trainer(quick(train_size=128, amp=False), data=small)
     tr_off.run()
     assert tr_off.amp is False
+
+
+def test_ema_weights_are_the_result_and_are_what_was_evaluated(small, tmp_path):
+    res = Trainer(quick(ema=0.9, label_smoothing=0.1), data=small, run_dir=tmp_path / "r").run()
+    assert res.status == "finished"
+    loaded = load_model(tmp_path / "r" / "last.pt")
+    for k, v in res.model.state_dict().items():  # the saved model is the averaged one that was returned
+        assert torch.equal(v, loaded.state_dict()[k].to(v.device)), k
+
+    _, acc = evaluate(loaded, small[1])
+    assert acc == pytest.approx(res.final_test_acc)
+    with pytest.raises(ConfigError, match=r"ema must be in \[0, 1\)"):
+        quick(ema=1.0)
