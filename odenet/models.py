@@ -39,16 +39,17 @@ class ModelConfig:
     checkpoints rebuild it anywhere without a global registry.
     """
 
-    integrator: str = "rk4"
-    steps: int = 1
-    t0: float = 0.0
-    t1: float = 1.0
+    # the solver fields take SolverSpec's defaults (one source of truth)
+    integrator: str = SolverSpec.integrator
+    steps: int = SolverSpec.steps
+    t0: float = SolverSpec.t0
+    t1: float = SolverSpec.t1
     channels: int = 64
     classes: int = 10
-    adaptive: bool = False
-    rtol: float = 1e-3
-    atol: float = 1e-4
-    max_steps: int = 1000
+    adaptive: bool = SolverSpec.adaptive
+    rtol: float = SolverSpec.rtol
+    atol: float = SolverSpec.atol
+    max_steps: int = SolverSpec.max_steps
     custom_tableau: dict[str, Any] | None = field(default=None, hash=False)
     gradient: str = "backprop"
 

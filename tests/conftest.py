@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -40,3 +41,22 @@ def _streamlit_steady_navigation(monkeypatch):
 
     monkeypatch.setattr(app_test, "PagesManager", SteadyPagesManager)
     yield
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    """A runs dir holding one finished run, so model pickers always have a choice (page tests)."""
+    from odenet import RKNet, TrainConfig, save_checkpoint
+
+    root = tmp_path / "runs"
+    run = root / "fixture-run"
+    run.mkdir(parents=True)
+    torch.manual_seed(0)
+    cfg = TrainConfig.from_dict(dict(train_size=1000, epochs=1, integrator="rk4", steps=1))
+    save_checkpoint(run / "last.pt", RKNet(cfg.model).eval(), cfg, {"test_acc": 0.1})
+    (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(),
+                                                 "best_test_acc": 0.1, "duration": 1.0}))
+    (run / "metrics.jsonl").write_text(json.dumps({"kind": "batch", "epoch": 1, "batch": 5, "batches_per_epoch": 7,
+                                                   "step": 5, "train_loss": 2.0, "train_acc": 0.2}) + "\n")
+    monkeypatch.setenv("ODENET_RUNS", str(root))
+    return root

@@ -1,36 +1,16 @@
 """AppTest page tests: every page renders through app.py's navigation, controls exist with
 sensible defaults, changing them changes what is shown, bad input shows a message."""
 
-import json
 import time
 
 import numpy as np
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
-from odenet import RKNet, TrainConfig, save_checkpoint
 from odenet.data import load_mnist
 from odenet.preprocess import render_digit_on_canvas
 
 APP = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
-    """A runs dir holding one finished run, so model pickers always have a choice."""
-    root = tmp_path / "runs"
-    run = root / "fixture-run"
-    run.mkdir(parents=True)
-    torch.manual_seed(0)
-    cfg = TrainConfig.from_dict(dict(train_size=1000, epochs=1, integrator="rk4", steps=1))
-    save_checkpoint(run / "last.pt", RKNet(cfg.model).eval(), cfg, {"test_acc": 0.1})
-    (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(),
-                                                 "best_test_acc": 0.1, "duration": 1.0}))
-    (run / "metrics.jsonl").write_text(json.dumps({"kind": "batch", "epoch": 1, "batch": 5, "batches_per_epoch": 7,
-                                                   "step": 5, "train_loss": 2.0, "train_acc": 0.2}) + "\n")
-    monkeypatch.setenv("ODENET_RUNS", str(root))
-    return root
 
 
 def page(name: str) -> AppTest:

@@ -1,7 +1,6 @@
 """Issue 12: pages keep their settings, the live view is honest, the Integrators page shows
 blow-ups, the Draw page flags inputs that are not digits, and the caches behave."""
 
-import json
 import math
 
 import numpy as np
@@ -9,7 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from odenet import RKNet, TrainConfig, save_checkpoint
+from odenet import TrainConfig
 from odenet.analysis import OOD_THRESHOLD, ood_score, pca_project
 from odenet.data import load_mnist
 from odenet.jobs import JobSnapshot
@@ -20,20 +19,6 @@ from odenet.training import TrainEvent
 from odenet.ui import BoundedCache
 
 APP = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "app.py")
-
-
-@pytest.fixture
-def runs(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    run = root / "fixture-run"
-    run.mkdir(parents=True)
-    torch.manual_seed(0)
-    cfg = TrainConfig.from_dict(dict(train_size=1000, epochs=1, integrator="rk4", steps=1))
-    save_checkpoint(run / "last.pt", RKNet(cfg.model).eval(), cfg, {"test_acc": 0.1})
-    (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(),
-                                                 "best_test_acc": 0.1, "duration": 1.0}))
-    monkeypatch.setenv("ODENET_RUNS", str(root))
-    return root
 
 
 def go(at: AppTest, name: str) -> AppTest:
