@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -15,14 +15,15 @@ import torch
 from .data import MNISTSplit, normalize
 from .integrators import RungeKuttaMethod
 from .models import RKNet
-from .solvers import SolverSpec
+from .solvers import SolverSpec, StepRecord
 from .training import evaluate
 from .utils import torch_threads
 
 __all__ = ["Prediction", "predict", "StepView", "step_view", "pca_project", "ood_score", "OOD_THRESHOLD",
            "robustness_grid", "OdenessGap",
            "odeness_gap", "critical_step_sizes", "REFERENCE_SOLVER", "GAP_TOLERANCE", "LARGE_GAP", "PCAFit", "pca_fit",
-           "stage_states", "PlaneField", "plane_field", "StepStages", "rk_stages"]
+           "stage_states", "PlaneField", "plane_field", "StepStages", "rk_stages", "PARETO_SOLVER", "adaptive_cost",
+           "per_image_cost"]
 
 
 @dataclass
@@ -69,6 +70,7 @@ class StepView:
     state_norm: torch.Tensor  # (T, N)   ||h(t)|| per image
     field_norm: torch.Tensor  # (T, N)   ||f(t, h(t))|| per image
     preds: torch.Tensor  # (N,)
+    log: list[StepRecord] = field(default_factory=list)  # the solver's step log (every attempted step)
 
 
 @torch.no_grad()
@@ -83,7 +85,7 @@ def step_view(model: RKNet, x: torch.Tensor, solver: SolverSpec | None = None, t
         states = traj.states  # (T, N, C, H, W)
         fn = torch.stack([model.gradient(float(t), h).flatten(1).norm(dim=1) for t, h in zip(traj.ts, states)])
     probs = traj.logits.softmax(-1)
-    return StepView(traj.ts, states, probs, states.flatten(2).norm(dim=2), fn, probs[-1].argmax(-1))
+    return StepView(traj.ts, states, probs, states.flatten(2).norm(dim=2), fn, probs[-1].argmax(-1), traj.log)
 
 
 def pca_project(states: torch.Tensor, k: int = 3, threads: int | None = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,6 +178,38 @@ def _accuracy_and_nfe(model: RKNet, split: MNISTSplit, solver: SolverSpec, batch
             n += x.shape[0]
             nfe.append(sol.stats.nfe)
     return correct / max(1, n), sum(nfe) / max(1, len(nfe))
+
+
+PARETO_SOLVER = SolverSpec(integrator="dopri5", adaptive=True, rtol=1e-5, atol=1e-6, max_steps=10_000)
+
+
+def adaptive_cost(model: RKNet, split: MNISTSplit, solver: SolverSpec | None = None, batch_size: int = 1000
+                  ) -> tuple[float, float]:
+    """(accuracy, evaluations per image) of ``model`` under an adaptive solve (default
+    :data:`PARETO_SOLVER` on the model's interval).  Every image of a batch shares the batch's
+    evaluations, so the cost per image is the mean NFE of a batch solve."""
+    spec = solver or PARETO_SOLVER.replace(t0=model.config.t0, t1=model.config.t1)
+    return _accuracy_and_nfe(model, split, spec, batch_size)
+
+
+def per_image_cost(model: RKNet, x: torch.Tensor, solver: SolverSpec) -> pd.DataFrame:
+    """Evaluations each image of ``x`` (N, 1, 28, 28, normalised) needs solved alone versus the
+    batch solve that shares one error control: columns ``image``, ``alone``, ``in batch``,
+    ``accepted``, ``rejected`` (of the solve alone).  Eval mode, no grad."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            h = model.features(x)
+            batch_nfe = model.solve(h, solver).stats.nfe
+            rows = []
+            for i in range(h.shape[0]):
+                st = model.solve(h[i:i + 1], solver).stats
+                rows.append({"image": i, "alone": st.nfe, "in batch": batch_nfe, "accepted": st.accepted,
+                             "rejected": st.rejected})
+    finally:
+        model.train(was)
+    return pd.DataFrame(rows)
 
 
 def odeness_gap(model: RKNet, split: MNISTSplit, reference: SolverSpec | None = None) -> OdenessGap:

@@ -63,13 +63,16 @@ class Checkpoint:
 
 
 def save_checkpoint(path: str | Path, model: RKNet, train_config: TrainConfig | None = None,
-                    metrics: dict[str, Any] | None = None) -> Path:
-    """Atomically write ``model`` (weights on CPU, contiguous) plus configs and metrics."""
+                    metrics: dict[str, Any] | None = None, model_config: ModelConfig | None = None) -> Path:
+    """Atomically write ``model`` (weights on CPU, contiguous) plus configs and metrics.
+
+    ``model_config`` overrides ``model.config`` (same architecture, e.g. the solver a run ended
+    with after step adaptation)."""
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "version": VERSION,
-        "model_config": model.config.to_dict(),
+        "model_config": (model_config or model.config).to_dict(),
         "train_config": None if train_config is None else train_config.to_dict(),
         "metrics": dict(metrics or {}),
         "state_dict": state,

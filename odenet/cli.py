@@ -46,6 +46,15 @@ FIELD_HELP: dict[str, str] = {
     "ema": "decay of an exponential moving average of the weights, e.g. 0.998 (0 = off); the average is evaluated "
            "and saved",
     "label_smoothing": "label smoothing of the cross-entropy loss (0 = off)",
+    "kinetic": "weight of the kinetic-energy regulariser, mean ||f(t,h)||^2 over the solve (0 = off; Finlay et al. "
+               "2020)",
+    "jacobian": "weight of the Jacobian Frobenius-norm regulariser, Hutchinson estimate (0 = off; Finlay et al. 2020)",
+    "steer": "STEER half-width b: each batch integrates to t1 + U(-b, b), evaluation uses t1 (0 = off; Ghosh et al. "
+             "2020)",
+    "adapt_every": "step adaptation: every N batches compare accuracy with steps and 2x steps on held-out training "
+                   "images, double steps if they differ (0 = off; Ott et al. 2021)",
+    "adapt_threshold": "step adaptation: accuracy difference (fraction, 0.005 = half a point) that doubles the steps",
+    "adapt_max_steps": "step adaptation: never more steps than this",
     "train_size": "number of training images used (1..60000, first N)",
     "eval_size": "test images used by mid-epoch evaluations (epoch ends always use all 10000)",
     "eval_every": "evaluate every N batches (0 = at epoch ends only)",

@@ -71,6 +71,16 @@ class TrainConfig:
     schedule: str = "onecycle"
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); the average is the result
     label_smoothing: float = 0.0
+    # keep it an ODE (odenet.regularizers): weights of the kinetic-energy and Jacobian-norm
+    # regularisers, STEER half-width b (end time drawn from [t1 - b, t1 + b]), step adaptation
+    # every ``adapt_every`` batches (0 = off) when the accuracy gap to twice the steps exceeds
+    # ``adapt_threshold`` (a fraction: 0.005 = half a point), up to ``adapt_max_steps`` steps
+    kinetic: float = 0.0
+    jacobian: float = 0.0
+    steer: float = 0.0
+    adapt_every: int = 0
+    adapt_threshold: float = 0.005
+    adapt_max_steps: int = 64
     # data
     train_size: int = TRAIN_SIZE_MAX
     eval_size: int | None = None
@@ -99,7 +109,7 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise err(name, "must be a positive integer")
-        for name in ("eval_every", "seed"):
+        for name in ("eval_every", "seed", "adapt_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise err(name, "must be an integer >= 0")
@@ -110,7 +120,8 @@ class TrainConfig:
             raise err("train_size", f"must be at most {TRAIN_SIZE_MAX} (the MNIST training set)")
         if self.batch_size > self.train_size:
             raise ConfigError(f"batch_size ({self.batch_size}) must not exceed train_size ({self.train_size})")
-        for name in ("lr", "weight_decay", "momentum", "ema", "label_smoothing"):
+        for name in ("lr", "weight_decay", "momentum", "ema", "label_smoothing", "kinetic", "jacobian", "steer",
+                     "adapt_threshold"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise err(name, "must be a finite number")
@@ -125,6 +136,7 @@ class TrainConfig:
             raise err("ema", "must be in [0, 1) (0 = no weight averaging)")
         if not 0 <= self.label_smoothing < 1:
             raise err("label_smoothing", "must be in [0, 1)")
+        self._check_ode_options(err)
         if self.optimizer not in OPTIMIZERS:
             raise err("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -138,6 +150,30 @@ class TrainConfig:
         for name in ("augment", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise err(name, "must be true or false")
+
+    def _check_ode_options(self, err: Any) -> None:
+        """Validate the regulariser, STEER and step-adaptation fields (see odenet.regularizers)."""
+        for name in ("kinetic", "jacobian"):
+            if getattr(self, name) < 0:
+                raise err(name, "must be >= 0 (0 = off)")
+            if getattr(self, name) > 0 and self.model.gradient != "backprop":
+                raise err(name, f"needs gradient='backprop' (the regulariser is read off the stored solve), "
+                                f"not {self.model.gradient!r}; use 0 to turn it off")
+        span = abs(self.model.t1 - self.model.t0)
+        if not 0 <= self.steer < span:
+            raise err("steer", f"must be in [0, |t1 - t0|) = [0, {span:g}) so the end time never reaches t0 "
+                               "(0 = off)")
+        if not -1 <= self.adapt_threshold <= 1:
+            raise err("adapt_threshold", "must be an accuracy difference in [-1, 1] (0.005 = half a point)")
+        v = self.adapt_max_steps
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1024:
+            raise err("adapt_max_steps", "must be an integer in [1, 1024]")
+        if self.adapt_every:
+            if self.model.adaptive:
+                raise err("adapt_every", "needs a fixed-step solver (the adaptive one chooses its own steps); "
+                                         "use 0 to turn it off")
+            if v < self.model.steps:
+                raise ConfigError(f"adapt_max_steps ({v}) must be at least steps ({self.model.steps})")
 
     @classmethod
     def from_preset(cls, name: str = "default", **overrides: Any) -> TrainConfig:

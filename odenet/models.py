@@ -226,6 +226,25 @@ class RKNet(nn.Module):
         self.last_stats = sol.stats
         return self.output(sol.y)
 
+    def forward_regularized(self, x: torch.Tensor, solver: SolverSpec | None = None, kinetic: bool = True,
+                            jacobian: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Logits plus regulariser terms from the same solve: ``{"kinetic": mean ||f||^2,
+        "jacobian": Hutchinson ||df/dh||_F^2}`` (the requested ones) over every vector-field
+        evaluation; see :mod:`odenet.regularizers`.  Always backprop through the solve; the
+        Jacobian term needs autograd (it is skipped under ``torch.no_grad``)."""
+        from .regularizers import RecordingField, jacobian_frobenius, kinetic_energy
+
+        spec = solver if solver is not None else self.config.solver
+        rec = RecordingField(self.gradient)
+        sol = spec.build(rec, check_finite=False).solve(self.sampling(x))
+        self.last_stats = sol.stats
+        terms: dict[str, torch.Tensor] = {}
+        if kinetic:
+            terms["kinetic"] = kinetic_energy(rec.outputs)
+        if jacobian and torch.is_grad_enabled():
+            terms["jacobian"] = jacobian_frobenius(rec.inputs, rec.outputs)
+        return self.output(sol.y), terms
+
     @torch.no_grad()
     def trajectory(self, x: torch.Tensor, solver: SolverSpec | None = None) -> ModelTrajectory:
         """Hidden state at every solver step time plus the head's logits at each of them."""

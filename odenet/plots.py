@@ -16,6 +16,7 @@ __all__ = [
     "training_curves", "nfe_curve", "ode_trajectories", "convergence_plot", "probability_bars",
     "step_probabilities", "pca_figure", "feature_maps", "norms_figure", "robustness_heatmap", "accuracy_vs_nfe",
     "digit_pixels", "format_confidence", "pca_animation", "probability_animation", "rk_step_figure",
+    "step_size_timeline", "pareto_plot",
 ]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -507,4 +508,56 @@ def rk_step_figure(stages: object, labels: Sequence[str], exact: tuple[torch.Ten
     fig.update_yaxes(title=ylab)
     if d == 2:
         fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig
+
+
+def step_size_timeline(log: Sequence, stage_c: Sequence[float] | None = None,
+                       title: str = "Step sizes of the adaptive solver") -> go.Figure:
+    """Step size over t from a step log (:class:`~odenet.solvers.StepRecord` list): accepted
+    steps as a line of points, rejected ones as red crosses, and (given the tableau's ``c``) the
+    stage evaluation points of every attempted step as ticks along the bottom."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2], vertical_spacing=0.04)
+    fig.update_layout(title=title, height=380, **_LAYOUT)
+    acc = [r for r in log if r.accepted]
+    rej = [r for r in log if not r.accepted]
+    if acc:
+        fig.add_trace(go.Scatter(x=[r.t for r in acc], y=[abs(r.dt) for r in acc], mode="lines+markers",
+                                 name=f"accepted ({len(acc)})", line=dict(color=PALETTE[0], shape="hv"),
+                                 customdata=[[r.error_ratio if r.error_ratio is not None else float("nan"), r.nfe]
+                                             for r in acc],
+                                 hovertemplate="t=%{x:.4g}, dt=%{y:.3g}, error ratio %{customdata[0]:.2f}, "
+                                               "%{customdata[1]} evaluations<extra></extra>"), row=1, col=1)
+    if rej:
+        fig.add_trace(go.Scatter(x=[r.t for r in rej], y=[abs(r.dt) for r in rej], mode="markers",
+                                 name=f"rejected ({len(rej)})", marker=dict(color=PALETTE[3], symbol="x", size=10),
+                                 customdata=[r.error_ratio for r in rej],
+                                 hovertemplate="t=%{x:.4g}, dt=%{y:.3g} rejected, error ratio %{customdata:.2f}"
+                                               "<extra></extra>"), row=1, col=1)
+    if stage_c is not None and log:
+        ts = [r.t + c * r.dt for r in log for c in stage_c]
+        fig.add_trace(go.Scatter(x=ts, y=[0] * len(ts), mode="markers", name=f"stage evaluations ({len(ts)})",
+                                 marker=dict(symbol="line-ns-open", size=14, color=PALETTE[7]),
+                                 hovertemplate="stage at t=%{x:.4g}<extra></extra>"), row=2, col=1)
+    fig.update_yaxes(title="step size", type="log", row=1, col=1)
+    fig.update_yaxes(visible=False, row=2, col=1)
+    fig.update_xaxes(title="t", row=2, col=1)
+    return fig
+
+
+def pareto_plot(df: pd.DataFrame) -> go.Figure:
+    """Test accuracy vs the adaptive solver's evaluations per image, one point per run
+    (columns ``run``, ``nfe``, ``accuracy`` in [0, 1]); the Pareto front is drawn as a line."""
+    fig = _fig("Accuracy vs adaptive evaluations per image", 380)
+    if not df.empty:
+        d = df.sort_values("nfe")
+        front = d[d["accuracy"] >= d["accuracy"].cummax()]
+        fig.add_trace(go.Scatter(x=front["nfe"], y=100 * front["accuracy"], mode="lines", name="Pareto front",
+                                 line=dict(color="lightgray", dash="dot"), hoverinfo="skip"))
+        for i, row in enumerate(d.itertuples()):
+            fig.add_trace(go.Scatter(x=[row.nfe], y=[100 * row.accuracy], mode="markers+text", name=str(row.run),
+                                     text=[str(row.run)], textposition="top center",
+                                     marker=dict(size=11, color=PALETTE[i % 10]),
+                                     hovertemplate=f"{row.run}: %{{x:.0f}} evaluations, %{{y:.2f}}%<extra></extra>"))
+    fig.update_xaxes(title="dopri5 evaluations per image (rtol 1e-5)")
+    fig.update_yaxes(title="test accuracy (%)")
     return fig

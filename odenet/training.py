@@ -27,14 +27,18 @@ import torch.nn.functional as F
 
 from .checkpoints import save_checkpoint
 from .config import TrainConfig
-from .data import MNISTSplit, iterate_batches, load_mnist
+from .data import MNISTSplit, iterate_batches, load_mnist, normalize
 from .errors import OdenetError
 from .models import RKNet
+from .regularizers import Regularized, solver_accuracies, steer_solver
 from .solvers import SolverSpec
 from .utils import amp_pays, atomic_write_text, pick_device, safe_name
 
 __all__ = ["TrainEvent", "TrainResult", "TrainingDiverged", "Trainer", "Ranks", "MetricsWindow", "evaluate",
            "default_runs_dir", "new_run_dir"]
+
+
+ADAPT_HOLDOUT = 500  # held-out training images on which step adaptation compares solvers
 
 
 def _now() -> str:
@@ -47,12 +51,14 @@ class TrainingDiverged(OdenetError, RuntimeError):
 
 @dataclass
 class TrainEvent:
-    """One progress report.  ``kind`` is 'start', 'batch', 'eval', 'epoch' or 'end'.
+    """One progress report.  ``kind`` is 'start', 'batch', 'eval', 'epoch', 'solver' or 'end'.
 
     Batch events carry ``train_loss``/``train_acc`` averaged since the last batch event,
     ``images_per_s`` over that window and ``nfe`` per forward pass; eval events carry
     ``test_loss``/``test_acc`` and ``eval_seconds`` (all evaluation time so far, so training
-    time is ``elapsed - eval_seconds``); 'end' carries ``status`` and ``message``.
+    time is ``elapsed - eval_seconds``); 'end' carries ``status`` and ``message``.  With
+    regularisers on, batch events also carry their raw window means ``kinetic``/``jacobian``.
+    'solver' events (step adaptation) carry the new ``solver_steps`` and a ``message`` saying why.
     """
 
     kind: str
@@ -72,6 +78,9 @@ class TrainEvent:
     eval_seconds: float | None = None
     status: str | None = None
     message: str | None = None
+    kinetic: float | None = None
+    jacobian: float | None = None
+    solver_steps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -222,11 +231,20 @@ class MetricsWindow:
 
     def __init__(self, device: torch.device) -> None:
         self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct
+        self.regs = torch.zeros(2, dtype=torch.float64, device=device)  # kinetic, jacobian sums (per batch)
+        self.reg_names: set[str] = set()
+        self.batches = 0
         self.n = 0
         self.nfe = 0
         self.started = time.perf_counter()
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, nfe: int) -> None:
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, nfe: int,
+            regs: dict[str, torch.Tensor] | None = None) -> None:
+        for i, name in enumerate(("kinetic", "jacobian")):
+            if regs and name in regs:
+                self.regs[i] += regs[name].detach().double()
+                self.reg_names.add(name)
+        self.batches += 1
         self.sums[0] += loss.detach().double() * y.shape[0]
         self.sums[1] += (logits.detach().argmax(1) == y).sum()
         self.n += y.shape[0]
@@ -234,14 +252,18 @@ class MetricsWindow:
 
     def report(self, ranks: Ranks, batch_size: int) -> dict[str, float]:
         """Reduce over ranks, return the window's means and start a new window."""
-        totals = torch.cat([self.sums, torch.tensor([self.n, self.nfe], dtype=self.sums.dtype,
-                                                    device=self.sums.device)])
-        loss_sum, correct, n, nfe = ranks.sum(totals).tolist()
+        totals = torch.cat([self.sums, self.regs, torch.tensor([self.n, self.nfe, self.batches],
+                                                               dtype=self.sums.dtype, device=self.sums.device)])
+        loss_sum, correct, kin, jac, n, nfe, batches = ranks.sum(totals).tolist()
         now = time.perf_counter()
         out = {"train_loss": loss_sum / n, "train_acc": correct / n, "images_per_s": n / (now - self.started),
                "nfe": nfe * batch_size / n}
+        for name, v in (("kinetic", kin), ("jacobian", jac)):
+            if name in self.reg_names:
+                out[name] = v / batches
         self.sums.zero_()
-        self.n = self.nfe = 0
+        self.regs.zero_()
+        self.n = self.nfe = self.batches = 0
         self.started = time.perf_counter()
         return out
 
@@ -279,6 +301,9 @@ class Trainer:
         self._eval_seconds = 0.0
         self._start = 0.0
         self._status: dict[str, Any] = {}
+        self.solver: SolverSpec = config.model.solver  # the training solver now (step adaptation changes it)
+        self._holdout: tuple[torch.Tensor, torch.Tensor] | None = None  # step adaptation's held-out batch
+        self._steer_gen: torch.Generator | None = None
 
     # -- control ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -371,14 +396,15 @@ class Trainer:
                 gc.collect()
                 dist.destroy_process_group()
         elapsed = time.perf_counter() - self._start
-        model = self._result_model()
+        model = self._final_model()
         model.eval()
         with contextlib.suppress(OSError):  # a full disk must not hide the run's real outcome from the caller
             self._emit(TrainEvent("end", step=self.step, total_steps=self._total, elapsed=elapsed, status=status,
                                   message=message, test_acc=self.final_acc))
         with contextlib.suppress(OSError):
             self._write_status(status=status, message=message, best_test_acc=self.best_acc,
-                               final_test_acc=self.final_acc, ended=_now(), duration=elapsed, steps=self.step)
+                               final_test_acc=self.final_acc, ended=_now(), duration=elapsed, steps=self.step,
+                               final_solver=self.solver.label())
         return TrainResult(status, model, self.run_dir, self.best_acc, self.final_acc, elapsed, message, self.history)
 
     def _result_model(self) -> RKNet:
@@ -386,19 +412,31 @@ class Trainer:
         is set (evaluated and saved), else the trained model itself."""
         return self._ema.module if self._ema is not None else self._model
 
+    def _final_model(self) -> RKNet:
+        """The result model, rebuilt with the final solver when step adaptation changed it."""
+        model = self._result_model()
+        if self.solver == model.config.solver:
+            return model
+        final = RKNet(model.config.with_solver(self.solver)).to(self.device)
+        final.load_state_dict(model.state_dict())
+        return final
+
     def _metrics(self, epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "step": self.step, "best_test_acc": self.best_acc, "test_acc": self.final_acc,
                 "elapsed": time.perf_counter() - self._start}
 
     def _save(self, name: str, epoch: int) -> None:
         if self.run_dir is not None:
-            save_checkpoint(self.run_dir / name, self._result_model(), self.config, self._metrics(epoch))
+            model = self._result_model()
+            save_checkpoint(self.run_dir / name, model, self.config, self._metrics(epoch),
+                            model_config=model.config.with_solver(self.solver))
 
     def _evaluate(self, epoch: int, batch: int, split: MNISTSplit, full: bool) -> None:
         """Evaluate, report, and keep best.pt when a full-test-set accuracy improves."""
         self.ranks.average_buffers(self._model)
         t = time.perf_counter()
-        loss, acc = evaluate(self._result_model(), split, device=self.device)  # fp32: what users of the model see
+        loss, acc = evaluate(self._result_model(), split, device=self.device,  # fp32: what users of the model see
+                             solver=self.solver)
         self._eval_seconds += time.perf_counter() - t
         self.final_acc = acc
         self._emit(TrainEvent("eval", epoch=epoch, batch=batch, batches_per_epoch=self._bpe, step=self.step,
@@ -415,21 +453,34 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)  # same on every rank: shards of one permutation
         batch_size = max(1, cfg.batch_size // ranks.world)  # per rank; the global batch stays cfg.batch_size
-        self._bpe = (cfg.train_size // ranks.world) // batch_size
+        data = self._data() if callable(self._data) else self._data
+        train, test = data if data is not None else load_mnist()
+        train_size = cfg.train_size
+        if cfg.adapt_every:  # held out: the last images of the training split, never trained on
+            n_hold = min(ADAPT_HOLDOUT, len(train) // 5)
+            hold = MNISTSplit(train.images[-n_hold:], train.labels[-n_hold:]).to(self.device)
+            self._holdout = (normalize(hold.images), hold.labels)
+            train_size = min(train_size, len(train) - n_hold)
+            if train_size < cfg.batch_size:
+                raise OdenetError(f"step adaptation holds out {n_hold} training images, leaving {train_size}, fewer "
+                                  f"than batch_size={cfg.batch_size}")
+        self._bpe = (train_size // ranks.world) // batch_size
         self._total = cfg.epochs * self._bpe
         self._model, opt, sched = self._build(self._total)
         if cfg.ema > 0:  # weights and BatchNorm statistics averaged over the last ~1/(1-ema) steps
             self._ema = torch.optim.swa_utils.AveragedModel(self._model, multi_avg_fn=_ema_update(cfg.ema),
                                                             use_buffers=True)
-        data = self._data() if callable(self._data) else self._data
-        train, test = data if data is not None else load_mnist()
-        train = train.subset(cfg.train_size).to(self.device)  # resident on the device: no host copies
+        if cfg.steer:  # its own stream, so STEER leaves the data order and initialisation unchanged
+            self._steer_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        train = train.subset(train_size).to(self.device)  # resident on the device: no host copies
         test = test.to(self.device)
         model_fwd: Any = self._model
+        if cfg.kinetic or cfg.jacobian:
+            model_fwd = Regularized(self._model, cfg.kinetic, cfg.jacobian)
         if ranks.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            model_fwd = DistributedDataParallel(self._model, device_ids=[self.device.index]
+            model_fwd = DistributedDataParallel(model_fwd, device_ids=[self.device.index]
                                                 if self.device.type == "cuda" else None)
         if cfg.compile:
             model_fwd = torch.compile(model_fwd)
@@ -460,6 +511,27 @@ class Trainer:
             self._save("last.pt", epoch)
         return "finished", ""
 
+    def _adapt_steps(self, epoch: int, batch: int) -> None:
+        """Step adaptation (Ott et al. 2021): double ``steps`` when accuracy on the held-out batch
+        under the training solver and under twice its steps differ by more than the threshold."""
+        cfg, spec = self.config, self.solver
+        if self._holdout is None or spec.steps * 2 > cfg.adapt_max_steps:
+            return
+        finer = spec.replace(steps=spec.steps * 2)
+        accs = torch.tensor(solver_accuracies(self._model, *self._holdout, [spec, finer]), dtype=torch.float64,
+                            device=self.device)
+        acc, acc_fine = (self.ranks.sum(accs) / self.ranks.world).tolist()  # every rank takes the same decision
+        gap = abs(acc - acc_fine)
+        if gap <= cfg.adapt_threshold:
+            return
+        self.solver = finer
+        self._emit(TrainEvent("solver", epoch=epoch, batch=batch, batches_per_epoch=self._bpe, step=self.step,
+                              total_steps=self._total, elapsed=time.perf_counter() - self._start,
+                              solver_steps=finer.steps,
+                              message=f"steps {spec.steps} -> {finer.steps}: held-out accuracy {100 * acc:.1f}% with "
+                                      f"{spec.label()} vs {100 * acc_fine:.1f}% with {finer.label()} (gap "
+                                      f"{100 * gap:.1f} > {100 * cfg.adapt_threshold:g} points)"))
+
     def _run_epoch(self, epoch: int, batches: Any, model_fwd: Any, opt: torch.optim.Optimizer, sched: Any,
                    test: MNISTSplit, batch_size: int) -> int | None:
         """One pass over the batches; returns the batch at which a stop was agreed, else None."""
@@ -468,9 +540,17 @@ class Trainer:
         window = MetricsWindow(self.device)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
         for batch, (x, y) in enumerate(batches, start=1):
+            spec = steer_solver(self.solver, cfg.steer, self._steer_gen)
+            regs: dict[str, torch.Tensor] | None = None
             with autocast:
-                logits = model_fwd(x)  # (B, 10)
+                out = model_fwd(x, solver=spec)  # (B, 10) logits, or (logits, penalty, terms) when regularised
+                if isinstance(out, tuple):
+                    logits, penalty, regs = out
+                else:
+                    logits, penalty = out, None
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                if penalty is not None:
+                    loss = loss + penalty
             opt.zero_grad(set_to_none=True)
             loss.backward()
             self.step += 1
@@ -483,7 +563,9 @@ class Trainer:
                 sched.step()
             if self._ema is not None:
                 self._ema.update_parameters(model)
-            window.add(loss, logits, y, model.last_stats.nfe)
+            window.add(loss, logits, y, model.last_stats.nfe, regs)
+            if cfg.adapt_every and self.step % cfg.adapt_every == 0:
+                self._adapt_steps(epoch, batch)
             last = batch == self._bpe
             if batch % cfg.log_every == 0 or last or stop:
                 stats = window.report(ranks, batch_size)

@@ -11,7 +11,7 @@ from odenet import plots
 from odenet.analysis import rk_stages
 from odenet.integrators import TableauError
 from odenet.problems import PROBLEMS, plot_range, solve_fixed
-from odenet.solvers import SolverError
+from odenet.solvers import SolverError, SolverSpec
 from odenet.ui import (
     PageLink,
     add_custom_method,
@@ -29,7 +29,7 @@ PARAMS = [Param("problem", "choice", "decay", choices=list(PROBLEMS)),
           Param("steps", "int", 10, lo=1, hi=2000)]
 
 ensure_app_navigation()
-keep("int_problem", "int_methods", "int_steps", "int_show")
+keep("int_problem", "int_methods", "int_steps", "int_show", "int_rtol")
 st.title("Integrators")
 st.caption("Every method is a Butcher tableau run by one generic Runge-Kutta step.")
 METHODS = all_methods()  # built-in plus this visitor's own (never shared with other visitors)
@@ -113,6 +113,23 @@ bar.empty()
 st.plotly_chart(plots.convergence_plot(conv), key="int_conv", width="stretch")
 st.dataframe(pd.DataFrame([{"method": r.method, "nominal order": r.nominal_order,
                             "empirical order": round(r.fitted_order, 2)} for r in conv]), hide_index=True)
+
+st.subheader("Inside the adaptive solver")
+st.caption("dopri5 with its embedded error estimate on this problem: every attempted step with its size; red "
+           "crosses are rejected steps (error ratio > 1, retried smaller), ticks are the stage evaluation points.")
+a_rtol = st.select_slider("rtol", [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-8], value=1e-4, key="int_rtol",
+                          format_func=lambda v: f"{v:.0e}")
+try:
+    a_spec = SolverSpec(integrator="dopri5", adaptive=True, rtol=float(a_rtol), atol=float(a_rtol) * 1e-2,
+                        t0=problem.t0, t1=problem.t1, max_steps=5000)
+    a_sol = a_spec.build(problem.f).solve(problem.y0_tensor())
+    st.plotly_chart(plots.step_size_timeline(a_sol.log, a_spec.method.tableau.c), key="int_adaptive_fig",
+                    width="stretch")
+    s_ = a_sol.stats
+    st.caption(f"{s_.accepted} accepted and {s_.rejected} rejected steps, {s_.nfe} evaluations "
+               f"({a_spec.method.stages} stages per step, the last reused by the next step).")
+except SolverError as exc:
+    st.warning(f"The adaptive solve failed: {exc}")
 
 st.subheader("Butcher tableau")
 show = st.selectbox("Method", methods, key="int_show")

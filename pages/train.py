@@ -1,13 +1,16 @@
 """Train RKNet live: controls -> TrainConfig -> background job; a fragment polls and plots."""
 
 import time
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from odenet import plots
+from odenet import load_model, plots
 from odenet.adjoint import GRADIENT_METHODS
+from odenet.analysis import adaptive_cost
 from odenet.config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from odenet.data import load_mnist
 from odenet.integrators import METHODS as BUILTIN
 from odenet.integrators import method_spec
 from odenet.jobs import JobRejected
@@ -16,6 +19,7 @@ from odenet.runs import RunBusy, delete_run, list_runs, read_metrics
 from odenet.ui import (
     all_methods,
     ensure_app_navigation,
+    heavy_work,
     keep,
     manager,
     presenter_access,
@@ -133,6 +137,23 @@ with st.sidebar:
     slots["train_size"] = st.empty()
     augment = st.checkbox("Augmentation (small shifts/rotations)", key="tr_augment")
     seed = st.number_input("Seed", min_value=0, value=0, key="tr_seed")
+    with st.expander("Keep it an ODE", expanded=False):
+        st.caption("Train a model that any accurate solver agrees with, and that the adaptive solver finds cheap.")
+        kinetic = st.number_input("Kinetic energy weight", min_value=0.0, value=0.0, format="%.0e", step=1e-4,
+                                  key="tr_kinetic", help="λ · mean ||f(t, h)||² over the solve (Finlay et al. 2020).")
+        jacobian = st.number_input("Jacobian norm weight", min_value=0.0, value=0.0, format="%.0e", step=1e-4,
+                                   key="tr_jacobian", help="λ · Hutchinson estimate of ||∂f/∂h||²_F (Finlay et al. "
+                                                           "2020); about doubles the cost of a batch.")
+        steer = st.number_input("STEER half-width b", min_value=0.0, value=0.0, step=0.1, key="tr_steer",
+                                help="Each batch integrates to t1 + U(-b, b); evaluation uses t1 (Ghosh et al. 2020).")
+        adapt_every = st.number_input("Step adaptation every N batches (0 = off)", min_value=0, value=0,
+                                      key="tr_adapt_every", help="Compare accuracy with the steps and twice the steps "
+                                      "on 500 held-out training images; double the steps when they differ by more "
+                                      "than the threshold (Ott et al. 2021).")
+        adapt_threshold = st.number_input("Adaptation threshold (accuracy points)", min_value=0.0, max_value=100.0,
+                                          value=0.5, step=0.1, key="tr_adapt_thr")
+    slots["kinetic"] = slots["jacobian"] = slots["steer"] = slots["adapt_every"] = slots["adapt_threshold"] = \
+        slots["adapt_max_steps"] = st.empty()
     name = st.text_input("Run name (optional)", key="tr_name", placeholder="e.g. euler-demo")
     slots["other"] = st.empty()
 
@@ -143,7 +164,9 @@ try:
         custom_tableau=None if integ in BUILTIN else method_spec(METHODS[integ]), t1=float(t1), adaptive=adaptive,
         gradient=gradient,
         rtol=float(rtol), atol=float(atol), epochs=int(epochs), batch_size=int(batch), optimizer=optimizer,
-        lr=float(lr), schedule=schedule, train_size=int(train_size), augment=augment, seed=int(seed))
+        lr=float(lr), schedule=schedule, train_size=int(train_size), augment=augment, seed=int(seed),
+        kinetic=float(kinetic), jacobian=float(jacobian), steer=float(steer), adapt_every=int(adapt_every),
+        adapt_threshold=float(adapt_threshold) / 100, adapt_max_steps=max(64, int(steps)))
     mgr.limits.check(config)
 except (ConfigError, JobRejected) as exc:
     problem = str(exc)
@@ -265,6 +288,43 @@ def run_accuracy(r) -> float | None:
     return None if acc is None else round(100 * acc, 2)
 
 
+def pareto_point(path: Path) -> tuple[float, float]:
+    """(accuracy, dopri5 evaluations per image) of a checkpoint on 1,000 test images, cached per file version."""
+    cache = st.session_state.setdefault("pareto_cache", {})
+    key = (str(path), path.stat().st_mtime_ns)
+    if key not in cache:
+        cache[key] = adaptive_cost(load_model(path), mnist_test().subset(1000))
+    return cache[key]
+
+
+def mnist_test():
+    return load_mnist()[1]
+
+
+def pareto_view(chosen: list) -> None:
+    """Test accuracy vs adaptive evaluations per image for the chosen runs, computed on request."""
+    with_ckpt = [r for r in chosen if r.checkpoint is not None]
+    if not with_ckpt:
+        return
+    st.markdown("**Pareto view**: accuracy against the cost of an accurate adaptive solve (dopri5, rtol 1e-5) on "
+                "1,000 test images. Up and to the left is better.")
+    st.button("Compute Pareto view", key="btn_pareto", on_click=st.session_state.update,
+              kwargs={"pareto_request": True})  # a callback: a rerun before this line would drop a button's True
+    if st.session_state.pop("pareto_request", False):
+        if require_mnist() is not None:
+            with heavy_work("Pareto view"), st.spinner(f"Solving {len(with_ckpt)} model(s) adaptively ..."):
+                for r in with_ckpt:
+                    pareto_point(r.checkpoint)
+    cache = st.session_state.get("pareto_cache", {})
+    rows = []
+    for r in with_ckpt:
+        hit = cache.get((str(r.checkpoint), r.checkpoint.stat().st_mtime_ns))
+        if hit is not None:
+            rows.append({"run": r.name, "accuracy": hit[0], "nfe": hit[1]})
+    if rows:
+        st.plotly_chart(plots.pareto_plot(pd.DataFrame(rows)), key="cmp_pareto", width="stretch")
+
+
 st.divider()
 st.subheader("Runs")
 runs = [r for r in list_runs(active=mgr.active_run_dirs()) if r.status != "running"]
@@ -286,6 +346,7 @@ else:
         g1, g2 = st.columns(2)
         g1.plotly_chart(loss, key="cmp_loss", width="stretch")
         g2.plotly_chart(acc, key="cmp_acc", width="stretch")
+        pareto_view([r for r in runs if r.name in picked])
     dl = st.selectbox("Download a run", [r.name for r in runs], key="dl_run")
     run = next(r for r in runs if r.name == dl)
     d1, d2 = st.columns(2)

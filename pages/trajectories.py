@@ -4,8 +4,9 @@ import streamlit as st
 import torch
 
 from odenet import plots
-from odenet.analysis import pca_fit, plane_field, stage_states
+from odenet.analysis import pca_fit, per_image_cost, plane_field, stage_states
 from odenet.data import normalize
+from odenet.solvers import SolverSpec
 from odenet.ui import (
     PageLink,
     cached_step_view,
@@ -20,6 +21,7 @@ from odenet.ui import (
     model_url_name,
     solver_params,
     solver_picker,
+    tensor_digest,
 )
 from odenet.urlstate import Param
 
@@ -42,6 +44,15 @@ with locked_controls(link.lesson):
     default = trained.replace(steps=max(trained.steps, 8))
     link.seed({f"traj_{choice.key}_integ": url["integrator"], f"traj_{choice.key}_steps": url["steps"]})
     solver = solver_picker(f"traj_{choice.key}", default)
+    a1, a2 = st.columns(2)
+    adaptive = a1.checkbox("adaptive dopri5", key="traj_adaptive",
+                           help="Let dopri5 choose its steps from its error estimate (overrides the picker above); "
+                                "shows the step sizes and the per-image cost below.")
+    if adaptive:
+        rtol = a2.select_slider("rtol", [1e-2, 1e-3, 1e-4, 1e-5], value=1e-3, key="traj_rtol",
+                                format_func=lambda v: f"{v:.0e}")
+        solver = SolverSpec(integrator="dopri5", adaptive=True, rtol=float(rtol), atol=float(rtol) / 10,
+                            t0=default.t0, t1=default.t1, max_steps=2000)
 
     c1, c2, c3 = st.columns(3)
     source = c1.radio("Inputs", list(INPUTS.values()), key="traj_source")
@@ -95,6 +106,34 @@ acc_text = ""
 if source != "current drawing":
     acc_text = f" Accuracy on these images: {100 * (view.preds == torch.tensor(labels)).float().mean():.1f}%."
 st.caption(f"{solver.label()}: {len(view.ts)} step times, larger marker = t1.{acc_text}")
+
+if solver.adaptive:
+    st.subheader("Inside the adaptive solver")
+    st.plotly_chart(plots.step_size_timeline(view.log, solver.method.tableau.c,
+                                             title=f"Step sizes for these {len(idx)} images (one error control)"),
+                    key="traj_steps_fig", width="stretch")
+    st.markdown("**Per-image cost.** A batch shares one error control (the RMS error over all its images): every "
+                "image takes the batch's steps, more than an easy image needs alone and sometimes fewer than a hard "
+                "one does. Solve each image alone and compare.")
+    drawing = st.session_state.get("drawing")
+    pool = torch.randperm(len(test), generator=torch.Generator().manual_seed(int(seed)))[:16]
+    cost_x = normalize(test.images[pool])
+    names = [f"test #{i}" for i in pool.tolist()]
+    if drawing is not None:
+        cost_x, names = torch.cat([drawing, cost_x]), ["current drawing", *names]
+    cost_key = (choice.key, repr(solver), tensor_digest(cost_x))
+    # the request goes through a callback: a URL update may rerun the page, which would drop a button's True
+    st.button("Compute per-image cost", key="btn_traj_cost", on_click=st.session_state.update,
+              kwargs={"cost_request": True})
+    if st.session_state.pop("cost_request", False):
+        with heavy_work("Per-image cost"), st.spinner(f"Solving {len(names)} images one by one ..."):
+            st.session_state["cost_view"] = (cost_key, per_image_cost(model, cost_x, solver))
+    saved = st.session_state.get("cost_view")
+    if saved is not None and saved[0] == cost_key:
+        df = saved[1].assign(image=names)
+        st.dataframe(df, hide_index=True, width="stretch")
+        st.caption(f"In one batch of {len(names)}: {int(df['in batch'].iloc[0])} evaluations for every image; "
+                   f"alone: {df['alone'].mean():.0f} on average (min {df['alone'].min()}, max {df['alone'].max()}).")
 
 st.subheader("One image up close")
 which = st.selectbox("Image", list(range(len(idx))), format_func=lambda j: f"#{idx[j]} (label {shown[j]})",
