@@ -31,7 +31,7 @@ from .errors import OdenetError
 __all__ = ["LOCAL_ADDRESSES", "is_public_address", "presenter_token", "token_matches", "Busy", "WorkLimiter",
            "work_limiter"]
 
-LOCAL_ADDRESSES = frozenset({"", "localhost", "127.0.0.1", "::1", "[::1]"})
+LOCAL_ADDRESSES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})  # unset = every interface = public
 _token_lock = threading.Lock()
 _generated: str | None = None
 

@@ -196,7 +196,7 @@ class RKNet(nn.Module):
             nn.Flatten(),  # -> (N, C)
             nn.Linear(c, cfg.classes),  # -> (N, classes)
         )
-        self.last_stats = SolverStats()  # of this module's latest forward (the Trainer reads it)
+        self.last_stats = SolverStats()  # of this module's latest training forward (the Trainer reads it)
 
     # -- solving ----------------------------------------------------------------------
     def solve(self, h0: torch.Tensor, solver: SolverSpec | None = None, trajectory: bool = False) -> Solution:
@@ -223,7 +223,8 @@ class RKNet(nn.Module):
     def forward(self, x: torch.Tensor, solver: SolverSpec | None = None) -> torch.Tensor:
         """(N, 1, 28, 28) -> (N, classes) logits; the notebook's ``x = solver.integrate(x)``."""
         sol = self.solve(self.sampling(x), solver)
-        self.last_stats = sol.stats
+        if self.training:  # for the Trainer; a shared eval-mode model is never written to
+            self.last_stats = sol.stats
         return self.output(sol.y)
 
     def forward_regularized(self, x: torch.Tensor, solver: SolverSpec | None = None, kinetic: bool = True,

@@ -108,8 +108,14 @@ with right:
     x = None
     if prepared is not None and not prepared.blank:
         x, image28 = prepared.tensor, prepared.image28
-    elif not use_upload and drawing_image(drawing) is not None:
-        x, image28 = drawing_tensor(drawing), drawing_image(drawing) / 255.0
+    elif not use_upload:
+        try:
+            img = drawing_image(drawing)  # validated: 784 grey levels from the browser
+        except ValueError as exc:
+            st.error(f"The drawing the browser sent is not usable: {exc}")
+            st.stop()
+        if img is not None:
+            x, image28 = drawing_tensor(drawing), img / 255.0
     if x is None:
         if not in_browser:  # the pen canvas shows its own prompt and live prediction
             st.info("✍️ Draw a digit on the canvas (or upload a picture) to see the prediction.")

@@ -74,10 +74,11 @@ if key not in cache and st.button(f"Run the grid ({len(integrators) * len(steps)
         while len(cache) >= 32:  # shared by every visitor: keep it bounded
             cache.pop(next(iter(cache)))
         cache[key] = (df, gap)
-if key not in cache:
+hit = cache.get(key)  # once: another visitor may evict it meanwhile
+if hit is None:
     st.caption("Results are cached per model and grid; rerunning the same grid is instant.")
     st.stop()
-df, gap = cache[key]
+df, gap = hit
 span = trained.t1 - trained.t0
 critical = critical_step_sizes(df, gap.reference_acc, span)
 m1, m2, m3 = st.columns(3)

@@ -75,7 +75,7 @@ URL_PARAMS = [Param("preset", "choice", "default", choices=list(PRESETS)),
               Param("integrator", "choice", "rk4", choices=lambda: list(all_methods())),
               Param("steps", "int", 1, lo=1, hi=32), Param("t1", "float", 1.0, lo=-1e3, hi=1e3),
               Param("gradient", "choice", "backprop", choices=list(GRADIENT_METHODS)),
-              Param("epochs", "int", None, lo=1, hi=1000), Param("batch", "int", None, lo=8, hi=1024),
+              Param("epochs", "int", None, lo=1, hi=mgr.limits.max_epochs), Param("batch", "int", None, lo=8, hi=1024),
               Param("lr", "float", None, lo=1e-8, hi=10.0), Param("train_size", "choice", None, choices=TRAIN_SIZES),
               Param("seed", "int", 0, lo=0, hi=10**6)]
 URL_KEYS = {"preset": "tr_preset", "integrator": "tr_integ", "steps": "tr_steps", "t1": "tr_t1",
@@ -184,7 +184,8 @@ running = mgr.current()
 mine = st.session_state.get("watch_job")
 c1, c2, c3, c4 = st.columns([1, 1, 1, 3])
 if c1.button("▶ Start", type="primary", disabled=config is None or not can_control, key="btn_start",
-             help=None if can_control else "On this shared server only the presenter starts runs."):
+             help=None if can_control else "On this shared server only the presenter starts runs.") \
+        and can_control and config is not None:  # checked again: a disabled button is not enforced server-side
     if require_mnist() is not None:
         try:
             snap = mgr.submit(config, name=name.strip() or None, owner=owner)

@@ -353,6 +353,7 @@ def test_rknet_trains_with_each_gradient_method_and_config_round_trips():
         torch.manual_seed(1)
         model = RKNet(ModelConfig(integrator="rk4", steps=64 if method == "adjoint" else 4, gradient=method)).eval()
         if method == "adjoint":
+            model.train()  # last_stats is kept for the Trainer, i.e. in training mode
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             assert model.last_stats.nfe == 4 * 64

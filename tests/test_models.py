@@ -59,11 +59,12 @@ def test_solver_is_passed_in_and_the_model_never_changes(model):
     before = model.config
     with torch.no_grad():
         a = model(x)
-        b = model(x, solver=model.config.solver.replace(integrator="euler", steps=8))
-        assert model.last_stats.nfe == 8
+        euler8 = model.config.solver.replace(integrator="euler", steps=8)
+        b = model(x, solver=euler8)
+        assert model.trajectory(x, euler8).stats.nfe == 8
         c = model(x, solver=SolverSpec("dopri5", adaptive=True, rtol=1e-3, atol=1e-3))
-        assert model.last_stats.nfe >= 7
         again = model(x)
+    assert model.last_stats.nfe == 0  # an eval-mode (shared) model is never written to by a call
     assert a.shape == b.shape == c.shape and not torch.equal(a, b)
     assert torch.equal(a, again)
     assert model.config is before and not hasattr(model, "set_solver")

@@ -20,8 +20,9 @@ def small():
 
 
 def test_public_addresses_need_the_token():
-    assert not is_public_address("localhost") and not is_public_address("127.0.0.1") and not is_public_address("")
+    assert not is_public_address("localhost") and not is_public_address("127.0.0.1") and not is_public_address("::1")
     assert is_public_address("0.0.0.0") and is_public_address("192.168.1.20")
+    assert is_public_address("") and is_public_address(None)  # Streamlit without an address listens everywhere
 
 
 def test_token_from_env_or_generated_once(monkeypatch, capsys):
