@@ -22,7 +22,7 @@ import streamlit as st
 import torch
 
 from .access import Busy, is_public_address, presenter_token, token_matches, work_limiter
-from .analysis import StepView, step_view
+from .analysis import PCAFit, StepView, pca_fit, step_view
 from .checkpoints import load_model
 from .data import DataError, MNISTSplit, load_mnist
 from .integrators import METHODS, RungeKuttaMethod, custom_method, method_key
@@ -139,6 +139,10 @@ class BoundedCache:
     def __len__(self) -> int:
         return len(self._data)
 
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._data
+
 
 def tensor_digest(x: torch.Tensor) -> str:
     """A short content hash of a tensor (shape, dtype and values), for cache keys."""
@@ -151,12 +155,20 @@ def tensor_digest(x: torch.Tensor) -> str:
 _STEP_VIEWS = BoundedCache(max_entries=6)
 
 
-def cached_step_view(path: Path, model: RKNet, x: torch.Tensor, solver: SolverSpec) -> StepView:
-    """:func:`odenet.analysis.step_view` of a checkpoint's model, cached per (file version,
-    solver, inputs) for every session; a revisit or a widget change elsewhere on the page
-    does not recompute it."""
+def cached_step_view(path: Path, model: RKNet, x: torch.Tensor, solver: SolverSpec) -> tuple[StepView, PCAFit]:
+    """:func:`odenet.analysis.step_view` of a checkpoint's model and its PCA fit, cached per
+    (file version, solver, inputs) for every session; a revisit or a widget change elsewhere on
+    the page does not recompute them.  Only a miss takes one of the visitor's work slots."""
     key = (str(path), path.stat().st_mtime_ns, repr(solver), tensor_digest(x))
-    return _STEP_VIEWS.get_or_compute(key, lambda: step_view(model, x, solver))
+
+    def compute() -> tuple[StepView, PCAFit]:
+        view = step_view(model, x, solver)
+        return view, pca_fit(view.states, k=3)
+
+    if key in _STEP_VIEWS:
+        return _STEP_VIEWS.get_or_compute(key, compute)
+    with heavy_work("Trajectories"):
+        return _STEP_VIEWS.get_or_compute(key, compute)
 
 
 def require_mnist() -> tuple[MNISTSplit, MNISTSplit] | None:

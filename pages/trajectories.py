@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from odenet import plots
-from odenet.analysis import pca_fit, per_image_cost, plane_field, stage_states
+from odenet.analysis import per_image_cost, plane_field, stage_states
 from odenet.data import normalize
 from odenet.solvers import SolverSpec
 from odenet.ui import (
@@ -80,9 +80,8 @@ else:
     sel = pool[torch.randperm(len(pool), generator=gen)[:n]]
     x, labels, idx = normalize(test.images[sel]), test.labels[sel].tolist(), sel.tolist()
 
-with heavy_work("Trajectories"), st.spinner("Pushing the images through the ODE ..."):
-    view = cached_step_view(choice.path, model, x, solver)  # shared cache: revisits do not recompute
-    fit = pca_fit(view.states, k=3)
+with st.spinner("Pushing the images through the ODE ..."):
+    view, fit = cached_step_view(choice.path, model, x, solver)  # shared cache: revisits do not recompute
     coords, explained = fit.coords, fit.explained
 shown = [lab if lab >= 0 else int(p) for lab, p in zip(labels, view.preds.tolist())]
 dims = st.segmented_control("PCA view", ["2-D", "3-D", "2-D animated"], default="2-D", key="traj_dims",
