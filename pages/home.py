@@ -23,22 +23,24 @@ with c1:
     st.subheader("The notebook's forward pass")
     st.code(
         """def forward(self, x):
-    x = self.sampling(x)               # (N, 1, 28, 28) -> (N, 64, 6, 6)
-    x = self.solver.integrate(x)       # h(t1) from h(t0) with the chosen method
-    return self.output(x)              # pool -> linear -> 10 logits""",
+    x = self.sampling(x)          # -> (N, 64, 6, 6)
+    x = self.solver.integrate(x)  # h(t0) -> h(t1)
+    return self.output(x)         # -> 10 logits""",
         language="python",
     )
 with c2:
     st.subheader("Runge-Kutta updates")
     st.latex(r"\text{Euler:}\quad y_{n+1} = y_n + h\, f(t_n, y_n)")
-    st.latex(r"k_i = f\Big(t_n + c_i h,\; y_n + h \sum_{j<i} a_{ij} k_j\Big),\qquad "
-             r"y_{n+1} = y_n + h \sum_i b_i k_i")
+    st.latex(r"k_i = f\Big(t_n + c_i h,\; y_n + h \sum_{j<i} a_{ij} k_j\Big)")  # two lines: fits at 1,400 px
+    st.latex(r"y_{n+1} = y_n + h \sum_i b_i k_i")
     st.latex(r"\text{RK4:}\quad y_{n+1} = y_n + \tfrac{h}{6}(k_1 + 2k_2 + 2k_3 + k_4)")
 
 st.subheader("Pages")
 links = [p for p in PAGES if p.url_path]
-for col, page in zip(st.columns(len(links)), links):
-    with col:
+for i, page in enumerate(links):
+    if i % 3 == 0:
+        cols = st.columns(3)  # rows of three: the titles fit at 1,400 px
+    with cols[i % 3]:
         st.page_link(page.path, label=page.title, icon=page.icon)
         st.caption(page.description)
 
