@@ -170,6 +170,13 @@ def run_users(url: str, users: int, draws: int, browsers: int = 0) -> tuple[list
     return lat, errors, server, pages
 
 
+def server_usage(pid: int) -> tuple[float, float]:
+    """(resident MiB, CPU seconds so far) of the server process, from /proc."""
+    rss = int(next(ln.split()[1] for ln in open(f"/proc/{pid}/status") if ln.startswith("VmRSS"))) / 1024
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stats(lat: list[float]) -> dict:
     s = sorted(lat)
     return {"n": len(s), "p50_ms": statistics.median(s) if s else None,
@@ -187,7 +194,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as runs:
         proc, url = start_server(runs)
         try:
+            warm, _, _, _ = run_users(url, 1, 1)  # first visit: imports, model export and load
+            rss0, cpu0 = server_usage(proc.pid)
             idle, idle_err, idle_server, _ = run_users(url, 1, args.draws)
+            rss1, cpu1 = server_usage(proc.pid)
+            per_user = {"server_rss_growth_mib_per_drawing_session": round(rss1 - rss0, 1),
+                        "server_cpu_ms_per_drawing": round(1000 * (cpu1 - cpu0) / max(1, args.draws), 1),
+                        "server_rss_mib": round(rss1, 1)}
             with sync_playwright() as p:
                 b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
                 trainer = b.new_page()
@@ -206,7 +219,8 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
     expected = args.users * args.draws
-    res = {"users": args.users, "browsing_users": args.browsers, "page_interactions_under_load": stats(pages),
+    res = {**per_user, "users": args.users, "browsing_users": args.browsers,
+           "page_interactions_under_load": stats(pages),
            "draws_per_user": args.draws, "idle": stats(idle), "under_load": stats(loaded),
            "answered": f"{len(loaded)}/{expected}", "errors": idle_err + load_err,
            "server_rerun_rendered_idle": stats(idle_server), "server_rerun_rendered_under_load": stats(load_server),

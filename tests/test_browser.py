@@ -215,7 +215,7 @@ def test_settings_stay_and_nothing_leaves_localhost(server, page):
     page.get_by_text("Train RKNet live").wait_for()
     settle(page)
     page.locator(f"[data-testid=stSidebarNav] a[href='{server}/integrators']").click()
-    page.get_by_text("Cost and accuracy at 23 steps").wait_for(timeout=60_000)
+    page.get_by_text("Cost and accuracy at 23 steps").wait_for(timeout=120_000)  # kept across pages
     assert page.locator("[data-testid=stNumberInput] input").first.input_value() == "23"
     for path in ("", "train", "draw", "trajectories", "robustness", "gradients"):
         page.goto(f"{server}/{path}")
