@@ -407,6 +407,12 @@ class Trainer:
                                final_solver=self.solver.label())
         return TrainResult(status, model, self.run_dir, self.best_acc, self.final_acc, elapsed, message, self.history)
 
+    def _average_buffers(self) -> None:
+        """BatchNorm statistics averaged over ranks, for the trained model and its EMA copy."""
+        self.ranks.average_buffers(self._model)
+        if self._ema is not None:
+            self.ranks.average_buffers(self._ema.module)
+
     def _result_model(self) -> RKNet:
         """What the run produces: the exponential moving average of the weights when ``config.ema``
         is set (evaluated and saved), else the trained model itself."""
@@ -433,7 +439,7 @@ class Trainer:
 
     def _evaluate(self, epoch: int, batch: int, split: MNISTSplit, full: bool) -> None:
         """Evaluate, report, and keep best.pt when a full-test-set accuracy improves."""
-        self.ranks.average_buffers(self._model)
+        self._average_buffers()
         t = time.perf_counter()
         loss, acc = evaluate(self._result_model(), split, device=self.device,  # fp32: what users of the model see
                              solver=self.solver)
@@ -501,7 +507,7 @@ class Trainer:
                                       drop_last=True, shard=(ranks.rank, ranks.world))
             stopped_at = self._run_epoch(epoch, batches, model_fwd, opt, sched, test, batch_size)
             if stopped_at is not None:
-                ranks.average_buffers(self._model)
+                self._average_buffers()
                 self._save("last.pt", epoch)
                 return "stopped", f"stopped by request at epoch {epoch}, batch {stopped_at}"
             self._evaluate(epoch, self._bpe, test, full=True)

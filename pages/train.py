@@ -352,10 +352,10 @@ else:
     run = next(r for r in runs if r.name == dl)
     d1, d2 = st.columns(2)
     if run.checkpoint is not None:
-        d1.download_button("Checkpoint (.pt)", run.checkpoint.read_bytes(), file_name=f"{run.name}.pt",
-                           key="dl_ckpt")
-    d2.download_button("Metrics (.csv)", read_metrics(run.path).to_csv(index=False), file_name=f"{run.name}.csv",
-                       key="dl_csv")
+        d1.download_button("Checkpoint (.pt)", run.checkpoint.read_bytes, file_name=f"{run.name}.pt",
+                           key="dl_ckpt")  # read when clicked, not on every rerun
+    d2.download_button("Metrics (.csv)", lambda: read_metrics(run.path).to_csv(index=False),
+                       file_name=f"{run.name}.csv", key="dl_csv")
     if can_control:
         with st.expander("Delete a run"):
             victim = st.selectbox("Run", [r.name for r in runs], key="del_run")
