@@ -22,7 +22,7 @@ import streamlit as st
 import torch
 
 from .access import Busy, is_public_address, presenter_token, token_matches, work_limiter
-from .analysis import PCAFit, StepView, pca_fit, step_view
+from .analysis import PCAFit, StepView, pca_fit, plane_field, stage_states, step_view
 from .checkpoints import load_model
 from .data import DataError, MNISTSplit, load_mnist
 from .integrators import METHODS, RungeKuttaMethod, custom_method, method_key
@@ -153,6 +153,29 @@ def tensor_digest(x: torch.Tensor) -> str:
 
 
 _STEP_VIEWS = BoundedCache(max_entries=6)
+
+
+_ANIMATION_EXTRAS = BoundedCache(max_entries=12)
+
+
+def cached_animation_extras(path: Path, model: RKNet, x: torch.Tensor, solver: SolverSpec, view: StepView,
+                            fit: PCAFit, stages: bool, field_t: float | None) -> tuple[Any, Any]:
+    """The animated PCA view's extras, cached like the step view: the RK stage points projected
+    on the plane (or None) and the vector field on the plane at ``field_t`` (or None).  A miss
+    takes a work slot (they cost steps x stages and grid-size evaluations of f)."""
+    base = (str(path), path.stat().st_mtime_ns, repr(solver), tensor_digest(x))
+
+    def get(key: tuple, compute: Callable[[], Any]) -> Any:
+        if key in _ANIMATION_EXTRAS:
+            return _ANIMATION_EXTRAS.get_or_compute(key, compute)
+        with heavy_work("Animation"):
+            return _ANIMATION_EXTRAS.get_or_compute(key, compute)
+
+    points = get((*base, "stages"), lambda: fit.project(stage_states(model, view.ts, view.states, solver))) \
+        if stages else None
+    field = get((*base, "field", float(field_t)), lambda: plane_field(model, fit, float(field_t))) \
+        if field_t is not None else None
+    return points, field
 
 
 def cached_step_view(path: Path, model: RKNet, x: torch.Tensor, solver: SolverSpec) -> tuple[StepView, PCAFit]:

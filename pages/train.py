@@ -239,7 +239,8 @@ def live_view() -> None:
     head = f"Job #{snap.id} · {snap.config.model.label()} · {snap.status}"
     phase = snap.phase
     if snap.status == "running" and phase.startswith("evaluating"):
-        st.progress(snap.progress, text=f"{head} · {phase} · ETA {fmt_eta(snap.eta_seconds)}")
+        speed = f" · trained at {ev.images_per_s:.0f} img/s" if ev is not None and ev.images_per_s else ""
+        st.progress(snap.progress, text=f"{head} · {phase}{speed} · ETA {fmt_eta(snap.eta_seconds)}")
     elif snap.status == "running" and ev is not None:
         eta = fmt_eta(snap.eta_seconds)
         st.progress(snap.progress, text=f"{head} · epoch {ev.epoch}/{snap.config.epochs} · batch "

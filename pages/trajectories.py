@@ -4,11 +4,12 @@ import streamlit as st
 import torch
 
 from odenet import plots
-from odenet.analysis import per_image_cost, plane_field, stage_states
+from odenet.analysis import per_image_cost
 from odenet.data import normalize
 from odenet.solvers import SolverSpec
 from odenet.ui import (
     PageLink,
+    cached_animation_extras,
     cached_step_view,
     default_model_name,
     ensure_app_navigation,
@@ -94,8 +95,8 @@ if dims == "2-D animated":
     show_field = a2.toggle("Vector field", value=True, key="traj_show_field")
     t_field = a3.slider("Field at t", float(solver.t0), float(solver.t1), float(solver.t0), key="traj_field_t",
                         disabled=not show_field)
-    stages = fit.project(stage_states(model, view.ts, view.states, solver)) if show_stages else None
-    field = plane_field(model, fit, t_field) if show_field else None
+    stages, field = cached_animation_extras(choice.path, model, x, solver, view, fit, show_stages,
+                                            float(t_field) if show_field else None)
     st.plotly_chart(plots.pca_animation(coords, shown, view.preds.tolist(), view.ts, idx, explained, stages, field),
                     key="traj_anim", width="stretch")
 else:
