@@ -2,6 +2,7 @@
 
     python benchmarks/gradients.py                      # rk4, batch 64, steps 1, 2, 4, ..., 64
     python benchmarks/gradients.py --steps 1,4,16 --repeats 1     # a reduced grid
+    python benchmarks/gradients.py --device cuda --out gradients_cuda.json  # adds peak CUDA memory
 
 For each gradient method and step count: bytes autograd saves for backward (deterministic,
 ``odenet.adjoint.saved_tensor_bytes``), wall time of forward + backward (best of
@@ -65,6 +66,7 @@ def main() -> None:
     ap.add_argument("--model", default="rk4_1step", help="shipped model name or checkpoint path")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda adds the peak GPU memory of each row)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "gradients.json"))
     args = ap.parse_args()
 
@@ -72,6 +74,10 @@ def main() -> None:
     steps_list = [int(s) for s in args.steps.split(",")]
     methods = [m.strip() for m in args.methods.split(",")]
     model, x, y, source = load_inputs(args.batch, args.model, args.seed)
+    device = torch.device(args.device)
+    model, x, y = model.to(device), x.to(device), y.to(device)
+    if device.type == "cuda":
+        source["gpu"] = torch.cuda.get_device_name(device)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     gradient_comparison(model, x, y, args.integrator, [1, 2], methods)  # warm-up (allocator, kernels)
@@ -91,7 +97,14 @@ def main() -> None:
     big = max(steps_list)
     small = min((s for s in steps_list if 4 <= s < big), default=min(steps_list))
     ratios = {}
+    cuda_peaks = df["peak_cuda_mib"].notna().any()
     for mth in ("adjoint", "checkpoint"):
+        if cuda_peaks and cell(mth, big, "peak_cuda_mib") is not None and cell("backprop", big, "peak_cuda_mib"):
+            ratios[f"{mth}_peak_cuda_{big}_over_backprop_{big}"] = (cell(mth, big, "peak_cuda_mib")
+                                                                    / cell("backprop", big, "peak_cuda_mib"))
+            if cell(mth, small, "peak_cuda_mib"):
+                ratios[f"{mth}_peak_cuda_{big}_over_{small}"] = (cell(mth, big, "peak_cuda_mib")
+                                                                 / cell(mth, small, "peak_cuda_mib"))
         mem = cell(mth, big, "saved_bytes")
         bp_mem, bp_time = cell("backprop", big, "saved_bytes"), cell("backprop", big, "time_s")
         if mem is not None and bp_mem:
@@ -106,11 +119,12 @@ def main() -> None:
 
     print(f"\n{args.integrator}, batch {args.batch}, {source['model']}, {source['data']}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, load avg {load}\n")
-    print("| method | steps | saved MiB | time s | NFE fwd | NFE bwd | grad rel err | cosine |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| method | steps | saved MiB | peak CUDA MiB | time s | NFE fwd | NFE bwd | grad rel err | cosine |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in df.sort_values(["method", "steps"]).itertuples():
-        print(f"| {r.method} | {r.steps} | {r.saved_mib:.1f} | {r.time_s:.3f} | {r.nfe_forward} | {r.nfe_backward} "
-              f"| {r.grad_rel_error:.2e} | {r.grad_cosine:.6f} |")
+        peak = "-" if r.peak_cuda_mib is None or r.peak_cuda_mib != r.peak_cuda_mib else f"{r.peak_cuda_mib:.1f}"
+        print(f"| {r.method} | {r.steps} | {r.saved_mib:.1f} | {peak} | {r.time_s:.3f} | {r.nfe_forward} "
+              f"| {r.nfe_backward} | {r.grad_rel_error:.2e} | {r.grad_cosine:.6f} |")
     print()
     targets = {f"adjoint_memory_{big}_over_backprop_{big}": "target <= 0.125",
                f"adjoint_memory_{big}_over_{small}": "target <= 1.5"}
@@ -121,7 +135,7 @@ def main() -> None:
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
                     "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "load_avg_1min": load},
         "config": {"integrator": args.integrator, "batch": args.batch, "steps": steps_list, "methods": methods,
-                   "repeats": args.repeats, **source, "mode": "eval"},
+                   "repeats": args.repeats, **source, "mode": "eval", "device": str(device)},
         "rows": df.to_dict(orient="records"),
         "ratios": ratios,
         "seconds": total,

@@ -492,15 +492,27 @@ def saved_tensor_bytes(fn: Callable[[], torch.Tensor], backward: bool = True) ->
 
 
 def _measure(fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor]
-             ) -> tuple[int, float, list[torch.Tensor], float]:
-    """(saved bytes, wall seconds forward+backward, gradients, loss) without touching ``.grad``."""
+             ) -> tuple[int, float, list[torch.Tensor], float, int | None]:
+    """(saved bytes, wall seconds forward+backward, gradients, loss, peak CUDA bytes) without
+    touching ``.grad``.  The peak is the most GPU memory allocated above what was allocated
+    before the call (None on a CPU); CUDA work is synchronised before each clock reading."""
+    device = params[0].device if params else torch.device("cpu")
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
     start = time.perf_counter()
     with _SavedBytes() as rec:
         loss = fn()
     grads = torch.autograd.grad(loss, list(params), allow_unused=True)
+    peak = None
+    if cuda:
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) - base
     seconds = time.perf_counter() - start
     grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
-    return rec.total, seconds, grads, float(loss.detach())
+    return rec.total, seconds, grads, float(loss.detach()), peak
 
 
 def gradient_comparison(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -544,7 +556,7 @@ def gradient_comparison(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     h1 = solve_with_gradient(model.gradient, h0, t0, t1, m, gradient=mth, steps=steps, stats=stats)
                     return F.cross_entropy(model.output(h1), y)
 
-                nbytes, seconds, grads, loss = _measure(loss_fn, params)
+                nbytes, seconds, grads, loss, peak = _measure(loss_fn, params)
                 flat = torch.cat([g.reshape(-1).double() for g in grads])  # (P,)
                 if ref is None:
                     ref_flat = flat
@@ -555,10 +567,11 @@ def gradient_comparison(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     rows.append({"method": mth, "steps": int(steps), "saved_bytes": nbytes,
                                  "saved_mib": nbytes / 2**20, "time_s": seconds, "nfe_forward": stats.nfe_forward,
                                  "nfe_backward": stats.nfe_backward, "grad_rel_error": rel, "grad_cosine": cos,
-                                 "loss": loss})
+                                 "loss": loss, "peak_cuda_mib": None if peak is None else peak / 2**20})
                     if progress is not None:
                         progress(len(rows) / total, f"{mth} {m.name} x{steps}")
     finally:
         model.train(was_training)
     return pd.DataFrame(rows, columns=["method", "steps", "saved_bytes", "saved_mib", "time_s", "nfe_forward",
-                                       "nfe_backward", "grad_rel_error", "grad_cosine", "loss"])
+                                       "nfe_backward", "grad_rel_error", "grad_cosine", "loss",
+                                       "peak_cuda_mib"])

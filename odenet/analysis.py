@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +23,7 @@ __all__ = ["Prediction", "predict", "StepView", "step_view", "pca_project", "ood
            "robustness_grid", "OdenessGap",
            "odeness_gap", "critical_step_sizes", "REFERENCE_SOLVER", "GAP_TOLERANCE", "LARGE_GAP", "PCAFit", "pca_fit",
            "stage_states", "PlaneField", "plane_field", "StepStages", "rk_stages", "PARETO_SOLVER", "adaptive_cost",
+           "SOLVER_INDEPENDENCE_BAR", "solver_table",
            "per_image_cost"]
 
 
@@ -169,12 +170,13 @@ def _accuracy_and_nfe(model: RKNet, split: MNISTSplit, solver: SolverSpec, batch
                       ) -> tuple[float, float]:
     """(accuracy, mean evaluations per batch) of ``model`` solved with ``solver`` (eval mode, no grad)."""
     correct, n, nfe = 0, 0, []
+    device = next(model.parameters()).device
     with torch.no_grad():
         for i in range(0, len(split), batch_size):
-            x = normalize(split.images[i:i + batch_size]).to(memory_format=torch.channels_last)
+            x = normalize(split.images[i:i + batch_size].to(device)).to(memory_format=torch.channels_last)
             h = model.features(x)
             sol = model.solve(h, solver)
-            correct += int((model.output(sol.y).argmax(1) == split.labels[i:i + batch_size]).sum())
+            correct += int((model.output(sol.y).argmax(1) == split.labels[i:i + batch_size].to(device)).sum())
             n += x.shape[0]
             nfe.append(sol.stats.nfe)
     return correct / max(1, n), sum(nfe) / max(1, len(nfe))
@@ -190,6 +192,30 @@ def adaptive_cost(model: RKNet, split: MNISTSplit, solver: SolverSpec | None = N
     evaluations, so the cost per image is the mean NFE of a batch solve."""
     spec = solver or PARETO_SOLVER.replace(t0=model.config.t0, t1=model.config.t1)
     return _accuracy_and_nfe(model, split, spec, batch_size)
+
+
+SOLVER_INDEPENDENCE_BAR: tuple[SolverSpec, ...] = (
+    SolverSpec(integrator="euler", steps=2),
+    SolverSpec(integrator="euler", steps=8),
+    SolverSpec(integrator="modified_euler", steps=4),
+    SolverSpec(integrator="rk4", steps=1),
+    SolverSpec(integrator="rk4", steps=8),
+    PARETO_SOLVER,
+)
+"""The solvers a solver-independent model must keep its accuracy under (issue #16's bar)."""
+
+
+def solver_table(model: RKNet, split: MNISTSplit, solvers: Sequence[SolverSpec] = SOLVER_INDEPENDENCE_BAR,
+                 batch_size: int = 1000) -> pd.DataFrame:
+    """Accuracy of ``model`` on ``split`` under each solver (on the model's own interval):
+    columns ``solver`` (label), ``accuracy`` and ``nfe_per_batch`` (mean evaluations per batch of
+    ``batch_size``; the cost of an adaptive solve), one row per solver, in order."""
+    rows = []
+    for spec in solvers:
+        spec = spec.replace(t0=model.config.t0, t1=model.config.t1)
+        acc, nfe = _accuracy_and_nfe(model, split, spec, batch_size)
+        rows.append({"solver": spec.label(), "accuracy": acc, "nfe_per_batch": nfe})
+    return pd.DataFrame(rows, columns=["solver", "accuracy", "nfe_per_batch"])
 
 
 def per_image_cost(model: RKNet, x: torch.Tensor, solver: SolverSpec) -> pd.DataFrame:

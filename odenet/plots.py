@@ -39,7 +39,8 @@ def _epoch_x(df: pd.DataFrame) -> pd.Series:
 
 
 def training_curves(runs: Mapping[str, pd.DataFrame]) -> tuple[go.Figure, go.Figure]:
-    """Loss and accuracy vs epochs for one or several runs (metrics.jsonl frames)."""
+    """Loss and accuracy vs epochs for one or several runs (metrics.jsonl frames); where step
+    adaptation changed the training solver ('solver' rows), a dotted line names the new step count."""
     loss, acc = _fig("Loss"), _fig("Accuracy")
     for i, (name, df) in enumerate(runs.items()):
         if df.empty or "kind" not in df:
@@ -60,6 +61,12 @@ def training_curves(runs: Mapping[str, pd.DataFrame]) -> tuple[go.Figure, go.Fig
                                       line=dict(color=color, dash="dash")))
             acc.add_trace(go.Scatter(x=_epoch_x(ev), y=100 * ev["test_acc"], name=f"{prefix}test",
                                      mode="lines+markers", line=dict(color=color, dash="dash")))
+        if "solver_steps" in df:  # step adaptation: a dotted line and the new step count where it changed
+            for x, steps in zip(_epoch_x(df[df["kind"] == "solver"]), df.loc[df["kind"] == "solver", "solver_steps"]):
+                for fig in (loss, acc):
+                    fig.add_vline(x=float(x), line=dict(color=color, dash="dot", width=1),
+                                  annotation_text=f"{prefix}{int(steps)} steps", annotation_position="top left",
+                                  annotation_font_size=10)
     loss.update_xaxes(title="epoch", rangemode="tozero")
     loss.update_yaxes(title="cross-entropy", type="log", exponentformat="power")
     losses = np.array([v for df in runs.values() if "kind" in df for c in ("train_loss", "test_loss") if c in df

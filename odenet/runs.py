@@ -35,6 +35,7 @@ class RunInfo:
     duration: float | None = None
     started: str | None = None
     message: str = ""
+    final_solver: str | None = None  # the training solver at the end (step adaptation can change it)
 
     @property
     def checkpoint(self) -> Path | None:
@@ -43,7 +44,11 @@ class RunInfo:
 
     @property
     def solver_label(self) -> str:
-        return config_solver_label(self.config)
+        """The solver the run ended with; ``"rk4 x4 (from rk4 x1)"`` when step adaptation changed it."""
+        start = config_solver_label(self.config)
+        if self.final_solver and self.final_solver != start:
+            return f"{self.final_solver} (from {start})"
+        return start
 
     def label(self) -> str:
         acc = f"{100 * self.best_test_acc:.2f}%" if self.best_test_acc is not None else "n/a"
@@ -93,7 +98,8 @@ def list_runs(runs_dir: str | Path | None = None, active: set[Path] | None = Non
             if not alive or (active is not None and st.get("pid") == os.getpid() and run.resolve() not in active):
                 status = "interrupted"
         out.append(RunInfo(run.name, run, status, st.get("config") or {}, st.get("best_test_acc"),
-                           st.get("final_test_acc"), st.get("duration"), st.get("started"), st.get("message", "")))
+                           st.get("final_test_acc"), st.get("duration"), st.get("started"), st.get("message", ""),
+                           st.get("final_solver") if isinstance(st.get("final_solver"), str) else None))
     return out
 
 

@@ -51,3 +51,16 @@ def test_shipped_records_match_their_files_and_label_solver_bound_models():
         label = summarize_checkpoint(path, name).label()
         assert ("works only with its training solver" in label) == rec["solver_bound"]
     assert shipped_odeness("euler_1step", models["euler_1step"])["solver_bound"]
+
+
+def test_shipped_kinetic_model_is_solver_independent_and_cheaper(test_split):
+    """The third shipped model (issue #16): on 500 test images, every solver of the bar agrees
+    within a point and the adaptive solve needs far fewer evaluations than rk4_1step's."""
+    from odenet.analysis import SOLVER_INDEPENDENCE_BAR, solver_table
+
+    small = test_split.subset(300)
+    kin = solver_table(load_model("rk4_kinetic"), small)
+    assert list(kin.solver) == [s.label() for s in SOLVER_INDEPENDENCE_BAR]
+    assert kin.accuracy.min() >= 0.98 and kin.accuracy.max() - kin.accuracy.min() <= 0.01, kin
+    base = solver_table(load_model("rk4_1step"), small, SOLVER_INDEPENDENCE_BAR[-1:])
+    assert kin.nfe_per_batch.iloc[-1] < 0.6 * base.nfe_per_batch.iloc[-1], (kin, base)
