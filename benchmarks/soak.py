@@ -26,8 +26,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load_test import (ARGS, CANVAS, IS_BLANK, IS_PREDICTION, MODEL_READY, draw_digit_async,  # noqa: E402
-                                  server_usage, start_server, stats)
+from benchmarks.load_test import (  # noqa: E402
+    ARGS,
+    CANVAS,
+    IS_BLANK,
+    IS_PREDICTION,
+    MODEL_READY,
+    draw_digit_async,
+    server_usage,
+    start_server,
+    stats,
+)
 from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
 
 DONE = "() => !document.querySelector('[data-testid=stStatusWidget]')"

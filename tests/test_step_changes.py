@@ -10,7 +10,6 @@ from streamlit.testing.v1 import AppTest
 from odenet import TrainConfig
 from odenet.plots import training_curves
 from odenet.runs import list_runs
-
 from tests.test_app import APP
 
 
@@ -21,8 +20,8 @@ def _adapted_run(root, name="adapted"):
     cfg = TrainConfig.from_dict(dict(train_size=1000, epochs=2, integrator="rk4", steps=1, adapt_every=5))
     (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(), "best_test_acc": 0.9,
                                                  "final_test_acc": 0.9, "duration": 3.0, "final_solver": "rk4 x4"}))
-    rows = [{"kind": "batch", "epoch": 1, "batch": b, "batches_per_epoch": 8, "train_loss": 2.0 / b, "train_acc": 0.1 * b}
-            for b in range(1, 9)]
+    rows = [{"kind": "batch", "epoch": 1, "batch": b, "batches_per_epoch": 8, "train_loss": 2.0 / b,
+             "train_acc": 0.1 * b} for b in range(1, 9)]
     rows.insert(2, {"kind": "solver", "epoch": 1, "batch": 2, "batches_per_epoch": 8, "solver_steps": 2})
     rows.insert(7, {"kind": "solver", "epoch": 1, "batch": 6, "batches_per_epoch": 8, "solver_steps": 4})
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
