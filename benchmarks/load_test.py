@@ -32,7 +32,8 @@ def start_server(runs: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+    # the way `make run` starts the app (odenet.serve: streamlit run with the heavy imports done first)
+    proc = subprocess.Popen([sys.executable, "-m", "odenet.serve", "--server.port",
                              str(port), "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT,
                             env={**os.environ, "ODENET_RUNS": runs}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -4,7 +4,9 @@ When the server listens beyond localhost (``make run ADDRESS=0.0.0.0``), startin
 resetting and deleting training runs need the presenter token: ``ODENET_PRESENTER_TOKEN``, or
 one generated when the server first needs it and printed once to the terminal.  Visitors keep
 everything else (drawing, trajectories, small robustness grids, watching training).  On
-localhost every visitor is the presenter, as before.
+localhost every visitor is the presenter, as before.  Behind a reverse proxy the server itself
+listens on localhost while the room reaches it: ``ODENET_SHARED=1`` makes it a shared demo
+anyway (``ODENET_SHARED=0`` the opposite).
 
 The token is compared in constant time (:func:`hmac.compare_digest`), never logged and never
 put in a URL: the app asks for it in a password field and keeps only "this session is the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import ipaddress
 import os
 import secrets
 import sys
@@ -28,8 +31,8 @@ from dataclasses import dataclass
 
 from .errors import OdenetError
 
-__all__ = ["LOCAL_ADDRESSES", "is_public_address", "presenter_token", "token_matches", "Busy", "WorkLimiter",
-           "work_limiter"]
+__all__ = ["LOCAL_ADDRESSES", "is_public_address", "shared_override", "presenter_token", "token_matches", "Busy",
+           "WorkLimiter", "work_limiter"]
 
 LOCAL_ADDRESSES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})  # unset = every interface = public
 _token_lock = threading.Lock()
@@ -37,8 +40,29 @@ _generated: str | None = None
 
 
 def is_public_address(address: str | None) -> bool:
-    """True when a server bound to ``address`` is reachable from other machines."""
-    return (address or "").strip().lower() not in LOCAL_ADDRESSES
+    """True when a server bound to ``address`` is reachable from other machines (anything but
+    a loopback name or address such as ``localhost``, ``127.0.0.2`` or ``::1``)."""
+    text = (address or "").strip().lower()
+    if text in LOCAL_ADDRESSES:
+        return False
+    try:
+        return not ipaddress.ip_address(text.strip("[]")).is_loopback
+    except ValueError:  # a host name other than localhost, or empty (= every interface)
+        return True
+
+
+def shared_override() -> bool | None:
+    """``ODENET_SHARED``: 1/true/yes forces shared-demo mode (a server behind a reverse proxy),
+    0/false/no turns it off, unset leaves it to the listening address.  Anything else is an
+    error that names the variable."""
+    raw = os.environ.get("ODENET_SHARED", "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise OdenetError(f"ODENET_SHARED={raw!r} is not understood: use 1 (a shared demo) or 0 (a local lab)")
 
 
 def presenter_token(announce: bool = True) -> str:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import streamlit as st
 import torch
 
-from .access import Busy, is_public_address, presenter_token, token_matches, work_limiter
+from .access import Busy, is_public_address, presenter_token, shared_override, token_matches, work_limiter
 from .analysis import PCAFit, StepView, pca_fit, plane_field, stage_states, step_view
 from .checkpoints import load_model
 from .data import DataError, MNISTSplit, load_mnist
@@ -244,8 +244,10 @@ def heavy_work(what: str) -> Iterator[None]:
 
 
 def server_is_public() -> bool:
-    """Whether this Streamlit server listens beyond localhost (a shared demo)."""
-    return is_public_address(str(st.get_option("server.address") or ""))
+    """Whether this Streamlit server is a shared demo: it listens beyond localhost, or
+    ``ODENET_SHARED=1`` says so (a reverse proxy in front of a localhost server)."""
+    forced = shared_override()
+    return forced if forced is not None else is_public_address(str(st.get_option("server.address") or ""))
 
 
 def presenter_access() -> bool:

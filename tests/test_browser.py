@@ -1,9 +1,11 @@
-"""Browser tests: a real `streamlit run` server driven by Playwright in Debian's chromium.
+"""Browser tests: a real Streamlit server (started as `make run` does: `python -m odenet.serve`)
+driven by Playwright in Debian's chromium.
 
 Screenshots of every page are saved to ``$ODENET_SCREENSHOTS`` (default ``artifacts/screenshots``)
 and copied into docs/screenshots for the README.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,19 +39,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    run = runs / "browser-fixture"
-    run.mkdir()
-    cfg = TrainConfig(train_size=1000, epochs=1)
-    torch.manual_seed(0)
-    save_checkpoint(run / "last.pt", RKNet(cfg.model).eval(), cfg, {"test_acc": 0.1})
-    (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(), "best_test_acc": 0.1}))
+@contextlib.contextmanager
+def _app_server(tmp_path_factory, runs: Path, extra_env: dict | None = None):
+    """A server started as `make run` does, on a free loopback port; no traceback may reach its log."""
     port = free_port()
-    env = {**os.environ, "ODENET_RUNS": str(runs), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "ODENET_RUNS": str(runs), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+    proc = subprocess.Popen([sys.executable, "-m", "odenet.serve", "--server.headless",  # as `make run` does
                              "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
@@ -70,6 +66,19 @@ def server(tmp_path_factory):
     log.seek(0)
     text = log.read()
     assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    run = runs / "browser-fixture"
+    run.mkdir()
+    cfg = TrainConfig(train_size=1000, epochs=1)
+    torch.manual_seed(0)
+    save_checkpoint(run / "last.pt", RKNet(cfg.model).eval(), cfg, {"test_acc": 0.1})
+    (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(), "best_test_acc": 0.1}))
+    with _app_server(tmp_path_factory, runs) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +210,36 @@ def test_blank_upload_says_no_digit_found(server, page, tmp_path):
     no_exception(page)
 
 
+def test_latest_input_wins_upload_then_drawing_then_clear(server, page, tmp_path):
+    """Issue #12: a drawing made after an upload is what gets classified, and Clear removes both."""
+    import numpy as np
+    from PIL import Image
+
+    from odenet.data import load_mnist
+
+    _, test = load_mnist()
+    idx = int((test.labels == 0).nonzero()[0])  # a 0: neither of the shapes draw_digit makes
+    digit = tmp_path / "zero.png"
+    Image.fromarray(255 - test.images[idx].numpy().astype(np.uint8)).resize((112, 112)).save(digit)
+    page.goto(f"{server}/draw")
+    page.locator(CANVAS).wait_for()
+    page.wait_for_function(MODEL_READY, timeout=90_000)
+    page.locator("[data-testid='stFileUploader'] input[type=file]").set_input_files(str(digit))
+    page.get_by_text("Input: upload zero.png").wait_for(timeout=60_000)
+    settle(page)
+    draw_digit(page, 1)  # a 7 drawn after the upload
+    page.mouse.up()
+    page.get_by_text("Input: drawing").wait_for(timeout=60_000)
+    settle(page)
+    assert page.get_by_text("Input: upload zero.png").count() == 0
+    no_exception(page)
+    page.get_by_role("button", name="Clear drawing and upload").click()
+    settle(page, 800)
+    assert page.get_by_text("Input: drawing").count() == 0 and page.get_by_text("Input: upload").count() == 0
+    assert page.locator("[data-testid='stFileUploader'] [data-testid='stFileUploaderFile']").count() == 0
+    no_exception(page)
+
+
 def test_settings_stay_and_nothing_leaves_localhost(server, page):
     outside = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(
@@ -286,3 +325,41 @@ def test_animations_render_without_console_errors(server, page, path, name, read
         assert "methods=euler%2Cmidpoint%2Crk4" in page.url or "methods=euler,midpoint,rk4" in page.url
     shot(page, name)
     assert errors == [], errors
+
+
+def test_presenter_token_in_the_browser(tmp_path_factory, browser):
+    """Issue #14 end to end: on a shared server (ODENET_SHARED=1, as behind a reverse proxy) a
+    visitor cannot start training; a wrong token is refused; the right one unlocks Start for
+    that session only, and the token never appears in the URL."""
+    token = "browser-test-token-42"
+    with _app_server(tmp_path_factory, tmp_path_factory.mktemp("runs"),
+                     {"ODENET_SHARED": "1", "ODENET_PRESENTER_TOKEN": token}) as url:
+        presenter = browser.new_context(viewport={"width": 1400, "height": 1000})
+        visitor = browser.new_context(viewport={"width": 1400, "height": 1000})
+        try:
+            pg = presenter.new_page()
+            pg.set_default_timeout(60_000)
+            pg.goto(f"{url}/train")
+            settle(pg)
+            start = pg.get_by_role("button", name="▶ Start")
+            assert start.is_disabled()
+            pg.get_by_text("Presenter").first.click()
+            field = pg.get_by_label("Presenter token")
+            field.fill("not-the-token")
+            field.press("Enter")
+            pg.get_by_text("That is not the presenter token.").wait_for()
+            field.fill(token)
+            field.press("Enter")
+            settle(pg, 800)
+            assert pg.get_by_role("button", name="▶ Start").is_enabled()
+            assert token not in pg.url
+            other = visitor.new_page()
+            other.set_default_timeout(60_000)
+            other.goto(f"{url}/train")
+            settle(other)
+            assert other.get_by_role("button", name="▶ Start").is_disabled()
+            no_exception(pg)
+            no_exception(other)
+        finally:
+            presenter.close()
+            visitor.close()

@@ -23,6 +23,22 @@ def test_public_addresses_need_the_token():
     assert not is_public_address("localhost") and not is_public_address("127.0.0.1") and not is_public_address("::1")
     assert is_public_address("0.0.0.0") and is_public_address("192.168.1.20")
     assert is_public_address("") and is_public_address(None)  # Streamlit without an address listens everywhere
+    assert not is_public_address("127.0.0.2") and not is_public_address("[::1]")  # all of 127/8 is loopback
+    assert is_public_address("10.0.0.5") and is_public_address("demo.example.org")
+
+
+def test_shared_override_from_the_environment(monkeypatch):
+    from odenet.access import shared_override
+    from odenet.errors import OdenetError
+
+    monkeypatch.delenv("ODENET_SHARED", raising=False)
+    assert shared_override() is None
+    for raw, want in (("1", True), ("yes", True), ("0", False), ("off", False)):
+        monkeypatch.setenv("ODENET_SHARED", raw)
+        assert shared_override() is want
+    monkeypatch.setenv("ODENET_SHARED", "maybe")
+    with pytest.raises(OdenetError, match="ODENET_SHARED='maybe'"):
+        shared_override()
 
 
 def test_token_from_env_or_generated_once(monkeypatch, capsys):
