@@ -90,25 +90,40 @@ def draw_digit(page, k: int) -> None:
         page.mouse.move(x0 + x, y0 + y, steps=2)
 
 
+async def open_draw_page(browser, url: str):
+    """A fresh context on the Draw page with the in-browser model loaded: (context, page)."""
+    ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
+    page = await ctx.new_page()
+    page.set_default_timeout(90_000)
+    await page.goto(f"{url}/draw")
+    await page.locator(CANVAS).wait_for()
+    await page.wait_for_function(MODEL_READY, timeout=90_000)
+    return ctx, page
+
+
+async def draw_and_wait(page, k: int) -> float:
+    """Draw digit ``k``, lift the pen and wait for the browser's prediction: milliseconds from
+    mouse-up to the prediction on screen."""
+    await draw_digit_async(page, k)
+    t = time.perf_counter()
+    await page.mouse.up()
+    await page.wait_for_function(IS_PREDICTION, timeout=60_000)
+    return 1000 * (time.perf_counter() - t)
+
+
 async def user(browser, url: str, draws: int, out: list, errors: list, server: list) -> None:
     """One browser context on the Draw page: draw, wait for the prediction (in the browser) and
     for the server's rerun (the "watch it think" chart), clear; ``draws`` times.  A prediction
     that never comes is an error."""
-    ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
-    page = await ctx.new_page()
-    page.set_default_timeout(90_000)
+    ctx = None
     try:
-        await page.goto(f"{url}/draw")
-        await page.locator(CANVAS).wait_for()
-        await page.wait_for_function(MODEL_READY, timeout=90_000)
+        ctx, page = await open_draw_page(browser, url)
         for k in range(draws):
-            await draw_digit_async(page, k)
-            t = time.perf_counter()
-            await page.mouse.up()
-            await page.wait_for_function(IS_PREDICTION, timeout=60_000)
-            out.append(1000 * (time.perf_counter() - t))  # mouse-up -> prediction on screen (browser path)
+            ms = await draw_and_wait(page, k)  # mouse-up -> prediction on screen (browser path)
+            t_up = time.perf_counter() - ms / 1000
+            out.append(ms)
             await page.get_by_text("Watch it think: class probabilities").first.wait_for(timeout=60_000)
-            server.append(1000 * (time.perf_counter() - t))  # mouse-up -> the server's rerun rendered
+            server.append(1000 * (time.perf_counter() - t_up))  # mouse-up -> the server's rerun rendered
             if await page.locator("[data-testid='stException']").count():
                 errors.append(await page.locator("[data-testid='stException']").first.inner_text())
             await page.get_by_role("button", name="Clear drawing and upload").click()
@@ -117,7 +132,25 @@ async def user(browser, url: str, draws: int, out: list, errors: list, server: l
     except Exception as exc:  # recorded, the run reports it
         errors.append(f"{type(exc).__name__}: {exc}")
     finally:
-        await ctx.close()
+        if ctx is not None:
+            await ctx.close()
+
+
+async def browse_round(page, url: str, k: int, out: list, errors: list, pause_ms: int = 0) -> None:
+    """Open Trajectories (seed ``k``) and the Train page in ``page``; append each visit's time
+    until Streamlit finished running to ``out`` and any exception box to ``errors``."""
+    done = "() => !document.querySelector('[data-testid=stStatusWidget]')"
+    for path, text in ((f"trajectories?seed={k}&n=30", "Hidden-state trajectories"), ("train", "Train RKNet live")):
+        t = time.perf_counter()
+        await page.goto(f"{url}/{path}")
+        await page.get_by_text(text).first.wait_for()
+        await page.wait_for_timeout(300)
+        await page.wait_for_function(done, timeout=180_000)
+        out.append(1000 * (time.perf_counter() - t))
+        if await page.locator("[data-testid='stException']").count():
+            errors.append(f"{path}: " + await page.locator("[data-testid='stException']").first.inner_text())
+        if pause_ms:
+            await page.wait_for_timeout(pause_ms)
 
 
 async def browser_user(browser, url: str, rounds: int, out: list, errors: list) -> None:
@@ -126,19 +159,9 @@ async def browser_user(browser, url: str, rounds: int, out: list, errors: list) 
     ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
     page = await ctx.new_page()
     page.set_default_timeout(120_000)
-    done = "() => !document.querySelector('[data-testid=stStatusWidget]')"
     try:
         for k in range(rounds):
-            for path, text in ((f"trajectories?seed={k}&n=30", "Hidden-state trajectories"),
-                               ("train", "Train RKNet live")):
-                t = time.perf_counter()
-                await page.goto(f"{url}/{path}")
-                await page.get_by_text(text).first.wait_for()
-                await page.wait_for_timeout(300)
-                await page.wait_for_function(done, timeout=120_000)
-                out.append(1000 * (time.perf_counter() - t))
-                if await page.locator("[data-testid='stException']").count():
-                    errors.append(await page.locator("[data-testid='stException']").first.inner_text())
+            await browse_round(page, url, k, out, errors)
     except Exception as exc:  # recorded, the run reports it
         errors.append(f"{type(exc).__name__}: {exc}")
     finally:

@@ -28,18 +28,17 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.load_test import (  # noqa: E402
     ARGS,
-    CANVAS,
     IS_BLANK,
-    IS_PREDICTION,
-    MODEL_READY,
-    draw_digit_async,
+    browse_round,
+    draw_and_wait,
+    open_draw_page,
     server_usage,
     start_server,
     stats,
 )
 from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
 
-DONE = "() => !document.querySelector('[data-testid=stStatusWidget]')"
+DONE = "() => !document.querySelector('[data-testid=stStatusWidget]')"  # Streamlit finished running
 
 
 async def _exception(page) -> str | None:
@@ -75,22 +74,14 @@ async def drawer(browser, url: str, deadline: float, res: dict, k0: int) -> None
     """Draw, wait for the prediction, clear, pause; a fresh page every 10 drawings."""
     k = k0
     while time.monotonic() < deadline:
-        ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
-        page = await ctx.new_page()
-        page.set_default_timeout(120_000)
+        ctx = None
         try:
-            await page.goto(f"{url}/draw")
-            await page.locator(CANVAS).wait_for()
-            await page.wait_for_function(MODEL_READY, timeout=120_000)
+            ctx, page = await open_draw_page(browser, url)
             for _ in range(10):
                 if time.monotonic() >= deadline:
                     break
-                await draw_digit_async(page, k)
-                t = time.perf_counter()
-                await page.mouse.up()
                 res["draws"] += 1
-                await page.wait_for_function(IS_PREDICTION, timeout=60_000)
-                res["draw_ms"].append(1000 * (time.perf_counter() - t))
+                res["draw_ms"].append(await draw_and_wait(page, k))
                 res["answered"] += 1
                 if (exc := await _exception(page)) is not None:
                     res["errors"].append(f"draw page: {exc}")
@@ -101,7 +92,8 @@ async def drawer(browser, url: str, deadline: float, res: dict, k0: int) -> None
         except Exception as exc:  # recorded, the run reports it
             res["errors"].append(f"drawer: {type(exc).__name__}: {exc}")
         finally:
-            await ctx.close()
+            if ctx is not None:
+                await ctx.close()
 
 
 async def visitor(browser, url: str, deadline: float, res: dict) -> None:
@@ -112,17 +104,7 @@ async def visitor(browser, url: str, deadline: float, res: dict) -> None:
     page.set_default_timeout(180_000)
     try:
         while time.monotonic() < deadline:
-            for path, text in ((f"trajectories?seed={k}&n=30", "Hidden-state trajectories"),
-                               ("train", "Train RKNet live")):
-                t = time.perf_counter()
-                await page.goto(f"{url}/{path}")
-                await page.get_by_text(text).first.wait_for()
-                await page.wait_for_timeout(300)
-                await page.wait_for_function(DONE, timeout=180_000)
-                res["page_ms"].append(1000 * (time.perf_counter() - t))
-                if (exc := await _exception(page)) is not None:
-                    res["errors"].append(f"{path}: {exc}")
-                await page.wait_for_timeout(5000)
+            await browse_round(page, url, k, res["page_ms"], res["errors"], pause_ms=5000)
             k += 1
     except Exception as exc:  # recorded, the run reports it
         res["errors"].append(f"visitor: {type(exc).__name__}: {exc}")

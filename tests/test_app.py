@@ -1,6 +1,7 @@
 """AppTest page tests: every page renders through app.py's navigation, controls exist with
 sensible defaults, changing them changes what is shown, bad input shows a message."""
 
+import re
 import time
 
 import numpy as np
@@ -159,6 +160,12 @@ def test_trajectories_and_robustness_pages(runs):
     assert not rob.exception
     df = rob.dataframe[0].value
     assert len(df) == 4 and set(df["nfe"]) == {1, 2, 4, 8}
+    labels = [m.label for m in rob.metric]  # issue #16: the gap and the critical steps above the heatmap
+    assert any(lbl.startswith("Accuracy with its training solver") for lbl in labels) and "ODE-ness gap" in labels
+    gap = next(m.value for m in rob.metric if m.label == "ODE-ness gap")
+    assert re.fullmatch(r"[+-]\d+\.\d\d points", gap), gap
+    crit = next(c.value for c in rob.caption if c.value.startswith("Critical step size"))
+    assert "euler:" in crit and "rk4:" in crit
 
 
 def test_missing_mnist_is_an_actionable_error_and_other_pages_work(runs, tmp_path, monkeypatch):
