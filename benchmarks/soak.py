@@ -53,12 +53,15 @@ async def presenter(browser, url: str, deadline: float, res: dict) -> None:
     page.set_default_timeout(600_000)
     try:
         await page.goto(f"{url}/train")
+        result = page.get_by_text("It is now selectable on the other pages.")  # a job's end message
         while time.monotonic() < deadline - 30:
             t = time.perf_counter()
             await page.get_by_role("button", name="▶ Start").click()
-            await page.get_by_text("It is now selectable on the other pages.").last.wait_for(timeout=900_000)
+            # the previous job's end message goes once the new job shows; then wait for the new one's
+            await result.first.wait_for(state="detached", timeout=120_000)
+            await result.first.wait_for(timeout=900_000)
             res["job_seconds"].append(time.perf_counter() - t)
-            text = await page.get_by_text("It is now selectable on the other pages.").last.inner_text()
+            text = await result.first.inner_text()
             res["jobs"].append("finished" if " finished;" in text else text[:120])
             if (exc := await _exception(page)) is not None:
                 res["errors"].append(f"train page: {exc}")
@@ -117,10 +120,14 @@ def _threads_fds(pid: int) -> tuple[int, int]:
     return threads, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-async def sampler(pid: int, start: float, deadline: float, samples: list) -> None:
+async def sampler(pid: int, start: float, deadline: float, samples: list, res: dict) -> None:
     while time.monotonic() < deadline:
-        rss, cpu = server_usage(pid)
-        threads, fds = _threads_fds(pid)
+        try:
+            rss, cpu = server_usage(pid)
+            threads, fds = _threads_fds(pid)
+        except (FileNotFoundError, ProcessLookupError, StopIteration):
+            res["errors"].append(f"server process {pid} is gone after {time.monotonic() - start:.0f} s")
+            return
         samples.append({"t_s": round(time.monotonic() - start), "rss_mib": round(rss, 1), "threads": threads,
                         "fds": fds, "cpu_s": round(cpu, 1)})
         await asyncio.sleep(30)
@@ -152,10 +159,11 @@ def main() -> None:
         async def run() -> None:
             async with async_playwright() as p:
                 b = await p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-                await asyncio.gather(sampler(proc.pid, start, deadline, samples),
+                await asyncio.gather(sampler(proc.pid, start, deadline, samples, res),
                                      presenter(b, url, deadline, res),
                                      *(drawer(b, url, deadline, res, i) for i in range(args.drawers)),
-                                     *(visitor(b, url, deadline, res) for _ in range(args.browsers)))
+                                     *(visitor(b, url, deadline, res) for _ in range(args.browsers)),
+                                     return_exceptions=True)
                 await b.close()
 
         try:
@@ -165,11 +173,19 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=60)
         n_runs = len(list(Path(runs).iterdir()))
+        server_jobs = []  # the server's own account of each run: status and duration
+        for run in sorted(Path(runs).iterdir()):
+            try:
+                st = json.loads((run / "status.json").read_text())
+                server_jobs.append({"status": st.get("status"), "duration_s": round(st.get("duration") or 0, 1),
+                                    "test_acc": st.get("final_test_acc")})
+            except (OSError, ValueError):
+                server_jobs.append({"status": "no status.json"})
     out = {
         "cpu": cpu_name(), "minutes": args.minutes, "drawers": args.drawers, "browsers": args.browsers,
         "server_alive_at_end": alive, "errors": res["errors"],
         "jobs_finished": res["jobs"].count("finished"), "jobs_other": [j for j in res["jobs"] if j != "finished"],
-        "run_dirs": n_runs, "job_seconds": stats([1000 * s for s in res["job_seconds"]]),
+        "run_dirs": n_runs, "server_jobs": server_jobs, "job_seconds": stats([1000 * s for s in res["job_seconds"]]),
         "drawings": res["draws"], "answered": res["answered"], "draw_latency": stats(res["draw_ms"]),
         "page_interactions": stats(res["page_ms"]),
         "rss_mib_q2_q4": [round(_quarter(samples, "rss_mib", 1), 1), round(_quarter(samples, "rss_mib", 3), 1)],
