@@ -5,20 +5,19 @@
 ``streamlit run app.py`` imports torch, pandas and plotly, reads MNIST and loads the shipped
 models during the first page visit after a server start, which made that visit 1-2 s slower
 than any later one.  Streamlit runs page scripts in its own process, so importing those modules
-here first, and filling the process-wide caches (MNIST, the shipped models) in a background
-thread while the server starts, moves that cost out of the first visit.  Nothing else changes:
+here first moves that cost out of the first visit, and a background thread fills the
+process-wide caches (MNIST, the shipped models) while the server starts (a visit that comes
+sooner loads what it needs itself).  Nothing else changes:
 options after the module name go to ``streamlit run`` unchanged.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
-log = logging.getLogger(__name__)
 
 
 def warm_imports() -> None:
@@ -42,10 +41,17 @@ def warm_caches() -> None:
         for path in pretrained_models().values():
             cached_model(path)
     except Exception as exc:  # noqa: BLE001 - warm-up is best effort; the page shows the real error
-        log.info("warm-up skipped: %s", exc)
+        print(f"odenet: warm-up skipped ({type(exc).__name__}: {exc}); pages load on first use", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .access import shared_override
+    from .errors import OdenetError
+
+    try:
+        shared_override()  # a typo in ODENET_SHARED stops the launch, not the first visit
+    except OdenetError as exc:
+        sys.exit(f"odenet: {exc}")
     warm_imports()
     threading.Thread(target=warm_caches, name="odenet-warm-up", daemon=True).start()
     from streamlit.web import cli

@@ -84,7 +84,8 @@ if df is None:
 st.plotly_chart(plots.gradient_costs(df), key="grad_costs", width="stretch")
 st.dataframe(df.assign(saved_mib=df["saved_mib"].round(2), time_s=df["time_s"].round(3),
                        grad_rel_error=df["grad_rel_error"].map(lambda v: f"{v:.2e}"),
-                       grad_cosine=df["grad_cosine"].round(6)).drop(columns=["saved_bytes", "loss"]),
+                       grad_cosine=df["grad_cosine"].round(6))
+             .drop(columns=["saved_bytes", "loss"] + (["peak_cuda_mib"] if df["peak_cuda_mib"].isna().all() else [])),
              hide_index=True)
 st.info(
     "Why the adjoint's gradient differs from backprop's: backprop differentiates the computation the solver "

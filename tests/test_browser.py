@@ -23,6 +23,7 @@ from benchmarks.load_test import CANVAS, IS_PREDICTION, MODEL_READY, draw_digit
 from odenet import RKNet, TrainConfig, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
+expect = pytest.importorskip("playwright.sync_api").expect
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
@@ -58,13 +59,17 @@ def _app_server(tmp_path_factory, runs: Path, extra_env: dict | None = None):
             time.sleep(0.3)
     else:
         proc.kill()
+        proc.wait(timeout=20)
         log.seek(0)
         pytest.fail(f"server did not start: {log.read()[-2000:]}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    try:
+        yield url
+    finally:  # also when the test body failed: no orphan server
+        proc.terminate()
+        proc.wait(timeout=20)
     log.seek(0)
     text = log.read()
+    log.close()
     assert "Traceback" not in text, text[-3000:]
 
 
@@ -231,12 +236,13 @@ def test_latest_input_wins_upload_then_drawing_then_clear(server, page, tmp_path
     page.mouse.up()
     page.get_by_text("Input: drawing").wait_for(timeout=60_000)
     settle(page)
-    assert page.get_by_text("Input: upload zero.png").count() == 0
+    expect(page.get_by_text("Input: upload zero.png")).to_have_count(0)
     no_exception(page)
     page.get_by_role("button", name="Clear drawing and upload").click()
-    settle(page, 800)
-    assert page.get_by_text("Input: drawing").count() == 0 and page.get_by_text("Input: upload").count() == 0
-    assert page.locator("[data-testid='stFileUploader'] [data-testid='stFileUploaderFile']").count() == 0
+    expect(page.get_by_text("Input: drawing")).to_have_count(0, timeout=60_000)
+    expect(page.get_by_text("Input: upload")).to_have_count(0, timeout=60_000)
+    expect(page.locator("[data-testid='stFileUploader'] [data-testid='stFileUploaderFile']")).to_have_count(0)
+    settle(page)
     no_exception(page)
 
 
@@ -350,8 +356,8 @@ def test_presenter_token_in_the_browser(tmp_path_factory, browser):
             pg.get_by_text("That is not the presenter token.").wait_for()
             field.fill(token)
             field.press("Enter")
-            settle(pg, 800)
-            assert pg.get_by_role("button", name="▶ Start").is_enabled()
+            expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled(timeout=60_000)
+            settle(pg)
             assert token not in pg.url
             other = visitor.new_page()
             other.set_default_timeout(60_000)

@@ -54,7 +54,7 @@ def test_shipped_records_match_their_files_and_label_solver_bound_models():
 
 
 def test_shipped_kinetic_model_is_solver_independent_and_cheaper(test_split):
-    """The third shipped model (issue #16): on 500 test images, every solver of the bar agrees
+    """The third shipped model (issue #16): on 300 test images, every solver of the bar agrees
     within a point and the adaptive solve needs far fewer evaluations than rk4_1step's."""
     from odenet.analysis import SOLVER_INDEPENDENCE_BAR, solver_table
 
