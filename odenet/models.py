@@ -8,6 +8,7 @@ names match the notebook so its ``state_dict`` loads unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,31 @@ class GradientNet(nn.Module):
             x = act(bn(self._conv_with_time(conv, t, x)))
         return x
 
+    def prepared(self, h: torch.Tensor) -> Callable[[float, torch.Tensor], torch.Tensor]:
+        """``f(t, x)`` for one solve of states shaped like ``h`` (N, C, H, W): equal to
+        ``self(t, x)`` to float rounding, with the per-solve work done once instead of at every
+        stage.  Each block's kernel is split into its state part (made contiguous once, in the
+        state's memory format) and the time channel's map ``conv(ones, w_t)`` (1, C_out, H, W).
+        The weights do not change during a solve, and autograd sees both through the split, so
+        gradients are the same.  Nothing is stored on the module: a shared model stays safe to
+        call from many threads."""
+        c, fmt = h.shape[1], (torch.channels_last if h.is_contiguous(memory_format=torch.channels_last)
+                              else torch.contiguous_format)
+        ones = h.new_ones(1, 1, h.shape[2], h.shape[3])
+        blocks = []
+        for conv, bn, act in (self.block1, self.block2):
+            w = conv.weight  # (C_out, C + 1, k, k)
+            time_map = F.conv2d(ones, w[:, c:], None, conv.stride, conv.padding)  # (1, C_out, H, W)
+            blocks.append((w[:, :c].contiguous(memory_format=fmt), conv.bias, conv.stride, conv.padding, time_map,
+                           bn, act))
+
+        def f(t: float, x: torch.Tensor) -> torch.Tensor:
+            for w_x, bias, stride, padding, time_map, bn, act in blocks:
+                x = act(bn(F.conv2d(x, w_x, bias, stride, padding) + float(t) * time_map))
+            return x
+
+        return f
+
 
 @dataclass
 class ModelTrajectory:
@@ -213,7 +239,7 @@ class RKNet(nn.Module):
             return Solution(y=y, stats=SolverStats(nfe=bs.nfe_forward, steps=bs.steps_forward,
                                                    accepted=bs.steps_forward - bs.rejected_forward,
                                                    rejected=bs.rejected_forward))
-        return spec.build(self.gradient, check_finite=False).solve(h0, trajectory=trajectory)
+        return spec.build(self.gradient.prepared(h0), check_finite=False).solve(h0, trajectory=trajectory)
 
     # -- forward ----------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,8 +262,9 @@ class RKNet(nn.Module):
         from .regularizers import RecordingField, jacobian_frobenius, kinetic_energy
 
         spec = solver if solver is not None else self.config.solver
-        rec = RecordingField(self.gradient)
-        sol = spec.build(rec, check_finite=False).solve(self.sampling(x))
+        h0 = self.sampling(x)  # (N, C, 6, 6)
+        rec = RecordingField(self.gradient.prepared(h0))
+        sol = spec.build(rec, check_finite=False).solve(h0)
         self.last_stats = sol.stats
         terms: dict[str, torch.Tensor] = {}
         if kinetic:
