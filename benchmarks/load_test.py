@@ -101,13 +101,22 @@ async def open_draw_page(browser, url: str):
     return ctx, page
 
 
+PEN_STATE = ("() => JSON.stringify(" + _PENS + ".map(i => ({pred: i.pred.textContent, wasm: i.wasm, "
+             "session: !!i.session, strokes: i.strokes.length, busy: i.busy, error: i.error, "
+             "connected: i.canvas.isConnected, version: i.version, done: i.doneVersion})))")
+
+
 async def draw_and_wait(page, k: int) -> float:
     """Draw digit ``k``, lift the pen and wait for the browser's prediction: milliseconds from
-    mouse-up to the prediction on screen."""
+    mouse-up to the prediction on screen.  A timeout says what the canvas instances were doing."""
     await draw_digit_async(page, k)
     t = time.perf_counter()
     await page.mouse.up()
-    await page.wait_for_function(IS_PREDICTION, timeout=60_000)
+    try:
+        await page.wait_for_function(IS_PREDICTION, timeout=60_000)
+    except Exception as exc:
+        state = await page.evaluate(PEN_STATE)
+        raise TimeoutError(f"no prediction 60 s after pen-up; pen canvases: {state}") from exc
     return 1000 * (time.perf_counter() - t)
 
 
