@@ -72,10 +72,11 @@ st.plotly_chart(plots.ode_trajectories(problem, runs, fine, reference, y_range=p
                 key="int_traj", width="stretch")
 
 st.subheader(f"Cost and accuracy at {int(steps)} steps")
-st.dataframe(pd.DataFrame([{"method": k, "order": METHODS[k].order, "stages": METHODS[k].stages,
-                            "NFE": r.nfe, "wall time (ms)": round(1000 * r.seconds, 3),
-                            "max error": f"blew up at step {r.blowup_step}" if r.blowup_step else f"{r.error:.3e}"}
-                           for k, r in runs.items()]), hide_index=True)
+# small static tables: st.table is plain HTML, cheaper for the browser than an interactive grid
+st.table(pd.DataFrame([{"method": k, "order": METHODS[k].order, "stages": METHODS[k].stages,
+                        "NFE": r.nfe, "wall time (ms)": f"{1000 * r.seconds:.3f}",
+                        "max error": f"blew up at step {r.blowup_step}" if r.blowup_step else f"{r.error:.3e}"}
+                       for k, r in runs.items()]).set_index("method"))
 
 st.subheader("One step up close")
 st.caption("What a tableau does: stage i evaluates the slope k_i at t + c_i·h from y + h·Σ a_ij k_j (the arrows); "
@@ -111,8 +112,8 @@ for i, k in enumerate(methods):  # cached per (problem, tableau) for every visit
     conv.append(cached_convergence(problem, METHODS[k]))
 bar.empty()
 st.plotly_chart(plots.convergence_plot(conv), key="int_conv", width="stretch")
-st.dataframe(pd.DataFrame([{"method": r.method, "nominal order": r.nominal_order,
-                            "empirical order": round(r.fitted_order, 2)} for r in conv]), hide_index=True)
+st.table(pd.DataFrame([{"method": r.method, "nominal order": r.nominal_order,
+                        "empirical order": round(r.fitted_order, 2)} for r in conv]).set_index("method"))
 
 st.subheader("Inside the adaptive solver")
 st.caption("dopri5 with its embedded error estimate on this problem: every attempted step with its size; red "
@@ -140,7 +141,7 @@ rows = [[f"{tab.c[i]:.6g}"] + [f"{v:.6g}" if j < i else "" for j, v in enumerate
 rows.append(["b"] + [f"{v:.6g}" for v in tab.b])
 if tab.b_error is not None:
     rows.append(["b - b̂"] + [f"{v:.4g}" for v in tab.b_error])
-st.dataframe(pd.DataFrame(rows, columns=["c"] + [f"a·{j + 1}" for j in range(tab.stages)]), hide_index=True)
+st.table(pd.DataFrame(rows, columns=["c"] + [f"a·{j + 1}" for j in range(tab.stages)]).set_index("c"))
 st.caption(m.description or f"{m.name}: order {m.order}, {m.stages} stages")
 
 st.subheader("Define your own method")

@@ -46,11 +46,11 @@ def test_integrators_page_defaults_and_changes(runs):
     assert at.selectbox(key="int_problem").value == "decay"
     assert at.multiselect(key="int_methods").value == ["euler", "modified_euler", "rk4"]
     assert at.number_input(key="int_steps").value == 10
-    table = at.dataframe[0].value
+    table = at.table[0].value
     assert list(table["NFE"]) == [10, 20, 40]
     at.number_input(key="int_steps").set_value(5).run()
-    assert list(at.dataframe[0].value["NFE"]) == [5, 10, 20]
-    orders = at.dataframe[1].value
+    assert list(at.table[0].value["NFE"]) == [5, 10, 20]
+    orders = at.table[1].value
     assert all(abs(o - n) <= 0.2 for o, n in zip(orders["empirical order"], orders["nominal order"]))
     at.selectbox(key="int_problem").set_value("vanderpol").run()
     assert not at.exception and "No closed form" in at.caption[1].value
@@ -67,7 +67,7 @@ def test_integrators_custom_tableau_valid_and_invalid(runs):
     at.button[0].click().run()
     assert any("Added 'custom_heun3': order 3" in s.value for s in at.success)
     at.multiselect(key="int_methods").set_value(["custom_heun3"]).run()
-    assert not at.exception and list(at.dataframe[0].value["NFE"]) == [30]
+    assert not at.exception and list(at.table[0].value["NFE"]) == [30]
     # a name that is not an identifier is made into a key, not a crash
     at.text_input(key="ct_name").set_value("RK²")
     at.button[0].click().run()
