@@ -217,7 +217,7 @@ def fmt_eta(sec):
     return f"{int(sec // 60)} min {int(sec % 60)} s" if sec >= 60 else f"{sec:.0f} s"
 
 
-@st.fragment(run_every=1.5)
+@st.fragment(run_every=1.0)
 def live_view() -> None:
     job_id = st.session_state.get("watch_job")
     cur = mgr.current()
