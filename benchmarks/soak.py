@@ -1,11 +1,12 @@
-"""Soak test: a real `streamlit run` server on loopback for a fixed time (default one hour).
+"""Soak test: the app's server (started as `make run` does) on loopback for a fixed time (one hour).
 
 A presenter context starts short training jobs one after another on the Train page (the app's
-defaults: 30,000 images, one epoch; 20,000 in the run reported in the README), while ``--drawers`` contexts draw digits on the Draw page and
-``--browsers`` contexts browse Trajectories and Train, each with a pause between actions (bounded
-loops, loopback only).  Every 30 s it samples the server's resident memory, thread count, open
-file descriptors and CPU time.  Reports errors, jobs finished, drawings answered, and whether memory
-and threads stayed flat (the last quarter of the run against the second quarter).
+defaults: 30,000 images, one epoch; 20,000 in the run reported in the README), while
+``--drawers`` contexts draw digits on the Draw page and ``--browsers`` contexts browse
+Trajectories and Train, each with a pause between actions (bounded loops, loopback only).  Every
+30 s it samples the server's resident memory, thread count, open file descriptors and CPU time.
+Reports errors, jobs finished, drawings answered, and whether memory and threads stayed flat (the
+last quarter of the run against the second quarter).
 
     python benchmarks/soak.py --minutes 60          # writes benchmarks/soak.json
     python benchmarks/soak.py --minutes 3           # a smoke run
