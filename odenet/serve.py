@@ -5,16 +5,15 @@
 ``streamlit run app.py`` imports torch, pandas and plotly, reads MNIST and loads the shipped
 models during the first page visit after a server start, which made that visit 1-2 s slower
 than any later one.  Streamlit runs page scripts in its own process, so importing those modules
-here first moves that cost out of the first visit, and a background thread fills the
-process-wide caches (MNIST, the shipped models) while the server starts (a visit that comes
-sooner loads what it needs itself).  Nothing else changes:
+here first, and filling the process-wide caches (MNIST, the shipped models, the model list)
+before the server starts listening, moves that cost out of the first visit; the server answers
+1-2 s later instead.  Nothing else changes:
 options after the module name go to ``streamlit run`` unchanged.
 """
 
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -35,11 +34,13 @@ def warm_caches() -> None:
     try:
         from .checkpoints import pretrained_models
         from .data import load_mnist
+        from .runs import available_models
         from .ui import cached_model
 
         load_mnist()
         for path in pretrained_models().values():
             cached_model(path)
+        available_models()  # reads every checkpoint's summary once (cached per file version)
     except Exception as exc:  # noqa: BLE001 - warm-up is best effort; the page shows the real error
         print(f"odenet: warm-up skipped ({type(exc).__name__}: {exc}); pages load on first use", file=sys.stderr)
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     except OdenetError as exc:
         sys.exit(f"odenet: {exc}")
     warm_imports()
-    threading.Thread(target=warm_caches, name="odenet-warm-up", daemon=True).start()
+    warm_caches()  # ~1-2 s more before the server answers, so its first visitor does not share the cores with it
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(APP), *(sys.argv[1:] if argv is None else argv)]
