@@ -61,8 +61,9 @@ def training_curves(runs: Mapping[str, pd.DataFrame]) -> tuple[go.Figure, go.Fig
                                       line=dict(color=color, dash="dash")))
             acc.add_trace(go.Scatter(x=_epoch_x(ev), y=100 * ev["test_acc"], name=f"{prefix}test",
                                      mode="lines+markers", line=dict(color=color, dash="dash")))
-        if "solver_steps" in df:  # step adaptation: a dotted line and the new step count where it changed
-            for x, steps in zip(_epoch_x(df[df["kind"] == "solver"]), df.loc[df["kind"] == "solver", "solver_steps"]):
+        changes = df[df["kind"] == "solver"]  # step adaptation: a dotted line and the new step count
+        if "solver_steps" in changes:
+            for x, steps in zip(_epoch_x(changes), changes["solver_steps"]):
                 for fig in (loss, acc):
                     fig.add_vline(x=float(x), line=dict(color=color, dash="dot", width=1),
                                   annotation_text=f"{prefix}{int(steps)} steps", annotation_position="top left",

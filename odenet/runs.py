@@ -97,9 +97,10 @@ def list_runs(runs_dir: str | Path | None = None, active: set[Path] | None = Non
             alive = _pid_alive(st.get("pid"), st.get("host"))
             if not alive or (active is not None and st.get("pid") == os.getpid() and run.resolve() not in active):
                 status = "interrupted"
+        final_solver = st.get("final_solver")
         out.append(RunInfo(run.name, run, status, st.get("config") or {}, st.get("best_test_acc"),
                            st.get("final_test_acc"), st.get("duration"), st.get("started"), st.get("message", ""),
-                           st.get("final_solver") if isinstance(st.get("final_solver"), str) else None))
+                           final_solver if isinstance(final_solver, str) else None))
     return out
 
 

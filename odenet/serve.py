@@ -7,8 +7,8 @@ models during the first page visit after a server start, which made that visit 1
 than any later one.  Streamlit runs page scripts in its own process, so importing those modules
 here first, and filling the process-wide caches (MNIST, the shipped models, the model list)
 before the server starts listening, moves that cost out of the first visit; the server answers
-1-2 s later instead.  Nothing else changes:
-options after the module name go to ``streamlit run`` unchanged.
+1-2 s later instead.  Nothing else changes: options after the module name go to
+``streamlit run`` unchanged.
 """
 
 from __future__ import annotations
