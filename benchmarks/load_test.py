@@ -56,6 +56,8 @@ MODEL_READY = ("() => globalThis.odenetPenCanvas && [...globalThis.odenetPenCanv
 _PENS = "[...((globalThis.odenetPenCanvas || {}).instances || new Map()).values()]"
 IS_BLANK = f"() => {_PENS}.length === 1 && {_PENS}.every(i => /Draw a digit/.test(i.pred.textContent))"
 IS_PREDICTION = f"() => {_PENS}.some(i => /Prediction:\\s*\\d/.test(i.pred.textContent))"
+CENTRE = "e => e.scrollIntoView({block: 'center', behavior: 'instant'})"
+MOUNTS = f"() => {_PENS}.map(i => i.mount).join(',')"  # ids of the canvas instances on the page
 
 
 async def draw_digit_async(page, k: int) -> None:
@@ -64,7 +66,11 @@ async def draw_digit_async(page, k: int) -> None:
     deadline = time.monotonic() + 60
     while await canvas.count() != 1 and time.monotonic() < deadline:  # a cleared canvas is replaced
         await page.wait_for_timeout(100)
-    box = await canvas.bounding_box()
+    # a click on Clear below may have scrolled the canvas away, or under Streamlit's top bar: centre it
+    await canvas.evaluate(CENTRE)
+    box = None
+    while box != (box := await canvas.bounding_box()):  # until the scroll has settled
+        await page.wait_for_timeout(50)
     x0, y0 = box["x"], box["y"]
     pts = ([(140 - i, 50 + 16 * i) for i in range(12)] if k % 2 == 0 else
            [(80 + 12 * i, 60) for i in range(11)] + [(200 - 6 * i, 60 + 12 * i) for i in range(1, 16)])
@@ -80,7 +86,10 @@ def draw_digit(page, k: int) -> None:
     deadline = time.monotonic() + 60
     while canvas.count() != 1 and time.monotonic() < deadline:
         page.wait_for_timeout(100)
-    box = canvas.bounding_box()
+    canvas.evaluate(CENTRE)
+    box = None
+    while box != (box := canvas.bounding_box()):
+        page.wait_for_timeout(50)
     x0, y0 = box["x"], box["y"]
     pts = ([(140 - i, 50 + 16 * i) for i in range(12)] if k % 2 == 0 else
            [(80 + 12 * i, 60) for i in range(11)] + [(200 - 6 * i, 60 + 12 * i) for i in range(1, 16)])

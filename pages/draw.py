@@ -61,8 +61,10 @@ with left:
     canvas_rgba = st.session_state.get("canvas_override")  # tests inject canvas pixels here
     drawing = None
     if canvas_rgba is None:
-        drawing = pen_canvas(onnx, key=f"pen_{nonce}", steps_ts=step_times(solver.steps, solver.t0, solver.t1),
-                             strokes=st.session_state.get("draw_strokes"))
+        # one key for good: Clear wipes the canvas in place (clear_token), so a stroke is never drawn
+        # into a canvas that a late rerun then replaces
+        drawing = pen_canvas(onnx, key="pen", steps_ts=step_times(solver.steps, solver.t0, solver.t1),
+                             strokes=st.session_state.get("draw_strokes"), clear_token=nonce)
         if drawing is not None and drawing.get("strokes") is not None:
             st.session_state["draw_strokes"] = drawing["strokes"]  # the drawing survives a visit to another page
     if st.button("Clear drawing and upload", key="clear_canvas"):
@@ -74,7 +76,7 @@ with left:
                               key=f"draw_upload_{nonce}")
 
 # the latest input wins: a new upload replaces the drawing, a new stroke replaces the upload
-seq = None if drawing is None else drawing.get("seq")
+seq = None if drawing is None or drawing.get("seq") is None else (drawing.get("mount"), drawing["seq"])
 upload_id = None if upload is None else upload.file_id
 last = st.session_state.get("draw_source")
 if upload_id is not None and (last is None or last.get("upload") != upload_id):

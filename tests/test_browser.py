@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.load_test import CANVAS, IS_BLANK, IS_PREDICTION, MODEL_READY, draw_digit
+from benchmarks.load_test import CANVAS, IS_BLANK, IS_PREDICTION, MODEL_READY, MOUNTS, draw_digit
 from odenet import RKNet, TrainConfig, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,6 +244,33 @@ def test_latest_input_wins_upload_then_drawing_then_clear(server, page, tmp_path
     expect(page.get_by_text("Input: upload")).to_have_count(0, timeout=60_000)
     expect(page.locator("[data-testid='stFileUploader'] [data-testid='stFileUploaderFile']")).to_have_count(0)
     settle(page)
+    no_exception(page)
+
+
+def test_clear_during_the_pen_up_rerun_loses_no_stroke(server, page):
+    """Issue #14: Clear pressed the moment the browser shows its prediction (the server still busy
+    with that pen-up) wipes the same canvas in place, and the next drawing is answered by the
+    browser and by the server; the cleared drawing does not come back."""
+    page.goto(f"{server}/draw")
+    page.locator(CANVAS).wait_for()
+    page.wait_for_function(MODEL_READY, timeout=90_000)
+    mount = page.evaluate(MOUNTS)
+    assert mount and "," not in mount
+    for k in range(3):
+        draw_digit(page, k)
+        page.mouse.up()
+        page.wait_for_function(IS_PREDICTION, timeout=60_000)
+        page.get_by_role("button", name="Clear drawing and upload").click()  # no wait for the server
+        page.wait_for_function(IS_BLANK, timeout=60_000)
+        assert page.evaluate(MOUNTS) == mount  # wiped in place, not a new canvas
+    settle(page)
+    expect(page.get_by_text("Watch it think: class probabilities")).to_have_count(0)  # the cleared one stays gone
+    draw_digit(page, 1)
+    page.mouse.up()
+    page.wait_for_function(IS_PREDICTION, timeout=60_000)
+    page.get_by_text("Watch it think: class probabilities").first.wait_for(timeout=60_000)
+    settle(page)
+    assert page.evaluate(MOUNTS) == mount
     no_exception(page)
 
 

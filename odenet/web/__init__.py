@@ -92,7 +92,7 @@ def register_model(onnx_bytes: bytes, key: str) -> str:
 
 def pen_canvas(model: bytes | str | None, *, key: str, steps_ts: Sequence[float], labels: Sequence[str] | None = None,
                pen_width: int = 20, size: int = 280, strokes: list[list[list[float]]] | None = None,
-               on_change: Callable[[], None] | None = None) -> dict[str, Any] | None:
+               clear_token: int | None = None, on_change: Callable[[], None] | None = None) -> dict[str, Any] | None:
     """Mount the pen canvas; returns the last drawing the browser sent, or None before the first one.
 
     ``model``: the ONNX bytes from :func:`odenet.export.cached_onnx_bytes` (served by this server),
@@ -100,11 +100,15 @@ def pen_canvas(model: bytes | str | None, *, key: str, steps_ts: Sequence[float]
     ``steps_ts``: the step times of the exported solve (x axis of the per-step chart; one per row
     of the model's output).  ``strokes``: a drawing to restore when the canvas is mounted afresh
     (e.g. the ``strokes`` of an earlier result, after visiting another page).
+    ``clear_token``: change it to wipe the canvas in place (the page's own Clear button).  The
+    canvas keeps its key, so it is never remounted under the pen, and a drawing the browser sent
+    before the change is not returned: the result is as if nothing had been drawn since.
 
     The result dict: ``seq`` (counter), ``blank``, ``image28`` (784 uint8 values, row-major),
     ``strokes``, ``size``, ``probs`` ((steps + 1) x classes from the browser, or None),
-    ``prediction`` (index or None), ``wasm`` (False when browser inference is unavailable) and
-    ``error`` (why, or None).  When wasm fails before anything is drawn, the result is
+    ``prediction`` (index or None), ``wasm`` (False when browser inference is unavailable),
+    ``error`` (why, or None), ``mount`` (an id of the browser-side instance: ``(mount, seq)`` names
+    one drawing even across a remount, which restarts ``seq``) and ``clear_token``.  When wasm fails before anything is drawn, the result is
     ``{"wasm": False, "error": ..., "image28": None, ...}``.
     """
     if isinstance(model, (bytes, bytearray)):
@@ -119,6 +123,7 @@ def pen_canvas(model: bytes | str | None, *, key: str, steps_ts: Sequence[float]
         "pen_width": int(pen_width),
         "size": int(size),
         "strokes": strokes or [],
+        "clear_token": clear_token,
         "preprocess": {"inkThreshold": INK_THRESHOLD, "minInk": MIN_INK_PIXELS, "mean": MNIST_MEAN, "std": MNIST_STD},
     }
     callback = on_change or (lambda: None)
@@ -126,10 +131,12 @@ def pen_canvas(model: bytes | str | None, *, key: str, steps_ts: Sequence[float]
                          width="stretch", height="content")
     drawing = result.get("drawing") if hasattr(result, "get") else getattr(result, "drawing", None)
     runtime_state = result.get("runtime") if hasattr(result, "get") else getattr(result, "runtime", None)
+    if drawing and drawing.get("clear_token") != clear_token:
+        drawing = None  # drawn before the page's last Clear: forgotten
     if drawing is None and runtime_state is None:
         return None
     out: dict[str, Any] = {"seq": 0, "blank": True, "image28": None, "strokes": [], "size": size, "probs": None,
-                           "prediction": None, "wasm": True, "error": None}
+                           "prediction": None, "wasm": True, "error": None, "mount": None, "clear_token": clear_token}
     if drawing:
         out.update(drawing)
     if runtime_state and runtime_state.get("wasm") is False:

@@ -78,6 +78,8 @@ class PenCanvas {
     this.wasm = null; // null: loading, true: ready, false: failed
     this.error = null;
     this.seq = 0;
+    this.mount = Math.random().toString(36).slice(2, 10); // tells this instance's seq apart from an earlier one's
+    this.clearToken = null; // the page's clear_token: a new value wipes the canvas without remounting it
     this.last = null; // {u8, probs, blank, version}
     this.dirtySince = null; // time of the oldest canvas change not yet on screen
     // for tests and benchmarks: inference times, pen-up -> final prediction shown, change -> shown, rates
@@ -139,6 +141,9 @@ class PenCanvas {
     this.data = data || {};
     const d = this.data;
     if (d.instance) registry.instances.set(d.instance, this);
+    const token = d.clear_token ?? null;
+    if (!first && token !== this.clearToken) this.wipe(); // the page cleared the drawing (e.g. its Clear button)
+    this.clearToken = token;
     const size = d.size || 280;
     if (first || this.canvas.width !== size) {
       this.canvas.width = size;
@@ -293,6 +298,16 @@ class PenCanvas {
     this.finish();
   }
 
+  /** The page asked for a clean canvas: drop every stroke (and one in progress) without telling Python,
+   * which already forgot the drawing; the prediction goes back to "Draw a digit". */
+  wipe() {
+    this.current = null;
+    this.sendPending = false;
+    this.strokes = [];
+    this.redraw();
+    this.schedule();
+  }
+
   /** Pen-up, undo or clear: send the final canvas's prediction to Python (predicting it first if needed). */
   finish() {
     if (!this.busy && this.doneVersion === this.version && this.last && !this.forceNext) {
@@ -380,6 +395,8 @@ class PenCanvas {
       prediction: final ? final.indexOf(Math.max(...final)) : null,
       wasm: this.wasm === true,
       error: this.error,
+      mount: this.mount,
+      clear_token: this.clearToken,
     });
   }
 
