@@ -230,6 +230,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=5)
     ap.add_argument("--draws", type=int, default=6)
     ap.add_argument("--browsers", type=int, default=0, help="extra contexts browsing Trajectories and Train")
+    ap.add_argument("--epochs", type=int, default=3, help="of the training job (long enough to outlast the test)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "load_test.json"))
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -247,7 +249,7 @@ def main() -> None:
                 b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
                 trainer = b.new_page()
                 trainer.goto(f"{url}/train")
-                trainer.get_by_label("Epochs").fill("3")
+                trainer.get_by_label("Epochs").fill(str(args.epochs))
                 trainer.get_by_label("Epochs").press("Enter")
                 time.sleep(1)
                 trainer.get_by_role("button", name="▶ Start").click()
@@ -268,7 +270,7 @@ def main() -> None:
            "server_rerun_rendered_idle": stats(idle_server), "server_rerun_rendered_under_load": stats(load_server),
            "training_running_throughout": still_training}
     print(json.dumps(res, indent=2))
-    (ROOT / "benchmarks" / "load_test.json").write_text(json.dumps(res, indent=2))
+    Path(args.out).write_text(json.dumps(res, indent=2))
     if load_err or idle_err or len(loaded) != expected:
         sys.exit(1)
 
