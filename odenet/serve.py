@@ -6,14 +6,18 @@
 models during the first page visit after a server start, which made that visit 1-2 s slower
 than any later one.  Streamlit runs page scripts in its own process, so importing those modules
 here first, and filling the process-wide caches (MNIST, the shipped models, the model list)
-before the server starts listening, moves that cost out of the first visit; the server answers
-1-2 s later instead.  Nothing else changes: options after the module name go to
-``streamlit run`` unchanged.
+before the server starts listening, moves that cost out of the first visit.  Then every page
+runs once, headless, with its default settings (:func:`warm_pages`, 3-4 s on 2 cores;
+``ODENET_WARM_PAGES=0`` skips it), so no page's first visitor pays for lazy imports or the
+shared computations of its default view.  The server answers about 5 s later instead.  Nothing
+else changes: options after the module name go to ``streamlit run`` unchanged.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent.parent / "app.py"
@@ -45,6 +49,47 @@ def warm_caches() -> None:
         print(f"odenet: warm-up skipped ({type(exc).__name__}: {exc}); pages load on first use", file=sys.stderr)
 
 
+def warm_pages(timeout: float = 120.0) -> list[str]:
+    """Run every page once with its default settings, headless (Streamlit's ``AppTest``, in this
+    process), before the server listens; returns the pages that raised (their visitors see it).
+
+    A page's first visit on a fresh server otherwise pays for work no later visit repeats: lazy
+    imports (plotly's per-trace validators, pyarrow for tables), the process-wide caches of its
+    default view (the Integrators page's convergence runs, the Draw page's ONNX export) and
+    Streamlit's own first use of each element.  That put single first visits over 2 s while
+    every later first visit from a new session stayed under it (benchmarks/page_times.py).
+    """
+    import logging
+
+    import streamlit.config
+    from streamlit.testing.v1 import AppTest
+
+    from .ui import PAGES
+
+    failed: list[str] = []
+    # AppTest's bare-mode warnings ("missing ScriptRunContext") mean nothing to a server's user
+    loggers = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith("streamlit")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=timeout)
+        at.run()
+        for info in PAGES:
+            if info.path != PAGES[0].path:
+                at.switch_page(info.path)
+                at.run()
+            if at.exception:
+                failed.append(info.title)
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        # AppTest parsed Streamlit's config without the command-line flags; forget that parse, so
+        # `streamlit run` makes the first one, with them (else it warns that [server] changed)
+        streamlit.config._config_options = None
+    return failed
+
+
 def main(argv: list[str] | None = None) -> None:
     from .access import shared_override
     from .errors import OdenetError
@@ -55,6 +100,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"odenet: {exc}")
     warm_imports()
     warm_caches()  # ~1-2 s more before the server answers, so its first visitor does not share the cores with it
+    if os.environ.get("ODENET_WARM_PAGES", "1") != "0":
+        started = time.perf_counter()
+        try:
+            failed = warm_pages()
+        except Exception as exc:  # noqa: BLE001 - best effort, as warm_caches: the pages report real errors
+            failed = [f"all ({type(exc).__name__}: {exc})"]
+        print(f"odenet: pages warmed in {time.perf_counter() - started:.1f} s"
+              + (f"; failed: {', '.join(failed)} (they will show their error)" if failed else ""), file=sys.stderr)
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(APP), *(sys.argv[1:] if argv is None else argv)]
