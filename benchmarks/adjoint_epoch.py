@@ -5,7 +5,12 @@ same data order, fp32): final test accuracy and training time of each, side by s
     python benchmarks/adjoint_epoch.py --device cuda --seeds 0,1,2 --out adjoint_epoch_cuda.json
 
 With several seeds it also reports the spread of each method's accuracy over seeds, which says
-whether a difference between the two methods is larger than the run-to-run noise.
+whether a difference between the two methods is larger than the run-to-run noise.  With
+``--methods backprop,adjoint,checkpoint`` it adds a control: checkpointing computes backprop's
+gradients to float rounding, so its difference from backprop (same seed) is how far one epoch
+moves from rounding alone.
+
+    python benchmarks/adjoint_epoch.py --methods backprop,adjoint,checkpoint
 """
 
 from __future__ import annotations
@@ -31,9 +36,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds; each runs both methods")
+    ap.add_argument("--methods", default="backprop,adjoint", help="gradient methods, backprop first")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "adjoint_epoch.json"))
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    if methods[:2] != ["backprop", "adjoint"]:
+        ap.error("--methods must start with backprop,adjoint")
     train, test = load_mnist()
     device = torch.device(args.device)
     out = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -41,7 +50,7 @@ def main() -> None:
            "seeds": seeds, "runs": {}, "by_seed": []}
     for seed in seeds:
         row = {"seed": seed}
-        for gradient in ("backprop", "adjoint"):
+        for gradient in methods:
             cfg = TrainConfig.from_preset("default", epochs=1, integrator="rk4", steps=4, gradient=gradient, amp=False,
                                           seed=seed, device=args.device)
             res = Trainer(cfg, data=(train, test)).run()
@@ -56,6 +65,10 @@ def main() -> None:
     b, a = out["runs"]["backprop"], out["runs"]["adjoint"]
     out["accuracy_difference_points"] = round(100 * (a["test_acc"] - b["test_acc"]), 2)
     out["time_ratio_adjoint_over_backprop"] = round(a["training_seconds"] / b["training_seconds"], 2)
+    if "checkpoint" in methods:
+        c = first["checkpoint"]
+        out["runs"]["checkpoint"] = c
+        out["checkpoint_difference_points"] = round(100 * (c["test_acc"] - b["test_acc"]), 2)
     if len(seeds) > 1:
         for g in ("backprop", "adjoint"):
             accs = [100 * r[g]["test_acc"] for r in out["by_seed"]]

@@ -61,8 +61,8 @@ with left:
     canvas_rgba = st.session_state.get("canvas_override")  # tests inject canvas pixels here
     drawing = None
     if canvas_rgba is None:
-        # one key for good: Clear wipes the canvas in place (clear_token), so a stroke is never drawn
-        # into a canvas that a late rerun then replaces
+        # one key for good: Clear wipes this canvas in place (clear_token) instead of mounting a new
+        # one, so the in-browser model stays loaded and a stroke begun right after Clear is not lost
         drawing = pen_canvas(onnx, key="pen", steps_ts=step_times(solver.steps, solver.t0, solver.t1),
                              strokes=st.session_state.get("draw_strokes"), clear_token=nonce)
         if drawing is not None and drawing.get("strokes") is not None:

@@ -107,9 +107,10 @@ def pen_canvas(model: bytes | str | None, *, key: str, steps_ts: Sequence[float]
     The result dict: ``seq`` (counter), ``blank``, ``image28`` (784 uint8 values, row-major),
     ``strokes``, ``size``, ``probs`` ((steps + 1) x classes from the browser, or None),
     ``prediction`` (index or None), ``wasm`` (False when browser inference is unavailable),
-    ``error`` (why, or None), ``mount`` (an id of the browser-side instance: ``(mount, seq)`` names
-    one drawing even across a remount, which restarts ``seq``) and ``clear_token``.  When wasm fails before anything is drawn, the result is
-    ``{"wasm": False, "error": ..., "image28": None, ...}``.
+    ``error`` (why, or None), ``mount`` (an id of the browser-side instance: ``(mount, seq)``
+    names one drawing even across a remount, which restarts ``seq``) and ``clear_token``.  When
+    wasm fails before anything is drawn, the result is ``{"wasm": False, "error": ..., "image28":
+    None, ...}``.
     """
     if isinstance(model, (bytes, bytearray)):
         url: str | None = register_model(bytes(model), key)
