@@ -32,6 +32,31 @@ from odenet.data import load_mnist  # noqa: E402
 from odenet.training import Trainer  # noqa: E402
 
 
+def summarize(out: dict) -> dict:
+    """Add the headline fields to a result: the first seed's runs, each method's difference from
+    backprop (points) and time ratio, and with several seeds each method's mean and spread."""
+    by_seed = out["by_seed"]
+    methods = [g for g in by_seed[0] if g != "seed"]
+    first = by_seed[0]
+    out["runs"] = {g: first[g] for g in methods}  # seed 0 (or the first): the headline row
+    b, a = first["backprop"], first["adjoint"]
+    out["accuracy_difference_points"] = round(100 * (a["test_acc"] - b["test_acc"]), 2)
+    out["time_ratio_adjoint_over_backprop"] = round(a["training_seconds"] / b["training_seconds"], 2)
+    if "checkpoint" in methods:
+        c = first["checkpoint"]
+        out["checkpoint_difference_points"] = round(100 * (c["test_acc"] - b["test_acc"]), 2)
+    if len(by_seed) > 1:
+        for g in methods:
+            accs = [100 * r[g]["test_acc"] for r in by_seed]
+            out[f"{g}_mean_points"] = round(statistics.mean(accs), 2)
+            out[f"{g}_stdev_points"] = round(statistics.stdev(accs), 2)
+            if g != "backprop":
+                diffs = [100 * (r[g]["test_acc"] - r["backprop"]["test_acc"]) for r in by_seed]
+                key = "mean_difference_points" if g == "adjoint" else f"{g}_mean_difference_points"
+                out[key] = round(statistics.mean(diffs), 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
@@ -60,22 +85,7 @@ def main() -> None:
                              "status": res.status}
             print(seed, gradient, row[gradient], flush=True)
         out["by_seed"].append(row)
-    first = out["by_seed"][0]
-    out["runs"] = {g: first[g] for g in ("backprop", "adjoint")}  # seed 0 (or the first): the headline row
-    b, a = out["runs"]["backprop"], out["runs"]["adjoint"]
-    out["accuracy_difference_points"] = round(100 * (a["test_acc"] - b["test_acc"]), 2)
-    out["time_ratio_adjoint_over_backprop"] = round(a["training_seconds"] / b["training_seconds"], 2)
-    if "checkpoint" in methods:
-        c = first["checkpoint"]
-        out["runs"]["checkpoint"] = c
-        out["checkpoint_difference_points"] = round(100 * (c["test_acc"] - b["test_acc"]), 2)
-    if len(seeds) > 1:
-        for g in ("backprop", "adjoint"):
-            accs = [100 * r[g]["test_acc"] for r in out["by_seed"]]
-            out[f"{g}_mean_points"] = round(statistics.mean(accs), 2)
-            out[f"{g}_stdev_points"] = round(statistics.stdev(accs), 2)
-        diffs = [100 * (r["adjoint"]["test_acc"] - r["backprop"]["test_acc"]) for r in out["by_seed"]]
-        out["mean_difference_points"] = round(statistics.mean(diffs), 2)
+    summarize(out)
     print(json.dumps(out, indent=2))
     Path(args.out).write_text(json.dumps(out, indent=2))
 
