@@ -64,7 +64,7 @@ async def draw_digit_async(page, k: int) -> None:
     """Draw a 1 (k even) or a 7 (k odd) with the mouse; the caller releases the button."""
     canvas = page.locator(CANVAS)
     deadline = time.monotonic() + 60
-    while await canvas.count() != 1 and time.monotonic() < deadline:  # a cleared canvas is replaced
+    while await canvas.count() != 1 and time.monotonic() < deadline:  # the page may still be rendering it
         await page.wait_for_timeout(100)
     # a click on Clear below may have scrolled the canvas away, or under Streamlit's top bar: centre it
     await canvas.evaluate(CENTRE)
