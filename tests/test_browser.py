@@ -185,6 +185,7 @@ def test_draw_page_prediction_and_steps(server, page):
     settle(page, 800)
     no_exception(page)
     assert page.locator(".js-plotly-plot").count() == 1  # the server's "watch it think"; the rest is the component
+    page.evaluate("document.querySelector('[data-testid=stMain]').scrollTo(0, 0)")  # drawing centred the canvas
     shot(page, "draw")
 
 
