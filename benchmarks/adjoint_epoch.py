@@ -60,7 +60,7 @@ def summarize(out: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seeds", default="0", help="comma-separated seeds; each runs both methods")
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds; each runs every method")
     ap.add_argument("--methods", default="backprop,adjoint", help="gradient methods, backprop first")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "adjoint_epoch.json"))
     args = ap.parse_args()

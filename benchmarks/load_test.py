@@ -60,6 +60,12 @@ CENTRE = "e => e.scrollIntoView({block: 'center', behavior: 'instant'})"
 MOUNTS = f"() => {_PENS}.map(i => i.mount).join(',')"  # ids of the canvas instances on the page
 
 
+def stroke_points(k: int) -> list[tuple[int, int]]:
+    """Canvas-pixel points of one stroke: a 1 (k even) or a 7 (k odd)."""
+    return ([(140 - i, 50 + 16 * i) for i in range(12)] if k % 2 == 0 else
+            [(80 + 12 * i, 60) for i in range(11)] + [(200 - 6 * i, 60 + 12 * i) for i in range(1, 16)])
+
+
 async def draw_digit_async(page, k: int) -> None:
     """Draw a 1 (k even) or a 7 (k odd) with the mouse; the caller releases the button."""
     canvas = page.locator(CANVAS)
@@ -72,8 +78,7 @@ async def draw_digit_async(page, k: int) -> None:
     while box != (box := await canvas.bounding_box()):  # until the scroll has settled
         await page.wait_for_timeout(50)
     x0, y0 = box["x"], box["y"]
-    pts = ([(140 - i, 50 + 16 * i) for i in range(12)] if k % 2 == 0 else
-           [(80 + 12 * i, 60) for i in range(11)] + [(200 - 6 * i, 60 + 12 * i) for i in range(1, 16)])
+    pts = stroke_points(k)
     await page.mouse.move(x0 + pts[0][0], y0 + pts[0][1])
     await page.mouse.down()
     for x, y in pts[1:]:
@@ -91,8 +96,7 @@ def draw_digit(page, k: int) -> None:
     while box != (box := canvas.bounding_box()):
         page.wait_for_timeout(50)
     x0, y0 = box["x"], box["y"]
-    pts = ([(140 - i, 50 + 16 * i) for i in range(12)] if k % 2 == 0 else
-           [(80 + 12 * i, 60) for i in range(11)] + [(200 - 6 * i, 60 + 12 * i) for i in range(1, 16)])
+    pts = stroke_points(k)
     page.mouse.move(x0 + pts[0][0], y0 + pts[0][1])
     page.mouse.down()
     for x, y in pts[1:]:
