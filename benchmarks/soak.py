@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.load_test import (  # noqa: E402
     ARGS,
     IS_BLANK,
+    TWO_CANVASES,
     browse_round,
     draw_and_wait,
     open_draw_page,
@@ -185,6 +186,7 @@ def main() -> None:
     out = {
         "cpu": cpu_name(), "minutes": args.minutes, "drawers": args.drawers, "browsers": args.browsers,
         "server_alive_at_end": alive, "errors": res["errors"],
+        "two_canvases": TWO_CANVASES,  # moments a drawer saw two pen canvases (waited out, with where each sat)
         "jobs_finished": res["jobs"].count("finished"), "jobs_other": [j for j in res["jobs"] if j != "finished"],
         "run_dirs": n_runs, "server_jobs": server_jobs, "job_seconds": stats([1000 * s for s in res["job_seconds"]]),
         "drawings": res["draws"], "answered": res["answered"], "draw_latency": stats(res["draw_ms"]),
