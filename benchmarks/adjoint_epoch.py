@@ -6,11 +6,12 @@ same data order, fp32): final test accuracy and training time of each, side by s
 
 With several seeds it also reports the spread of each method's accuracy over seeds, which says
 whether a difference between the two methods is larger than the run-to-run noise.  With
-``--methods backprop,adjoint,checkpoint`` it adds a control: checkpointing computes backprop's
-gradients to float rounding, so its difference from backprop (same seed) is how far one epoch
-moves from rounding alone.
+``--methods backprop,adjoint,discrete_adjoint,checkpoint`` it adds the discrete adjoint and a
+control: checkpointing computes backprop's gradients to float rounding, so its difference from
+backprop (same seed) is how far one epoch moves from rounding alone.  ``--merge`` combines the
+results of several runs (one process per seed on a GPU: ``benchmarks/gpu_adjoint.sh``).
 
-    python benchmarks/adjoint_epoch.py --methods backprop,adjoint,checkpoint
+    python benchmarks/adjoint_epoch.py --methods backprop,adjoint,discrete_adjoint,checkpoint --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ def summarize(out: dict) -> dict:
     methods = [g for g in by_seed[0] if g != "seed"]
     first = by_seed[0]
     out["runs"] = {g: first[g] for g in methods}  # seed 0 (or the first): the headline row
-    b, a = first["backprop"], first["adjoint"]
-    out["accuracy_difference_points"] = round(100 * (a["test_acc"] - b["test_acc"]), 2)
-    out["time_ratio_adjoint_over_backprop"] = round(a["training_seconds"] / b["training_seconds"], 2)
-    if "checkpoint" in methods:
-        c = first["checkpoint"]
-        out["checkpoint_difference_points"] = round(100 * (c["test_acc"] - b["test_acc"]), 2)
+    b = first["backprop"]
+    for g in methods[1:]:
+        r = first[g]
+        key = "accuracy_difference_points" if g == "adjoint" else f"{g}_difference_points"
+        out[key] = round(100 * (r["test_acc"] - b["test_acc"]), 2)
+        out[f"time_ratio_{g}_over_backprop"] = round(r["training_seconds"] / b["training_seconds"], 2)
     if len(by_seed) > 1:
         for g in methods:
             accs = [100 * r[g]["test_acc"] for r in by_seed]
@@ -57,17 +58,32 @@ def summarize(out: dict) -> dict:
     return out
 
 
+def merge(paths: list[str]) -> dict:
+    """One result from several runs of this script (e.g. one process per seed on a GPU)."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    out = {k: v for k, v in parts[0].items() if k in ("cpu", "threads", "torch", "device")}
+    out["by_seed"] = sorted((row for part in parts for row in part["by_seed"]), key=lambda r: r["seed"])
+    out["seeds"] = [r["seed"] for r in out["by_seed"]]
+    return summarize(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds; each runs every method")
     ap.add_argument("--methods", default="backprop,adjoint", help="gradient methods, backprop first")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "adjoint_epoch.json"))
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="only merge these results into --out")
     args = ap.parse_args()
+    if args.merge:
+        out = merge(args.merge)
+        print(json.dumps({k: v for k, v in out.items() if k not in ("by_seed", "runs")}, indent=2))
+        Path(args.out).write_text(json.dumps(out, indent=2))
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
-    if methods[:2] != ["backprop", "adjoint"]:
-        ap.error("--methods must start with backprop,adjoint")
+    if methods[0] != "backprop" or len(methods) < 2:
+        ap.error("--methods must start with backprop and name at least one other method")
     train, test = load_mnist()
     device = torch.device(args.device)
     out = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -7,7 +7,9 @@ training batch of 128 compares all parameter gradients (relative error, cosine s
 * backprop x64 vs backprop x4: the gradient of the ODE (a fine solve) vs that of the 4-step map
   the model is trained and evaluated as, i.e. the discretisation gap;
 * adjoint x4 and x64 vs backprop x64: the adjoint converges to the ODE's gradient;
-* checkpoint x4 vs backprop x4: equal to float rounding (the control).
+* checkpoint x4 vs backprop x4: equal to float rounding (the control);
+* discrete_adjoint x4 vs backprop x4, with 0, 1 and 2 reconstruction refinements: backprop's
+  gradient at reconstructed states, so only the reconstruction error is left.
 
 It also reports how well the backward solve reconstructs the state: ``h(t1)`` integrated back to
 ``t0`` with the same 4 RK4 steps (the adjoint's ``h`` part), against the forward ``h(t0)``.
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import odenet.adjoint as adjoint  # noqa: E402
 from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
 from odenet import RKNet, TrainConfig  # noqa: E402
 from odenet.data import load_mnist, normalize  # noqa: E402
@@ -73,6 +76,12 @@ def main() -> None:
         "adjoint x64 vs backprop x64": compare(grads["adjoint", 64], grads["backprop", 64]),
         "checkpoint x4 vs backprop x4": compare(grads["checkpoint", 4], grads["backprop", 4]),
     }
+    default = adjoint.RECONSTRUCTION_REFINEMENTS
+    for k in (0, 1, 2):
+        adjoint.RECONSTRUCTION_REFINEMENTS = k
+        name = f"discrete_adjoint x4 ({k} refinements{', the default' if k == default else ''}) vs backprop x4"
+        rows[name] = compare(gradients(state, model.config, "discrete_adjoint", 4, x, y), grads["backprop", 4])
+    adjoint.RECONSTRUCTION_REFINEMENTS = default
     with torch.no_grad():  # the backward solve's h: forward 4 steps, then back with the same 4
         model.train()
         h0 = model.sampling(x)

@@ -10,6 +10,14 @@ Three ways to get ``dL/dy0`` and ``dL/dtheta`` for ``y(t1) = solve(f_theta, y0, 
   vector-Jacobian product per evaluation).  Memory is constant in the step count; the
   gradient is the continuous adjoint discretised, so it differs from backprop's by the
   discretisation error (it converges at the method's order).
+- ``"discrete_adjoint"``: also constant memory, but backward walks the forward's own steps
+  in reverse: it reconstructs each step's start state from its end (a backward step of the
+  same tableau, then fixed-point refinements ``h_n <- h_n - (Phi(h_n) - h_{n+1})``), recomputes
+  that one step with autograd and takes its vector-Jacobian product.  That is backprop's
+  gradient (the discrete adjoint of the RK map) evaluated at reconstructed states, so it
+  differs from backprop's by the reconstruction error only, not by a discretisation error;
+  the price is ``(2 + refinements) x stages`` extra evaluations per step.  Adaptive solves
+  replay the accepted step sizes (a list of floats).
 - ``"checkpoint"``: autograd, but each solver step is recomputed in backward
   (``torch.utils.checkpoint``), so only one state per step is kept.  Gradients equal
   backprop's to float rounding; memory grows with steps x state instead of steps x stages x
@@ -57,7 +65,8 @@ __all__ = [
     "gradient_comparison",
 ]
 
-GRADIENT_METHODS = ("backprop", "adjoint", "checkpoint")
+GRADIENT_METHODS = ("backprop", "adjoint", "discrete_adjoint", "checkpoint")
+RECONSTRUCTION_REFINEMENTS = 1  # fixed-point passes after the backward step (discrete adjoint)
 VectorField = Callable[[float, Any], Any]
 _CONTROLLER = IController()
 
@@ -69,7 +78,11 @@ class BackwardStats:
     ``steps_*`` count attempted steps (accepted + rejected).  ``nfe_backward`` counts
     evaluations of ``f`` made by the backward pass: augmented-field evaluations (one ``f``
     call plus one vector-Jacobian product each) for ``"adjoint"``, recomputed ``f`` calls for
-    ``"checkpoint"`` and 0 for ``"backprop"`` (autograd replays the recorded graph).
+    ``"checkpoint"``, ``f`` calls (reconstruction, refinements and the recomputed step, whose
+    vector-Jacobian product follows) for ``"discrete_adjoint"``, and 0 for ``"backprop"``
+    (autograd replays the recorded graph).  ``reconstruction_residual`` (discrete adjoint): the
+    largest ``|Phi(h_n) - h_{n+1}| / |h_{n+1}|`` over the steps, how far the reconstructed start
+    state is from one whose step lands on the known end state.
     """
 
     nfe_forward: int = 0
@@ -79,6 +92,7 @@ class BackwardStats:
     rejected_backward: int = 0
     steps_forward: int = 0
     rejected_forward: int = 0
+    reconstruction_residual: float = 0.0
 
 
 # -- the augmented state -----------------------------------------------------------------
@@ -162,12 +176,13 @@ class _LoopCounts:
 
 def _adaptive_loop(step_with_error: Callable[[float, float, Any], tuple[Any, Any]], t0: float, t1: float, y: Any,
                    dt: float, error_order: int, norm: Callable[[Any, Any, Any], float], max_steps: int,
-                   counts: _LoopCounts, what: str, check: Callable[[Any, float], None] | None = None
-                   ) -> tuple[Any, float]:
+                   counts: _LoopCounts, what: str, check: Callable[[Any, float], None] | None = None,
+                   accepted: list[tuple[float, float]] | None = None) -> tuple[Any, float]:
     """Step from ``t0`` to ``t1`` with error control; returns ``(y(t1), last proposed |dt|)``.
 
     ``step_with_error(t, signed_dt, y) -> (y_new, err)``; ``norm(err, y, y_new) <= 1`` accepts.
-    ``check(y, t)`` runs after each accepted step (raises on a bad state).
+    ``check(y, t)`` runs after each accepted step (raises on a bad state); ``accepted`` (if
+    given) receives ``(t, signed dt)`` of every accepted step.
     """
     direction = 1.0 if t1 > t0 else -1.0
     t = t0
@@ -189,6 +204,8 @@ def _adaptive_loop(step_with_error: Callable[[float, float, Any], tuple[Any, Any
         accept, dt_next = _CONTROLLER.propose(h, last_norm, error_order)
         if accept:
             counts.accepted += 1
+            if accepted is not None:
+                accepted.append((t, direction * h))
             t = t1 if last else t + direction * h
             y = y_new
             if check is not None:
@@ -241,17 +258,20 @@ def _plain_step(method: RungeKuttaMethod) -> Callable[..., Any]:
 
 
 def _forward_solve(counted: _Counted, y0: torch.Tensor, t0: float, t1: float, method: RungeKuttaMethod,
-                   cfg: _Options, stats: BackwardStats, step: Callable[..., Any] | None = None
-                   ) -> tuple[torch.Tensor, float]:
+                   cfg: _Options, stats: BackwardStats, step: Callable[..., Any] | None = None,
+                   accepted: list[tuple[float, float]] | None = None) -> tuple[torch.Tensor, float]:
     """The forward solve shared by all methods.  ``step(f, t, dt, y, with_error=False)``
     defaults to ``method.step`` (checkpoint passes a checkpointed step).  Returns
-    ``(y(t1), last |dt|)``; ``stats`` gets the forward counts."""
+    ``(y(t1), last |dt|)``; ``stats`` gets the forward counts and ``accepted`` (if given) the
+    ``(t, dt)`` of every step taken."""
     step = step or _plain_step(method)
     if not cfg.adaptive:
         ts = fixed_grid(t0, t1, cfg.steps, None)
         y = y0
         for ta, tb in zip(ts[:-1], ts[1:]):
             y = step(counted, ta, tb - ta, y)
+        if accepted is not None:
+            accepted.extend((ta, tb - ta) for ta, tb in zip(ts[:-1], ts[1:]))
         n = len(ts) - 1
         stats.steps_forward = n
         stats.nfe_forward = counted.counter["forward"]
@@ -269,7 +289,8 @@ def _forward_solve(counted: _Counted, y0: torch.Tensor, t0: float, t1: float, me
     counts = _LoopCounts()
     y, dt = _adaptive_loop(lambda t, dt, y: step(counted, t, dt, y, with_error=True), t0, t1, y0, dt0,
                            method.error_order or method.order - 1, norm, cfg.max_steps, counts,
-                           f"forward solve ({method.name}, rtol={cfg.rtol}, atol={cfg.atol})")
+                           f"forward solve ({method.name}, rtol={cfg.rtol}, atol={cfg.atol})",
+                           accepted=accepted)
     stats.steps_forward = counts.steps
     stats.rejected_forward = counts.rejected
     stats.nfe_forward = counted.counter["forward"]
@@ -357,6 +378,81 @@ class _AdjointSolve(torch.autograd.Function):
         return (None,) * 7 + (grad_y0, *s.parts[2:])
 
 
+# -- discrete adjoint --------------------------------------------------------------------
+def _rel_norm(x: torch.Tensor, ref: torch.Tensor) -> float:
+    return float(x.norm() / ref.norm().clamp_min(1e-30))
+
+
+def _reconstruct(f: VectorField, method: RungeKuttaMethod, t: float, dt: float, h_end: torch.Tensor,
+                 refinements: int) -> tuple[torch.Tensor, float]:
+    """The start state ``h`` of the step ``(t, dt)`` that ends at ``h_end``: a backward step of
+    the same tableau, then up to ``refinements`` passes of ``h <- h - (Phi(h) - h_end)``, each
+    kept only if it shrinks the residual (the iteration converges when ``|dt| * Lip(f) < 1``).
+    Returns ``(h, |Phi(h) - h_end| / |h_end|)``."""
+    with torch.no_grad():
+        h = method.step(f, t + dt, -dt, h_end)
+        r = method.step(f, t, dt, h) - h_end
+        res = _rel_norm(r, h_end)
+        for _ in range(refinements):
+            cand = h - r
+            r_cand = method.step(f, t, dt, cand) - h_end
+            res_cand = _rel_norm(r_cand, h_end)
+            if not res_cand < res:
+                break
+            h, r, res = cand, r_cand, res_cand
+    return h, res
+
+
+class _DiscreteAdjointSolve(torch.autograd.Function):
+    """``y(t1)`` from ``y0``; backward walks the forward steps in reverse, reconstructing each
+    start state and taking the vector-Jacobian product of that one recomputed step."""
+
+    @staticmethod
+    def forward(ctx: Any, f: nn.Module, method: RungeKuttaMethod, t0: float, t1: float, cfg: _Options,
+                stats: BackwardStats, params: tuple[nn.Parameter, ...], y0: torch.Tensor,
+                *param_inputs: torch.Tensor) -> torch.Tensor:
+        steps: list[tuple[float, float]] = []  # (t, dt) of each accepted step: floats, not tensors
+        with torch.no_grad():
+            y1, _ = _forward_solve(_Counted(f), y0, t0, t1, method, cfg, stats, accepted=steps)
+        ctx.f, ctx.method, ctx.stats, ctx.params, ctx.steps = f, method, stats, params, steps
+        ctx.save_for_backward(y1)  # the only tensor kept: y(t1), (N, ...) like y0
+        return y1
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_y1: torch.Tensor) -> tuple[Any, ...]:
+        (y1,) = ctx.saved_tensors
+        f, method, stats, params = ctx.f, ctx.method, ctx.stats, ctx.params
+        if not bool(torch.isfinite(grad_y1).all()):
+            raise NonFiniteState("the incoming gradient dL/dy(t1) of the discrete adjoint is NaN or infinite "
+                                 "(the loss, not the solver)")
+        counted = _Counted(f)
+        h, a = y1, grad_y1.to(y1.dtype)
+        g = [torch.zeros_like(p) for p in params]
+        worst = 0.0
+        with _preserved_buffers(f):
+            for t, dt in reversed(ctx.steps):
+                h, res = _reconstruct(counted, method, t, dt, h, RECONSTRUCTION_REFINEMENTS)
+                worst = max(worst, res)
+                with torch.enable_grad():
+                    leaf = h.detach().requires_grad_(True)
+                    out = method.step(counted, t, dt, leaf)
+                    vjps = torch.autograd.grad(out, (leaf, *params), a, allow_unused=True)
+                a = vjps[0] if vjps[0] is not None else torch.zeros_like(a)
+                g = [gi + v if v is not None else gi for gi, v in zip(g, vjps[1:])]
+                if not (math.isfinite(res) and _all_finite([a, *g])):
+                    raise NonFiniteState(
+                        f"the discrete adjoint became NaN or infinite at t={t:.6g} with {method.name} "
+                        f"(state reconstruction residual {res:.3g}); reconstructing h backwards can be unstable - "
+                        f"use more steps or gradient='checkpoint'")
+        stats.nfe_backward += counted.counter["forward"]  # _Counted's phase stays "forward": all are backward calls
+        stats.steps_backward += len(ctx.steps)
+        stats.accepted_backward += len(ctx.steps)
+        stats.reconstruction_residual = max(stats.reconstruction_residual, worst)
+        grad_y0 = a if ctx.needs_input_grad[7] else None
+        return (None,) * 7 + (grad_y0, *g)
+
+
 # -- checkpoint --------------------------------------------------------------------------
 def _checkpoint_step(f: VectorField, counted: _Counted, stats: BackwardStats, method: RungeKuttaMethod
                      ) -> Callable[..., Any]:
@@ -424,8 +520,9 @@ def solve_with_gradient(f: VectorField, y0: torch.Tensor, t0: float, t1: float, 
     differentiate the accepted steps, treating the chosen step sizes as constants).  For
     ``"adjoint"`` the backward solve uses the same tableau: on the reversed grid, or
     adaptively with its own error control (``seminorm=True`` leaves dL/dtheta out of the error norm, Kidger et al.
-    2021).  ``stats`` is filled in place (its backward fields when backward runs).  The
-    adjoint backward is not differentiable again (no double backward).  Under
+    2021).  ``"discrete_adjoint"`` replays the forward's accepted steps in reverse.  ``stats``
+    is filled in place (its backward fields when backward runs).  Neither adjoint's backward is
+    differentiable again (no double backward).  Under
     ``torch.no_grad()`` every method is the same plain solve.
     """
     t0, t1, m = _check_options(gradient, t0, t1, method, steps, adaptive, rtol, atol, max_steps)
@@ -436,14 +533,15 @@ def solve_with_gradient(f: VectorField, y0: torch.Tensor, t0: float, t1: float, 
         raise SolverError(f"y0 must be a tensor, got {type(y0).__name__}")
     if not torch.is_grad_enabled() or gradient == "backprop":
         return _forward_solve(_Counted(f), y0, t0, t1, m, cfg, stats)[0]
-    if gradient == "adjoint":
+    if gradient in ("adjoint", "discrete_adjoint"):
         params = tuple(_trainable(f))
         if not params:
             raise SolverError(
-                "gradient='adjoint' needs f to be an nn.Module with at least one parameter that requires grad "
+                f"gradient={gradient!r} needs f to be an nn.Module with at least one parameter that requires grad "
                 f"(got {type(f).__name__} with none); use gradient='backprop' for a parameter-free vector field"
             )
-        return _AdjointSolve.apply(f, m, t0, t1, cfg, stats, params, y0, *params)
+        fn = _AdjointSolve if gradient == "adjoint" else _DiscreteAdjointSolve
+        return fn.apply(f, m, t0, t1, cfg, stats, params, y0, *params)
     counted = _Counted(f)
     return _forward_solve(counted, y0, t0, t1, m, cfg, stats, step=_checkpoint_step(f, counted, stats, m))[0]
 

@@ -34,7 +34,8 @@ FIELD_HELP: dict[str, str] = {
     "atol": "adaptive solver absolute tolerance",
     "max_steps": "adaptive solver: most steps per solve before giving up",
     "gradient": "how gradients go through the solve: backprop (stores every stage), adjoint (constant memory, "
-                "a backward ODE solve), checkpoint (recompute each step)",
+                "a backward ODE solve), discrete_adjoint (constant memory, backprop's gradient at states reconstructed "
+                "backwards), checkpoint (recompute each step)",
     "preset": f"training recipe: {', '.join(PRESETS)} (other options override it)",
     "epochs": "passes over the training subset",
     "batch_size": "images per optimisation step",

@@ -34,8 +34,10 @@ class ModelConfig:
     The solver fields (``integrator``, ``steps``, ``t0``, ``t1``, ``adaptive``, ``rtol``, ``atol``,
     ``max_steps``, ``custom_tableau``) are validated as one :class:`~odenet.solvers.SolverSpec`,
     available as :attr:`solver`.  ``gradient`` says how training differentiates through the solve:
-    ``"backprop"`` (store every stage), ``"adjoint"`` (constant memory, a backward ODE solve) or
-    ``"checkpoint"`` (recompute each step in backward); see :mod:`odenet.adjoint`.  A user-defined
+    ``"backprop"`` (store every stage), ``"adjoint"`` (constant memory, a backward ODE solve),
+    ``"discrete_adjoint"`` (constant memory, the solver's own steps differentiated in reverse at
+    reconstructed states) or ``"checkpoint"`` (recompute each step in backward); see
+    :mod:`odenet.adjoint`.  A user-defined
     method travels in ``custom_tableau`` (a dict with ``name``, ``a``, ``b``, ``c``, ``order``), so
     checkpoints rebuild it anywhere without a global registry.
     """

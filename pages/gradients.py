@@ -35,8 +35,10 @@ st.markdown(
     "pass, so its memory grows with the number of steps. The **adjoint method** (Chen et al., 2018) solves "
     "forward without keeping a graph, then integrates $[h,\\; a = \\partial L/\\partial h,\\; "
     "\\partial L/\\partial\\theta]$ backwards from $t_1$ to $t_0$ with vector-Jacobian products: memory that does "
-    "not depend on the step count, paid for with a second solve. **Checkpointing** keeps only each step's input and "
-    "recomputes the step during backward."
+    "not depend on the step count, paid for with a second solve. The **discrete adjoint** keeps the same constant "
+    "memory but walks the forward's own steps in reverse: it rebuilds each step's start state from its end and "
+    "differentiates that one step, so it gets backprop's gradient up to the error of that reconstruction. "
+    "**Checkpointing** keeps only each step's input and recomputes the step during backward."
 )
 link = PageLink("gradients", PARAMS)
 url = link.values
@@ -92,7 +94,10 @@ st.info(
     "actually did (the *discrete* adjoint, exact for that computation), while the adjoint method integrates the "
     "*continuous* adjoint ODE numerically, backwards, with its own discretisation error. On a coarse grid the two "
     "disagree by about the solver's error; as the steps grow both converge to the gradient of the exact ODE "
-    "solution, so the error column shrinks at the method's order. Checkpointing recomputes exactly what backprop "
-    "stored, so its gradient equals backprop's to float rounding. Memory is measured deterministically as the "
-    "bytes of distinct tensors saved for backward (`torch.autograd.graph.saved_tensors_hooks`)."
+    "solution, so the error column shrinks at the method's order. The discrete adjoint differentiates the solver's "
+    "own steps like backprop, at states rebuilt backwards (a backward step, then a fixed-point correction), so its "
+    "error is that reconstruction's, not a discretisation error (the error column shows it; in train mode on a "
+    "partly trained model at RK4 x4 it is 0.5% against the continuous adjoint's 1.6%, see the README); it pays "
+    "about three extra evaluations per stage. Checkpointing recomputes exactly what backprop stored, so its "
+    "gradient equals backprop's to float rounding. Memory is measured deterministically as the bytes of distinct tensors saved for backward (`torch.autograd.graph.saved_tensors_hooks`)."
 )

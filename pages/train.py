@@ -122,7 +122,9 @@ with st.sidebar:
     slots = {"t1": st.empty()}
     gradient = st.selectbox("Gradient", GRADIENT_METHODS, key="tr_gradient",
                             help="backprop: store every stage (memory grows with steps). adjoint: solve backwards "
-                                 "in time, constant memory. checkpoint: recompute each step. See Gradients & memory.")
+                                 "in time, constant memory. discrete_adjoint: constant memory too, and backprop's "
+                                 "gradient up to the error of reconstructing the states backwards (slower). "
+                                 "checkpoint: recompute each step. See Gradients & memory.")
     c1, c2 = st.columns(2)
     epochs = c1.number_input("Epochs", min_value=1, max_value=mgr.limits.max_epochs, key="tr_epochs")
     batch = c2.number_input("Batch size", min_value=8, max_value=1024, step=32, key="tr_batch")
