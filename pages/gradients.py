@@ -99,5 +99,6 @@ st.info(
     "error is that reconstruction's, not a discretisation error (the error column shows it; in train mode on a "
     "partly trained model at RK4 x4 it is 0.5% against the continuous adjoint's 1.6%, see the README); it pays "
     "about three extra evaluations per stage. Checkpointing recomputes exactly what backprop stored, so its "
-    "gradient equals backprop's to float rounding. Memory is measured deterministically as the bytes of distinct tensors saved for backward (`torch.autograd.graph.saved_tensors_hooks`)."
+    "gradient equals backprop's to float rounding. Memory is measured deterministically as the bytes of "
+    "distinct tensors saved for backward (`torch.autograd.graph.saved_tensors_hooks`)."
 )
