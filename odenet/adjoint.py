@@ -300,6 +300,11 @@ def _forward_solve(counted: _Counted, y0: torch.Tensor, t0: float, t1: float, me
 
 
 # -- adjoint -----------------------------------------------------------------------------
+def _check_incoming(grad_y1: torch.Tensor, what: str) -> None:
+    if not bool(torch.isfinite(grad_y1).all()):
+        raise NonFiniteState(f"the incoming gradient dL/dy(t1) of {what} is NaN or infinite (the loss, not the solver)")
+
+
 class _AdjointSolve(torch.autograd.Function):
     """``y(t1)`` from ``y0``; backward solves the augmented adjoint system from t1 to t0."""
 
@@ -307,10 +312,11 @@ class _AdjointSolve(torch.autograd.Function):
     def forward(ctx: Any, f: nn.Module, method: RungeKuttaMethod, t0: float, t1: float, cfg: _Options,
                 stats: BackwardStats, params: tuple[nn.Parameter, ...], y0: torch.Tensor,
                 *param_inputs: torch.Tensor) -> torch.Tensor:
+        steps: list[tuple[float, float]] = []  # (t, dt) of each accepted step: floats, not tensors
         with torch.no_grad():
-            y1, last_dt = _forward_solve(_Counted(f), y0, t0, t1, method, cfg, stats)
+            y1, last_dt = _forward_solve(_Counted(f), y0, t0, t1, method, cfg, stats, accepted=steps)
         ctx.f, ctx.method, ctx.t0, ctx.t1, ctx.cfg, ctx.stats, ctx.params = f, method, t0, t1, cfg, stats, params
-        ctx.last_dt = last_dt
+        ctx.last_dt, ctx.steps = last_dt, steps
         ctx.save_for_backward(y1)  # the only tensor kept: y(t1), (N, ...) like y0
         return y1
 
@@ -320,9 +326,7 @@ class _AdjointSolve(torch.autograd.Function):
         (y1,) = ctx.saved_tensors
         f, method, cfg, stats, params = ctx.f, ctx.method, ctx.cfg, ctx.stats, ctx.params
         t0, t1 = ctx.t0, ctx.t1
-        if not bool(torch.isfinite(grad_y1).all()):
-            raise NonFiniteState("the incoming gradient dL/dy(t1) of the adjoint solve is NaN or infinite "
-                                 "(the loss, not the solver)")
+        _check_incoming(grad_y1, "the adjoint solve")
         calls = [0]
 
         def aug_field(t: float, s: _Aug) -> _Aug:
@@ -403,29 +407,17 @@ def _reconstruct(f: VectorField, method: RungeKuttaMethod, t: float, dt: float, 
     return h, res
 
 
-class _DiscreteAdjointSolve(torch.autograd.Function):
-    """``y(t1)`` from ``y0``; backward walks the forward steps in reverse, reconstructing each
-    start state and taking the vector-Jacobian product of that one recomputed step."""
-
-    @staticmethod
-    def forward(ctx: Any, f: nn.Module, method: RungeKuttaMethod, t0: float, t1: float, cfg: _Options,
-                stats: BackwardStats, params: tuple[nn.Parameter, ...], y0: torch.Tensor,
-                *param_inputs: torch.Tensor) -> torch.Tensor:
-        steps: list[tuple[float, float]] = []  # (t, dt) of each accepted step: floats, not tensors
-        with torch.no_grad():
-            y1, _ = _forward_solve(_Counted(f), y0, t0, t1, method, cfg, stats, accepted=steps)
-        ctx.f, ctx.method, ctx.stats, ctx.params, ctx.steps = f, method, stats, params, steps
-        ctx.save_for_backward(y1)  # the only tensor kept: y(t1), (N, ...) like y0
-        return y1
+class _DiscreteAdjointSolve(_AdjointSolve):
+    """``y(t1)`` from ``y0`` (the adjoint's forward, which records the accepted steps); backward
+    walks those steps in reverse, reconstructing each start state and taking the
+    vector-Jacobian product of that one recomputed step."""
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_y1: torch.Tensor) -> tuple[Any, ...]:
         (y1,) = ctx.saved_tensors
         f, method, stats, params = ctx.f, ctx.method, ctx.stats, ctx.params
-        if not bool(torch.isfinite(grad_y1).all()):
-            raise NonFiniteState("the incoming gradient dL/dy(t1) of the discrete adjoint is NaN or infinite "
-                                 "(the loss, not the solver)")
+        _check_incoming(grad_y1, "the discrete adjoint")
         counted = _Counted(f)
         h, a = y1, grad_y1.to(y1.dtype)
         g = [torch.zeros_like(p) for p in params]
