@@ -31,6 +31,9 @@ re-evaluations still normalise with batch statistics, so the backward vector fie
 forward one (checkpoint: exactly; adjoint: evaluated at the backward-reconstructed states, part
 of its discretisation error).  In eval mode BatchNorm is a fixed affine map and nothing changes.
 
+Autocast (bf16 training): both adjoints' backward passes evaluate ``f`` under the autocast
+setting the forward ran under, as checkpoint's recomputation does.
+
 Memory is measured deterministically by :func:`saved_tensor_bytes`: bytes of the distinct
 storages autograd saves for backward (``torch.autograd.graph.saved_tensors_hooks``).
 """
@@ -300,6 +303,20 @@ def _forward_solve(counted: _Counted, y0: torch.Tensor, t0: float, t1: float, me
 
 
 # -- adjoint -----------------------------------------------------------------------------
+def _autocast_state(x: torch.Tensor) -> tuple[str, bool, torch.dtype]:
+    """The autocast setting the forward ran under (device type, enabled, dtype)."""
+    dev = x.device.type
+    return dev, torch.is_autocast_enabled(dev), torch.get_autocast_dtype(dev)
+
+
+def _autocast_like(state: tuple[str, bool, torch.dtype]) -> contextlib.AbstractContextManager:
+    """Re-enter the forward's autocast setting: autograd runs backward outside the forward's
+    ``torch.autocast`` block, but the backward solves must evaluate ``f`` as the forward did (a
+    bf16 state against fp32 weights fails otherwise)."""
+    dev, enabled, dtype = state
+    return torch.autocast(dev, dtype=dtype, enabled=enabled)
+
+
 def _check_incoming(grad_y1: torch.Tensor, what: str) -> None:
     if not bool(torch.isfinite(grad_y1).all()):
         raise NonFiniteState(f"the incoming gradient dL/dy(t1) of {what} is NaN or infinite (the loss, not the solver)")
@@ -316,7 +333,7 @@ class _AdjointSolve(torch.autograd.Function):
         with torch.no_grad():
             y1, last_dt = _forward_solve(_Counted(f), y0, t0, t1, method, cfg, stats, accepted=steps)
         ctx.f, ctx.method, ctx.t0, ctx.t1, ctx.cfg, ctx.stats, ctx.params = f, method, t0, t1, cfg, stats, params
-        ctx.last_dt, ctx.steps = last_dt, steps
+        ctx.last_dt, ctx.steps, ctx.autocast = last_dt, steps, _autocast_state(y0)
         ctx.save_for_backward(y1)  # the only tensor kept: y(t1), (N, ...) like y0
         return y1
 
@@ -353,7 +370,7 @@ class _AdjointSolve(torch.autograd.Function):
 
         s = _Aug([y1, grad_y1.to(y1.dtype)] + [torch.zeros_like(p) for p in params])
         counts = _LoopCounts()
-        with _preserved_buffers(f):
+        with _preserved_buffers(f), _autocast_like(ctx.autocast):
             if not cfg.adaptive:
                 ts = fixed_grid(t0, t1, cfg.steps, None)
                 for i in reversed(range(len(ts) - 1)):
@@ -422,7 +439,7 @@ class _DiscreteAdjointSolve(_AdjointSolve):
         h, a = y1, grad_y1.to(y1.dtype)
         g = [torch.zeros_like(p) for p in params]
         worst = 0.0
-        with _preserved_buffers(f):
+        with _preserved_buffers(f), _autocast_like(ctx.autocast):
             for t, dt in reversed(ctx.steps):
                 h, res = _reconstruct(counted, method, t, dt, h, RECONSTRUCTION_REFINEMENTS)
                 worst = max(worst, res)

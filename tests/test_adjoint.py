@@ -234,6 +234,28 @@ def test_batchnorm_running_stats_updated_once(gradient):
     assert int(model.gradient.block1[1].num_batches_tracked) == 4 * 3  # once per stage evaluation
 
 
+def test_every_gradient_method_under_bf16_autocast():
+    """Training with bf16 autocast (the default where it pays) works with every method: the
+    adjoints' backward solves run under the forward's autocast setting (before the fix they
+    failed with a bf16-input/fp32-weight error).  Gradients stay close to backprop's at bf16
+    precision (cosine 0.99976, 2.2% here)."""
+    model, x, y = rknet_batch(n=16, channels=16)
+    model.train()
+    grads = {}
+    for g in GRADIENT_METHODS:
+        twin = copy.deepcopy(model)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = rknet_loss(twin, x, y, g, 4)
+        grads[g] = flat_grads(twin, loss)
+        assert torch.isfinite(grads[g]).all(), g
+    ref = grads["backprop"]
+    torch.testing.assert_close(grads["checkpoint"], ref)
+    for g in ("adjoint", "discrete_adjoint"):
+        cos = F.cosine_similarity(grads[g], ref, dim=0).item()
+        rel = ((grads[g] - ref).norm() / ref.norm()).item()
+        assert cos >= 0.999 and rel <= 0.05, (g, cos, rel)
+
+
 def test_checkpoint_train_mode_matches_backprop():
     """Recomputation in train mode (batch statistics) reproduces the forward exactly."""
     model, x, y = rknet_batch(n=8, channels=8)
