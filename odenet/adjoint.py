@@ -1,6 +1,7 @@
-"""Gradients through an ODE solve: backprop, the adjoint method, and per-step checkpointing.
+"""Gradients through an ODE solve: backprop, the adjoint method (continuous and discrete), and
+per-step checkpointing.
 
-Three ways to get ``dL/dy0`` and ``dL/dtheta`` for ``y(t1) = solve(f_theta, y0, t0, t1)``:
+Four ways to get ``dL/dy0`` and ``dL/dtheta`` for ``y(t1) = solve(f_theta, y0, t0, t1)``:
 
 - ``"backprop"``: autograd through every solver stage.  Exact gradient of the discrete
   solve; memory grows linearly with the number of steps.
@@ -16,7 +17,8 @@ Three ways to get ``dL/dy0`` and ``dL/dtheta`` for ``y(t1) = solve(f_theta, y0, 
   that one step with autograd and takes its vector-Jacobian product.  That is backprop's
   gradient (the discrete adjoint of the RK map) evaluated at reconstructed states, so it
   differs from backprop's by the reconstruction error only, not by a discretisation error;
-  the price is ``(2 + refinements) x stages`` extra evaluations per step.  Adaptive solves
+  backward costs ``(3 + refinements) x stages`` evaluations of ``f`` per step plus the step's
+  vector-Jacobian product.  Adaptive solves
   replay the accepted step sizes (a list of floats).
 - ``"checkpoint"``: autograd, but each solver step is recomputed in backward
   (``torch.utils.checkpoint``), so only one state per step is kept.  Gradients equal
