@@ -296,3 +296,38 @@ def test_wasm_failure_is_reported_and_drawing_still_sent(server, page):
     summary = json.loads(page.get_by_text("server:").inner_text().split("server:", 1)[1])
     assert summary["wasm"] is False and summary["error"] and summary["blank"] is False
     assert_local_only(page)
+
+
+REMOUNT = """async () => {
+  const url = performance.getEntriesByType('resource').map((e) => e.name).find((n) => /pen_canvas\\.js/.test(n));
+  const mod = await import(url);  // the module Streamlit loaded: same registry, same instances map
+  const host = document.createElement('div');
+  document.body.appendChild(host);
+  const sent = [];
+  const comp = { parentElement: host, data: { size: 280, strokes: [[[10, 10], [200, 200]]] },
+                 setStateValue: (k, v) => sent.push(k) };
+  const count = () => host.querySelectorAll('canvas[data-testid=pen-canvas]').length;
+  const cleanup = mod.default(comp);
+  const before = count();
+  cleanup();
+  const afterCleanup = count();
+  mod.default(comp);  // Streamlit mounts the component again into the same element
+  const after = count();
+  const drawn = host.querySelector('canvas[data-testid=pen-canvas]').getContext('2d')
+    .getImageData(0, 0, 280, 280).data.some((v, i) => i % 4 === 3 && v > 0);
+  host.remove();
+  return { before, afterCleanup, after, drawn };
+}"""
+
+
+@browser_test
+def test_cleanup_then_remount_into_the_same_element_leaves_one_canvas(server, page):
+    """The soak saw two pen canvases in one element container (one dead: not in the registry):
+    Streamlit ran the component's cleanup and mounted it again into the same element, and the
+    cleanup had left its DOM behind.  Now the cleanup removes it, and the remount redraws the
+    strokes it is given."""
+    page.goto(server)
+    assert wait_ready(page) == "true"
+    res = page.evaluate(REMOUNT)
+    assert res == {"before": 1, "afterCleanup": 0, "after": 1, "drawn": True}, res
+    assert page.errors == []

@@ -381,6 +381,7 @@ class PenCanvas {
   }
 
   send() {
+    if (this.destroyed) return; // an inference that finished after the cleanup: a newer instance owns the value
     const last = this.last;
     const probs = last.probs;
     const final = probs ? probs[probs.length - 1] : null;
@@ -459,6 +460,10 @@ class PenCanvas {
   }
 
   destroy() {
+    // undo what build() added: Streamlit can run the cleanup and then mount the component again into
+    // the same element, and a root left behind there was a second, dead canvas above the live one
+    this.destroyed = true;
+    this.root.remove();
     if (this.data?.instance && registry.instances.get(this.data.instance) === this) registry.instances.delete(this.data.instance);
   }
 }
@@ -467,6 +472,7 @@ export default function penCanvas(component) {
   const { parentElement, data, setStateValue } = component;
   let inst = instances.get(parentElement);
   if (!inst) {
+    parentElement.querySelectorAll(':scope > .pc-root').forEach((e) => e.remove()); // belt and braces: one canvas
     inst = new PenCanvas(parentElement);
     instances.set(parentElement, inst);
   }
