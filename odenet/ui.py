@@ -34,7 +34,8 @@ from .solvers import MAX_FIXED_STEPS, SolverSpec
 from .urlstate import Param, encode, lesson_mode, parse, query_string
 
 __all__ = ["PageInfo", "PAGES", "ensure_app_navigation", "cached_model", "manager", "model_picker", "model_and_test",
-           "solver_picker", "require_mnist", "server_is_public", "presenter_access", "visitor_id", "heavy_work",
+           "forget", "solver_picker", "require_mnist", "server_is_public", "presenter_access", "visitor_id",
+           "heavy_work",
            "add_custom_method", "session_methods", "all_methods", "keep", "write_query",
            "BoundedCache", "tensor_digest", "cached_step_view", "cached_convergence", "PageLink", "model_param",
            "model_key", "model_url_name", "default_model_name", "solver_params", "locked_controls"]
@@ -105,13 +106,36 @@ def keep(*patterns: str) -> None:
     _persist_kept()
 
 
+_KEPT = "_odenet_kept"  # session key: the last value of every kept widget (a plain dict Streamlit never prunes)
+
+
 def _persist_kept() -> None:
+    """Re-assert every kept widget value, and restore one that Streamlit dropped.
+
+    Re-assigning a value as ordinary session state is Streamlit's documented way to keep it,
+    but under load a page change can still prune a widget's state before the next page's run
+    gets to re-assign it (seen: the Integrators' steps back at their default after a visit to
+    Train).  So the values are also copied into a plain dict, and a kept key that is missing is
+    put back from it.  Code that deletes a kept key on purpose calls :func:`forget`."""
     patterns = st.session_state.get(_KEEP)
     if not patterns:
         return
+    backup: dict[str, Any] = st.session_state.setdefault(_KEPT, {})
     for key in list(st.session_state):
-        if isinstance(key, str) and key != _KEEP and any(fnmatch.fnmatchcase(key, p) for p in patterns):
-            st.session_state[key] = st.session_state[key]
+        if isinstance(key, str) and key not in (_KEEP, _KEPT) and any(fnmatch.fnmatchcase(key, p) for p in patterns):
+            st.session_state[key] = backup[key] = st.session_state[key]
+    for key, value in backup.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+def forget(*keys: str) -> None:
+    """Delete these session keys for good (a Reset, a link that sets a widget back to its
+    default): also from the kept values, which would otherwise restore them."""
+    backup = st.session_state.get(_KEPT, {})
+    for key in keys:
+        st.session_state.pop(key, None)
+        backup.pop(key, None)
 
 
 class BoundedCache:
@@ -420,7 +444,7 @@ class PageLink:
             return
         for key, value in widgets.items():
             if value is None:
-                st.session_state.pop(key, None)
+                forget(key)
             else:
                 st.session_state[key] = value
 

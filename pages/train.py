@@ -19,6 +19,7 @@ from odenet.runs import RunBusy, delete_run, list_runs, read_metrics
 from odenet.ui import (
     all_methods,
     ensure_app_navigation,
+    forget,
     heavy_work,
     keep,
     manager,
@@ -64,9 +65,7 @@ def useless_setting_warnings(t1: float, lr: float, optimizer: str) -> dict[str, 
 
 
 def reset_form() -> None:
-    for k in [k for k in st.session_state if k.startswith("tr_") and k != "tr_url_read"]:
-        del st.session_state[k]
-    st.session_state.pop("watch_job", None)
+    forget(*[k for k in st.session_state if k.startswith("tr_") and k != "tr_url_read"], "watch_job")
     st.query_params.clear()  # the link's settings are reset too
 
 

@@ -50,6 +50,26 @@ def test_settings_survive_a_visit_to_another_page(runs):
     assert at.number_input(key="tr_t1").value == 1.0 and at.selectbox(key="tr_optimizer").value == "adamw"
 
 
+def test_a_kept_setting_that_streamlit_dropped_comes_back(runs):
+    """Under load a page change can prune a widget's state before the next page re-asserts it
+    (the browser test saw the Integrators' steps back at 10); the kept copy restores it.  A
+    deliberate delete (Train's Reset) is not undone."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    go(at, "integrators")
+    at.number_input(key="int_steps").set_value(25).run()
+    go(at, "train")
+    at.number_input(key="tr_t1").set_value(2.5).run()
+    del at.session_state["int_steps"]  # what Streamlit's page-change cleanup did
+    go(at, "integrators")
+    assert at.number_input(key="int_steps").value == 25
+    go(at, "train")
+    at.button(key="btn_reset").click().run()
+    go(at, "home")
+    go(at, "train")
+    assert at.number_input(key="tr_t1").value == 1.0
+
+
 def test_useless_settings_warn_next_to_their_control(runs):
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
