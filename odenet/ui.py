@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import glob
 import hashlib
 import threading
 import uuid
@@ -35,8 +36,7 @@ from .urlstate import Param, encode, lesson_mode, parse, query_string
 
 __all__ = ["PageInfo", "PAGES", "ensure_app_navigation", "cached_model", "manager", "model_picker", "model_and_test",
            "forget", "solver_picker", "require_mnist", "server_is_public", "presenter_access", "visitor_id",
-           "heavy_work",
-           "add_custom_method", "session_methods", "all_methods", "keep", "write_query",
+           "heavy_work", "add_custom_method", "session_methods", "all_methods", "keep", "write_query",
            "BoundedCache", "tensor_digest", "cached_step_view", "cached_convergence", "PageLink", "model_param",
            "model_key", "model_url_name", "default_model_name", "solver_params", "locked_controls"]
 
@@ -129,13 +129,15 @@ def _persist_kept() -> None:
             st.session_state[key] = value
 
 
-def forget(*keys: str) -> None:
-    """Delete these session keys for good (a Reset, a link that sets a widget back to its
-    default): also from the kept values, which would otherwise restore them."""
-    backup = st.session_state.get(_KEPT, {})
-    for key in keys:
-        st.session_state.pop(key, None)
-        backup.pop(key, None)
+def forget(*patterns: str, but: tuple[str, ...] = ()) -> None:
+    """Delete the session keys matching these ``fnmatch`` patterns (except ``but``) for good (a
+    Reset, a link that sets a widget back to its default): also from the kept values, which would
+    otherwise restore them, including a kept value whose widget state Streamlit already dropped."""
+    backup: dict[str, Any] = st.session_state.get(_KEPT, {})
+    for key in {*st.session_state, *backup}:
+        if isinstance(key, str) and key not in but and any(fnmatch.fnmatchcase(key, p) for p in patterns):
+            st.session_state.pop(key, None)
+            backup.pop(key, None)
 
 
 class BoundedCache:
@@ -444,7 +446,7 @@ class PageLink:
             return
         for key, value in widgets.items():
             if value is None:
-                forget(key)
+                forget(glob.escape(key))  # a literal key, not a pattern
             else:
                 st.session_state[key] = value
 

@@ -65,7 +65,7 @@ def useless_setting_warnings(t1: float, lr: float, optimizer: str) -> dict[str, 
 
 
 def reset_form() -> None:
-    forget(*[k for k in st.session_state if k.startswith("tr_") and k != "tr_url_read"], "watch_job")
+    forget("tr_*", "watch_job", but=("tr_url_read",))
     st.query_params.clear()  # the link's settings are reset too
 
 
