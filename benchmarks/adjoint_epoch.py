@@ -61,7 +61,7 @@ def summarize(out: dict) -> dict:
 def merge(paths: list[str]) -> dict:
     """One result from several runs of this script (e.g. one process per seed on a GPU)."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
-    out = {k: v for k, v in parts[0].items() if k in ("cpu", "threads", "torch", "device")}
+    out = {k: v for k, v in parts[0].items() if k in ("cpu", "threads", "torch", "device", "preset")}
     out["by_seed"] = sorted((row for part in parts for row in part["by_seed"]), key=lambda r: r["seed"])
     out["seeds"] = [r["seed"] for r in out["by_seed"]]
     return summarize(out)
@@ -72,6 +72,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seeds", default="0", help="comma-separated seeds; each runs every method")
     ap.add_argument("--methods", default="backprop,adjoint", help="gradient methods, backprop first")
+    ap.add_argument("--preset", default="default",
+                    help="training recipe (TrainConfig.from_preset) over one epoch; 'fast' adds an average of "
+                         "the weights, which damps how far rounding moves one epoch's final accuracy")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "adjoint_epoch.json"))
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="only merge these results into --out")
     args = ap.parse_args()
@@ -88,11 +91,11 @@ def main() -> None:
     device = torch.device(args.device)
     out = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-           "seeds": seeds, "runs": {}, "by_seed": []}
+           "preset": args.preset, "seeds": seeds, "runs": {}, "by_seed": []}
     for seed in seeds:
         row = {"seed": seed}
         for gradient in methods:
-            cfg = TrainConfig.from_preset("default", epochs=1, integrator="rk4", steps=4, gradient=gradient, amp=False,
+            cfg = TrainConfig.from_preset(args.preset, epochs=1, integrator="rk4", steps=4, gradient=gradient, amp=False,
                                           seed=seed, device=args.device)
             res = Trainer(cfg, data=(train, test)).run()
             evals = [e for e in res.history if e.kind == "eval"]
@@ -101,6 +104,7 @@ def main() -> None:
                              "status": res.status}
             print(seed, gradient, row[gradient], flush=True)
         out["by_seed"].append(row)
+        Path(args.out).write_text(json.dumps(out, indent=2))  # each finished seed survives a cut-off run
     summarize(out)
     print(json.dumps(out, indent=2))
     Path(args.out).write_text(json.dumps(out, indent=2))
