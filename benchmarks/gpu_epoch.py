@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,11 +31,16 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--train-size", type=int, default=60_000)
     ap.add_argument("--batch-sizes", default="128,512")
+    ap.add_argument("--variants", default="fp32,bf16,bf16+compile", help="a subset of fp32,bf16,bf16+compile")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "gpu_epoch.json"))
     args = ap.parse_args()
     data = load_mnist()
     rows = []
     variants = [("fp32", {"amp": False}), ("bf16", {"amp": True}), ("bf16+compile", {"amp": True, "compile": True})]
+    wanted = args.variants.split(",")
+    if not set(wanted) <= {name for name, _ in variants}:
+        ap.error(f"--variants: unknown variant in {args.variants!r}")
+    variants = [v for v in variants if v[0] in wanted]
     for bs in (int(b) for b in args.batch_sizes.split(",")):
         for name, kw in variants:
             cfg = TrainConfig.from_preset("default", epochs=1, batch_size=bs, train_size=args.train_size,
@@ -48,6 +54,7 @@ def main() -> None:
             ev = [e for e in res.history if e.kind == "eval"][-1]
             row = {"variant": name, "batch_size": bs, "epoch_train_s": ev.elapsed - ev.eval_seconds,
                    "eval_s": ev.eval_seconds, "compile_warmup_s": warm_s, "test_acc": res.final_test_acc,
+                   "fold_first_batchnorm": os.environ.get("ODENET_FOLD_BN", "1") != "0",
                    "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device}
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -661,7 +661,7 @@ def gradient_comparison(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 stats = BackwardStats()
 
                 def loss_fn(mth: str = mth, steps: int = steps, stats: BackwardStats = stats) -> torch.Tensor:
-                    h0 = model.sampling(x)  # (N, C, H, W)
+                    h0 = model.features(x)  # (N, C, H, W)
                     h1 = solve_with_gradient(model.gradient, h0, t0, t1, m, gradient=mth, steps=steps, stats=stats)
                     return F.cross_entropy(model.output(h1), y)
 

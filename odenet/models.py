@@ -8,6 +8,7 @@ names match the notebook so its ``state_dict`` loads unchanged.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from .errors import ConfigError
 from .integrators import RungeKuttaMethod
 from .solvers import Solution, SolverSpec, SolverStats, StepRecord
 
-__all__ = ["ModelConfig", "GradientNet", "RKNet", "ModelTrajectory"]
+__all__ = ["ModelConfig", "GradientNet", "RKNet", "ModelTrajectory", "conv_bn_from_patch_moments"]
 
 _SOLVER_FIELDS = ("integrator", "steps", "t0", "t1", "adaptive", "rtol", "atol", "max_steps", "custom_tableau")
 
@@ -101,6 +102,50 @@ class ModelConfig:
     def label(self) -> str:
         """The solver's label, e.g. ``rk4 x1`` (see :meth:`SolverSpec.label`)."""
         return self.solver.label()
+
+
+def _foldable(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> bool:
+    """Whether :func:`conv_bn_from_patch_moments` computes ``bn(conv(x))`` for this pair."""
+    return (conv.in_channels == 1 and conv.groups == 1 and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+            and conv.bias is not None and bn.affine and bn.track_running_stats)
+
+
+def conv_bn_from_patch_moments(conv: nn.Conv2d, bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """Training-mode ``bn(conv(x))`` for a convolution of a one-channel input, as one convolution.
+
+    Output channel c of the convolution is ``w_c . p + b_c`` over the input's k*k patches p, so
+    its batch mean is ``w_c . mean(p) + b_c`` and its (biased) batch variance ``w_c^T S w_c``,
+    with S the k*k covariance of the patches.  Both come from the small input (N, 1, 28, 28)
+    instead of passes over the (N, C, 26, 26) output, and the normalisation folds into the
+    convolution's weights and bias.  Autograd differentiates the statistics as functions of
+    the weights, so gradients equal BatchNorm's (to float rounding; 1e-14 relative in float64),
+    and the running statistics are updated as BatchNorm updates them.  On the training step
+    this removes BatchNorm's forward and backward over the largest activation of RKNet.
+
+    x: (N, 1, H, W) -> (N, C, H', W').
+    """
+    w = conv.weight  # (C, 1, k, k)
+    c, k = w.shape[0], w.shape[-2:]
+    with torch.autocast(x.device.type, enabled=False):  # statistics in the weights' precision
+        patches = F.unfold(x.to(w.dtype), k, stride=conv.stride, padding=conv.padding)  # (N, k*k, L)
+        patches = patches.transpose(1, 2).reshape(-1, patches.shape[1])  # (N*L, k*k)
+        n = patches.shape[0]
+        mean_p = patches.mean(0)  # (k*k,)
+        centred = patches - mean_p
+        cov = centred.T @ centred / n  # (k*k, k*k)
+        wf = w.reshape(c, -1)  # (C, k*k)
+        mean = wf @ mean_p + conv.bias  # (C,) batch mean of conv(x)
+        var = ((wf @ cov) * wf).sum(1)  # (C,) biased batch variance of conv(x)
+        scale = bn.weight * torch.rsqrt(var + bn.eps)  # (C,)
+        # conv.bias cancels in the output (as in BatchNorm) but keeps a (zero) gradient, so
+        # optimisers and DistributedDataParallel see every parameter used.
+        bias = bn.bias + scale * (conv.bias - mean)  # (C,)
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+        bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), momentum)
+        bn.running_var.lerp_((var * (n / max(n - 1, 1))).to(bn.running_var.dtype), momentum)
+    return F.conv2d(x, w * scale.view(c, 1, 1, 1), bias, conv.stride, conv.padding)
 
 
 class GradientNet(nn.Module):
@@ -225,6 +270,9 @@ class RKNet(nn.Module):
             nn.Linear(c, cfg.classes),  # -> (N, classes)
         )
         self.last_stats = SolverStats()  # of this module's latest training forward (the Trainer reads it)
+        # Training-mode fold of the first BatchNorm into the first convolution on CPUs (see
+        # features()); ODENET_FOLD_BN=0 turns it off for side-by-side benchmarks.
+        self.fold_first_batchnorm = os.environ.get("ODENET_FOLD_BN", "1") != "0"
 
     # -- solving ----------------------------------------------------------------------
     def solve(self, h0: torch.Tensor, solver: SolverSpec | None = None, trajectory: bool = False) -> Solution:
@@ -245,12 +293,24 @@ class RKNet(nn.Module):
 
     # -- forward ----------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1, 28, 28) normalised images -> (N, C, 6, 6) initial ODE state h(t0)."""
-        return self.sampling(x)
+        """(N, 1, 28, 28) normalised images -> (N, C, 6, 6) initial ODE state h(t0).
+
+        In training mode on a CPU the first conv + BatchNorm pair runs as one convolution whose
+        weights fold in the batch statistics (:func:`conv_bn_from_patch_moments`); the
+        result, the gradients and the running statistics are those of ``self.sampling(x)``.
+        On a GPU the fold's extra small kernels cost more than BatchNorm's passes (an H200
+        epoch took 1.28 s instead of 0.79 s at batch 512, ``benchmarks/gpu_fold.sh``), so it
+        is used on CPUs only."""
+        conv, bn = self.sampling[0], self.sampling[1]
+        if not (self.fold_first_batchnorm and x.device.type == "cpu" and self.training and bn.training
+                and _foldable(conv, bn)):
+            return self.sampling(x)
+        h = torch.relu_(conv_bn_from_patch_moments(conv, bn, x))  # (N, C, 26, 26)
+        return self.sampling[3:](h)
 
     def forward(self, x: torch.Tensor, solver: SolverSpec | None = None) -> torch.Tensor:
         """(N, 1, 28, 28) -> (N, classes) logits; the notebook's ``x = solver.integrate(x)``."""
-        sol = self.solve(self.sampling(x), solver)
+        sol = self.solve(self.features(x), solver)
         if self.training:  # for the Trainer; a shared eval-mode model is never written to
             self.last_stats = sol.stats
         return self.output(sol.y)
@@ -264,7 +324,7 @@ class RKNet(nn.Module):
         from .regularizers import RecordingField, jacobian_frobenius, kinetic_energy
 
         spec = solver if solver is not None else self.config.solver
-        h0 = self.sampling(x)  # (N, C, 6, 6)
+        h0 = self.features(x)  # (N, C, 6, 6)
         rec = RecordingField(self.gradient.prepared(h0))
         sol = spec.build(rec, check_finite=False).solve(h0)
         self.last_stats = sol.stats
@@ -278,7 +338,7 @@ class RKNet(nn.Module):
     @torch.no_grad()
     def trajectory(self, x: torch.Tensor, solver: SolverSpec | None = None) -> ModelTrajectory:
         """Hidden state at every solver step time plus the head's logits at each of them."""
-        sol = self.solve(self.sampling(x), solver, trajectory=True)
+        sol = self.solve(self.features(x), solver, trajectory=True)
         states = sol.stacked()  # (T, N, C, H, W)
         t_len, n = states.shape[:2]
         logits = self.output(states.flatten(0, 1)).view(t_len, n, -1)  # (T, N, classes)

@@ -189,6 +189,21 @@ def test_draw_page_prediction_and_steps(server, page):
     shot(page, "draw")
 
 
+def test_gradients_page_measures_every_method(server, page):
+    """A link with small settings, then Measure: the four panels and a row per method and step count."""
+    page.goto(f"{server}/gradients?steps=1,4,16&batch=8")
+    settle(page)
+    page.get_by_role("button", name="Measure (12 forward + backward passes)").click()
+    page.get_by_text("memory saved for backward (MiB)").first.wait_for(timeout=120_000)
+    settle(page, 800)
+    no_exception(page)
+    grid = page.locator("[data-testid=stDataFrame]")
+    assert grid.count() == 1
+    legend = page.locator(".legendtext").all_inner_texts()
+    assert {"backprop", "adjoint", "discrete_adjoint", "checkpoint"} <= set(legend), legend
+    shot(page, "gradients")
+
+
 def test_robustness_small_grid(server, page):
     page.goto(f"{server}/robustness")
     settle(page)

@@ -139,3 +139,87 @@ def test_prepared_field_equals_the_module_and_keeps_gradients():
             g2 = torch.autograd.grad(net.prepared(h)(t, h).square().sum(), list(net.parameters()))
             assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(g1, g2))
     assert not any(isinstance(v, torch.Tensor) for v in vars(net).values())  # nothing cached on the module
+
+
+def _stem_pair(dtype=torch.float64, momentum=0.1):
+    torch.manual_seed(4)
+    a = RKNet(steps=1).to(dtype).train()
+    a.sampling[1].momentum = momentum
+    b = RKNet(steps=1).to(dtype).train()
+    b.load_state_dict(a.state_dict())
+    b.sampling[1].momentum = momentum
+    return a, b
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_folded_first_batchnorm_equals_the_modules(momentum):
+    """Training mode folds the first BatchNorm's batch statistics into the first convolution
+    (from the input patches' moments): same output, same gradients (x included), same running
+    statistics as running self.sampling, to float64 rounding."""
+    a, b = _stem_pair(momentum=momentum)
+    x1 = (torch.rand(16, 1, 28, 28, dtype=torch.float64) * 3 - 0.4).requires_grad_()
+    x2 = x1.detach().clone().requires_grad_()
+    y = torch.randint(0, 10, (16,))
+    for _ in range(2):  # the second batch checks the running-statistics update on top of the first
+        ha, hb = a.sampling(x1), b.features(x2)
+        assert ha.shape == hb.shape == (16, 64, 6, 6)
+        assert torch.allclose(ha, hb, rtol=1e-10, atol=1e-12)
+    loss_a = torch.nn.functional.cross_entropy(a.output(a.solve(a.sampling(x1)).y), y)
+    loss_b = torch.nn.functional.cross_entropy(b(x2), y)
+    loss_a.backward()
+    loss_b.backward()
+    assert torch.allclose(x1.grad, x2.grad, rtol=1e-9, atol=1e-14)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        if name == "sampling.0.bias":  # cancelled by BatchNorm: backprop gives rounding noise, the fold exact 0
+            assert pa.grad.abs().max() < 1e-12 and torch.equal(pb.grad, torch.zeros_like(pb.grad))
+            continue
+        assert torch.allclose(pa.grad, pb.grad, rtol=1e-9, atol=1e-14), name
+    bn_a, bn_b = a.sampling[1], b.sampling[1]
+    assert int(bn_a.num_batches_tracked) == int(bn_b.num_batches_tracked) == 3
+    assert torch.allclose(bn_a.running_mean, bn_b.running_mean, rtol=1e-10, atol=1e-14)
+    assert torch.allclose(bn_a.running_var, bn_b.running_var, rtol=1e-10, atol=1e-14)
+
+
+def test_folded_first_batchnorm_in_float32_and_bf16_autocast():
+    """In float32 the fold's gradients are closer to float64's than the module path's, and its
+    statistics stay in float32 under bf16 autocast; eval mode uses the modules unchanged."""
+    torch.manual_seed(5)
+    ref = RKNet(steps=1).double().train()
+    x = torch.rand(64, 1, 28, 28, dtype=torch.float64) * 3 - 0.4
+    y = torch.randint(0, 10, (64,))
+    torch.nn.functional.cross_entropy(ref(x), y).backward()  # ref.features folds too: exact in float64
+    errors = {}
+    for fold in (False, True):
+        m = RKNet(steps=1)
+        m.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ref.state_dict().items()})
+        m.sampling[1].num_batches_tracked.zero_()
+        xf = x.float()
+        logits = m(xf) if fold else m.output(m.solve(m.sampling(xf)).y)
+        torch.nn.functional.cross_entropy(logits, y).backward()
+        errors[fold] = max(float((p.grad.double() - q.grad).norm() / q.grad.norm())
+                           for p, q in zip(m.parameters(), ref.parameters())
+                           if q.grad.norm() > 1e-9)  # conv biases before a BatchNorm: rounding noise only
+    assert errors[True] < 1e-4 and errors[True] < errors[False], errors  # measured: 8e-6 vs 1.1e-3
+    m = RKNet(steps=1).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = m.features(x.float())
+    assert h.dtype == torch.bfloat16 and torch.isfinite(h).all()
+    assert m.sampling[1].running_var.dtype == torch.float32
+    with torch.no_grad():
+        m.eval()
+        assert torch.equal(m.features(x.float()), m.sampling(x.float()))
+
+
+def test_fold_can_be_turned_off_for_benchmarks(monkeypatch):
+    """ODENET_FOLD_BN=0 (read when a model is built) runs the notebook's modules in training too."""
+    monkeypatch.setenv("ODENET_FOLD_BN", "0")
+    off = RKNet(steps=1).train()
+    monkeypatch.delenv("ODENET_FOLD_BN")
+    on = RKNet(steps=1).train()
+    on.load_state_dict(off.state_dict())
+    assert (off.fold_first_batchnorm, on.fold_first_batchnorm) == (False, True)
+    x = torch.randn(8, 1, 28, 28)
+    ref = RKNet(steps=1).train()
+    ref.load_state_dict(off.state_dict())
+    assert torch.equal(off.features(x), ref.sampling(x))  # the very same computation
+    assert not torch.equal(on.features(x), ref.sampling(x))  # the fold: equal only to rounding
