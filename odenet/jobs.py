@@ -23,6 +23,7 @@ import torch
 from .config import TrainConfig
 from .errors import OdenetError
 from .training import Trainer, TrainEvent, default_runs_dir, new_run_dir
+from .utils import release_free_memory
 
 __all__ = ["JobLimits", "Job", "JobSnapshot", "JobManager", "get_manager", "QueueFull", "JobRejected", "NotYourJob"]
 
@@ -347,6 +348,7 @@ class JobManager:
                 job = self._jobs[self._queue.popleft()]
                 job.status, job.started = "running", time.time()
             self._run(job)
+            release_free_memory()  # the job's model and activations are freed now: back to the system
 
     def _run(self, job: Job) -> None:
         def on_event(ev: TrainEvent) -> None:

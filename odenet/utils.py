@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "pick_device", "torch_threads", "amp_pays",
-           "safe_name"]
+           "safe_name", "release_free_memory"]
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -108,3 +108,26 @@ def safe_name(name: str) -> str:
             f"or digit (no '/', no '..')"
         )
     return name
+
+
+def release_free_memory() -> bool:
+    """Hand memory that the C allocator keeps after ``free`` back to the system (glibc's
+    ``malloc_trim(0)``); returns False where that call does not exist (other C libraries).
+
+    A training job allocates and frees activations of tens of MB in several threads; glibc keeps
+    much of it in per-thread arenas, so a long-running server's resident memory swings with each
+    job without leaking (``benchmarks/job_memory.py``).  The job worker calls this after every job.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+    return True

@@ -111,3 +111,20 @@ def test_nan_job_reports_divergence(manager):
     s = manager.submit(cfg(optimizer="sgd", lr=1e6, schedule="constant", momentum=0.0))
     res = manager.wait(s.id, timeout=60)
     assert res.status == "failed" and "training diverged" in res.message
+
+
+def test_worker_returns_freed_memory_after_every_job(manager, monkeypatch):
+    """After each job (finished or failed) the worker hands the allocator's free pages back
+    (glibc malloc_trim), so a long-running server's memory does not ratchet up job by job."""
+    import odenet.jobs
+    from odenet.utils import release_free_memory
+
+    assert release_free_memory() is True  # glibc: the call exists here (Debian, the CI's image)
+    calls = []
+    monkeypatch.setattr(odenet.jobs, "release_free_memory", lambda: calls.append(time.time()) or True)
+    first = manager.wait(manager.submit(cfg()).id, timeout=120)
+    second = manager.wait(manager.submit(cfg(optimizer="sgd", lr=1e6, schedule="constant", momentum=0.0)).id,
+                          timeout=120)
+    assert first.status == "finished" and second.status == "failed"
+    assert wait_for(lambda: len(calls) == 2, timeout=10)
+    assert calls[0] >= first.ended and calls[1] >= second.ended
