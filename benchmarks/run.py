@@ -144,7 +144,7 @@ class UnrolledRK4(torch.nn.Module):
         self.m, self.steps = model, steps
 
     def forward(self, x):
-        return self.m.output(hand_rk4(self.m.gradient, self.m.sampling(x), self.steps))
+        return self.m.output(hand_rk4(self.m.gradient, self.m.features(x), self.steps))  # same stem as odenet
 
 
 def autocast_forward(model: torch.nn.Module):

@@ -419,6 +419,11 @@ def test_gradient_comparison_table():
     assert list(adj.nfe_forward) == [4, 8] and list(adj.nfe_backward) == [4, 8]
     assert (df.saved_bytes > 0).all()
     assert all(p.grad is None for p in model.parameters())  # the table does not touch .grad
+    from odenet.plots import gradient_costs
+
+    fig = gradient_costs(df)  # the page's four panels: ticks at the measured step counts only
+    assert [list(ax.tickvals) for ax in (fig.layout.xaxis, fig.layout.xaxis4)] == [[1, 2], [1, 2]]
+    assert {t.name for t in fig.data if t.showlegend is not False} == set(GRADIENT_METHODS)
 
 
 def test_rknet_trains_with_each_gradient_method_and_config_round_trips():

@@ -199,8 +199,11 @@ def test_gradients_page_measures_every_method(server, page):
     no_exception(page)
     grid = page.locator("[data-testid=stDataFrame]")
     assert grid.count() == 1
-    legend = page.locator(".legendtext").all_inner_texts()
+    legend = page.locator(".legendtext").all_text_contents()  # SVG text: no innerText
     assert {"backprop", "adjoint", "discrete_adjoint", "checkpoint"} <= set(legend), legend
+    page.get_by_text("Gradient methods").first.scroll_into_view_if_needed()  # the charts, for the README
+    page.evaluate("document.querySelector('[data-testid=stMain]').scrollBy(0, 250)")
+    settle(page, 300)
     shot(page, "gradients")
 
 
