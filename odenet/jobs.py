@@ -28,6 +28,9 @@ from .utils import release_free_memory
 __all__ = ["JobLimits", "Job", "JobSnapshot", "JobManager", "get_manager", "QueueFull", "JobRejected", "NotYourJob"]
 
 ACTIVE = ("queued", "running")
+# Ended jobs (with their event lists) kept in memory for the pages' live views; their runs stay
+# on disk and in the Runs table.  Bounded, so a server that runs for days does not grow with them.
+KEEP_ENDED_JOBS = 50
 
 
 class JobRejected(OdenetError, ValueError):
@@ -375,6 +378,9 @@ class JobManager:
             traceback.print_exc()
         with self._lock:
             job.status, job.message, job.ended = status, message, time.time()
+            ended = sorted(j.id for j in self._jobs.values() if j.status not in ACTIVE)
+            for old_id in ended[:-KEEP_ENDED_JOBS]:  # a demo server runs for days: keep the newest ended jobs
+                del self._jobs[old_id]
             self._wake.notify_all()
 
 

@@ -128,3 +128,14 @@ def test_worker_returns_freed_memory_after_every_job(manager, monkeypatch):
     assert first.status == "finished" and second.status == "failed"
     assert wait_for(lambda: len(calls) == 2, timeout=10)
     assert calls[0] >= first.ended and calls[1] >= second.ended
+
+
+def test_only_the_newest_ended_jobs_stay_in_memory(manager, monkeypatch):
+    """Ended jobs beyond KEEP_ENDED_JOBS are forgotten by the manager (their runs stay on disk)."""
+    import odenet.jobs
+
+    monkeypatch.setattr(odenet.jobs, "KEEP_ENDED_JOBS", 2)
+    ids = [manager.wait(manager.submit(cfg(train_size=256), name=f"j{i}").id, timeout=120).id for i in range(3)]
+    assert [j.id for j in manager.jobs()] == ids[:0:-1]  # newest first, the oldest gone
+    assert manager.snapshot(ids[0]) is None and manager.snapshot(ids[2]).status == "finished"
+    assert sorted(r.name for r in list_runs(manager.runs_dir)) == ["j0", "j1", "j2"]
