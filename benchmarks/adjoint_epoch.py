@@ -95,8 +95,8 @@ def main() -> None:
     for seed in seeds:
         row = {"seed": seed}
         for gradient in methods:
-            cfg = TrainConfig.from_preset(args.preset, epochs=1, integrator="rk4", steps=4, gradient=gradient, amp=False,
-                                          seed=seed, device=args.device)
+            cfg = TrainConfig.from_preset(args.preset, epochs=1, integrator="rk4", steps=4, gradient=gradient,
+                                          amp=False, seed=seed, device=args.device)
             res = Trainer(cfg, data=(train, test)).run()
             evals = [e for e in res.history if e.kind == "eval"]
             train_s = res.elapsed - (evals[-1].eval_seconds if evals else 0.0)
