@@ -305,15 +305,16 @@ class JobManager:
             return wait
 
     def wait(self, job_id: int, timeout: float | None = None) -> JobSnapshot | None:
-        """Block until the job is no longer queued/running (tests, CLI)."""
+        """Block until the job is no longer queued/running (tests, CLI); None for an unknown job
+        (or one so old that it is no longer kept, see KEEP_ENDED_JOBS)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while self._jobs[job_id].status in ACTIVE:
+            while (job := self._jobs.get(job_id)) is not None and job.status in ACTIVE:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
                 self._wake.wait(left if left is not None else 1.0)
-            return self._snap(self._jobs[job_id])
+            return None if job is None else self._snap(job)
 
     def close(self) -> None:
         """Stop the running job, cancel the queue and end the worker."""

@@ -119,14 +119,10 @@ def release_free_memory() -> bool:
     job without leaking (``benchmarks/job_memory.py``).  The job worker calls this after every job.
     """
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: glibc's, where it is glibc
     except (OSError, AttributeError):
-        trim = None
-    if trim is None:
         return False
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)

@@ -138,4 +138,5 @@ def test_only_the_newest_ended_jobs_stay_in_memory(manager, monkeypatch):
     ids = [manager.wait(manager.submit(cfg(train_size=256), name=f"j{i}").id, timeout=120).id for i in range(3)]
     assert [j.id for j in manager.jobs()] == ids[:0:-1]  # newest first, the oldest gone
     assert manager.snapshot(ids[0]) is None and manager.snapshot(ids[2]).status == "finished"
+    assert manager.wait(ids[0], timeout=1) is None and manager.stop(ids[0]) is False
     assert sorted(r.name for r in list_runs(manager.runs_dir)) == ["j0", "j1", "j2"]
