@@ -5,9 +5,9 @@ page visits overlap, so a slow leak and the allocator keeping freed pages look a
 script runs ``--jobs`` short jobs one after another through the app's ``JobManager`` (the Train
 page's config, ``--images`` training images each) and then ``--predictions`` server-side predictions
 of drawn digits (the Draw page's pen-up path), and after each job (and each block of predictions)
-records the resident memory twice: as the allocator left it, and after ``malloc_trim(0)`` hands
-freed pages back to the system (what the job worker now does after every job).  A leak grows the
-trimmed series; retention only the untrimmed one.
+records the resident memory twice: when the job is reported ended, and after ``malloc_trim(0)``
+hands freed pages back to the system.  The job worker itself trims after every job, possibly before
+the first reading, so the first series is not a clean "untrimmed" one; a leak grows both.
 
     python benchmarks/job_memory.py                 # writes benchmarks/job_memory.json
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -28,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.load_test import server_usage  # noqa: E402
 from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
 from odenet import TrainConfig  # noqa: E402
 from odenet.analysis import predict  # noqa: E402
@@ -38,7 +40,7 @@ from odenet.utils import release_free_memory  # noqa: E402
 
 
 def rss_mib() -> float:
-    return int(next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("VmRSS"))) / 1024
+    return server_usage(os.getpid())[0]  # this process is the "server" here
 
 
 def slope_per_step(values: list[float]) -> float:
