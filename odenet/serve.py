@@ -93,11 +93,14 @@ def warm_pages(timeout: float = 120.0) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     from .access import shared_override
     from .errors import OdenetError
+    from .utils import limit_malloc_arenas
 
     try:
         shared_override()  # a typo in ODENET_SHARED stops the launch, not the first visit
     except OdenetError as exc:
         sys.exit(f"odenet: {exc}")
+    if "MALLOC_ARENA_MAX" not in os.environ:  # a value set by the user wins (glibc read it at start)
+        limit_malloc_arenas(2)  # before any thread: sessions' threads would otherwise each keep freed MBs
     warm_imports()
     warm_caches()  # ~1-2 s more before the server answers, so its first visitor does not share the cores with it
     if os.environ.get("ODENET_WARM_PAGES", "1") != "0":

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "pick_device", "torch_threads", "amp_pays",
-           "safe_name", "release_free_memory"]
+           "safe_name", "release_free_memory", "limit_malloc_arenas"]
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -127,3 +127,29 @@ def release_free_memory() -> bool:
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+
+
+def limit_malloc_arenas(n: int = 2) -> bool:
+    """Cap glibc's malloc arenas at ``n`` for this process (``mallopt(M_ARENA_MAX, n)``; what the
+    ``MALLOC_ARENA_MAX`` environment variable does at start); returns False where it cannot.
+
+    glibc gives new threads their own arena, up to 8 per core, and an arena keeps freed memory
+    up to its trim threshold, which grows to twice the largest block freed so far.  The Streamlit
+    server runs every session's script in a new thread and reads the Draw page's 14 MB wasm
+    runtime into memory for each visitor, so every arena slowly kept tens of MB:
+    ``benchmarks/session_memory.py`` measured +100 MiB over 24 Draw sessions with the default and
+    +10 MiB with two arenas.  Call it before threads start (``odenet.serve`` does).
+    """
+    import ctypes
+
+    if n < 1:
+        raise ValueError(f"limit_malloc_arenas needs n >= 1, got {n}")
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt(_M_ARENA_MAX, n) == 1
