@@ -140,8 +140,9 @@ def limit_malloc_arenas(n: int = 2) -> bool:
     up to its trim threshold, which grows to twice the largest block freed so far.  The Streamlit
     server runs every session's script in a new thread and reads the Draw page's 14 MB wasm
     runtime into memory for each visitor, so every arena slowly kept tens of MB:
-    ``benchmarks/session_memory.py`` measured +100 MiB over 24 Draw sessions with the default and
-    +10 MiB with two arenas.  Call it before threads start (``odenet.serve`` does).
+    ``benchmarks/session_memory.py`` measured +101 MiB over 30 Draw sessions with the default, and
+    with two arenas +13.5 MiB over the first 10, then flat.  Call it before threads start
+    (``odenet.serve`` does).
     """
     import ctypes
 

@@ -77,15 +77,15 @@ def test_limit_malloc_arenas_rejects_zero():
 
 @pytest.mark.parametrize("user_value, expected", [(None, [2]), ("8", [])])
 def test_server_caps_malloc_arenas_unless_the_user_set_them(monkeypatch, user_value, expected):
+    """`make run` caps the arenas before any thread starts; a MALLOC_ARENA_MAX the user set wins."""
     import streamlit.web.cli
 
-    import odenet.serve
     import odenet.utils
 
     calls: list[int] = []
     monkeypatch.setattr(odenet.utils, "limit_malloc_arenas", lambda n=2: calls.append(n) or True)
-    monkeypatch.setattr(odenet.serve, "warm_imports", lambda: None)
-    monkeypatch.setattr(odenet.serve, "warm_caches", lambda: None)
+    monkeypatch.setattr(serve, "warm_imports", lambda: None)
+    monkeypatch.setattr(serve, "warm_caches", lambda: None)
     monkeypatch.setattr(streamlit.web.cli, "main", lambda: None)
     monkeypatch.setenv("ODENET_WARM_PAGES", "0")
     monkeypatch.setattr(sys, "argv", ["odenet.serve"])
@@ -93,5 +93,5 @@ def test_server_caps_malloc_arenas_unless_the_user_set_them(monkeypatch, user_va
         monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     else:
         monkeypatch.setenv("MALLOC_ARENA_MAX", user_value)
-    odenet.serve.main([])
+    serve.main([])
     assert calls == expected
