@@ -110,6 +110,19 @@ def safe_name(name: str) -> str:
     return name
 
 
+def _libc_function(name: str, argtypes: list[Any]) -> Any:
+    """The C library function ``name`` from the process's own symbols (glibc's, where it is glibc),
+    returning int, or None where it does not exist (other C libraries)."""
+    import ctypes
+
+    try:
+        fn = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = argtypes, ctypes.c_int
+    return fn
+
+
 def release_free_memory() -> bool:
     """Hand memory that the C allocator keeps after ``free`` back to the system (glibc's
     ``malloc_trim(0)``); returns False where that call does not exist (other C libraries).
@@ -120,11 +133,9 @@ def release_free_memory() -> bool:
     """
     import ctypes
 
-    try:
-        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: glibc's, where it is glibc
-    except (OSError, AttributeError):
+    trim = _libc_function("malloc_trim", [ctypes.c_size_t])
+    if trim is None:
         return False
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
     trim(0)
     return True
 
@@ -148,9 +159,5 @@ def limit_malloc_arenas(n: int = 2) -> bool:
 
     if n < 1:
         raise ValueError(f"limit_malloc_arenas needs n >= 1, got {n}")
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(_M_ARENA_MAX, n) == 1
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    return mallopt is not None and mallopt(_M_ARENA_MAX, n) == 1
