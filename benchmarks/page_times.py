@@ -5,7 +5,8 @@ of ``odenet.ui.PAGES`` measures, until Streamlit reports the script run finished
 (``[data-testid=stApp][data-test-script-state=notRunning]``) and the page's heading is shown:
 
 * ``cold``: the first visit of the page on this server (a fresh browser context, ``goto``),
-* ``warm``: a later first visit from a new session (server caches filled),
+* ``warm``: later first visits from new sessions (server caches filled; ``--warm-rounds`` of them,
+  interleaved across pages: median and worst reported, the worst is what the 2 s target is held to),
 * ``revisit``: going back to the page from another page through the sidebar in one session.
 
 Every request the browser makes is logged; any that leaves localhost is reported (and fails
@@ -57,6 +58,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when a target is missed or a request leaves")
     ap.add_argument("--rounds", type=int, default=2, help="revisit rounds (median reported)")
+    ap.add_argument("--warm-rounds", type=int, default=3,
+                    help="first visits from new sessions per page, interleaved (median and worst reported)")
     args = ap.parse_args()
     outside: list[str] = []
 
@@ -71,7 +74,8 @@ def main() -> int:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             headings: dict[str, str] = {}
-            for kind in ("cold", "warm"):
+            warm: dict[str, list[float]] = {i.title: [] for i in PAGES}
+            for rnd in range(1 + args.warm_rounds):  # round 0: each page's first visit on this server
                 for info in PAGES:
                     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
                     page = ctx.new_page()
@@ -79,8 +83,16 @@ def main() -> int:
                     t = time.perf_counter()
                     page.goto(f"{url}/{info.url_path}")
                     headings[info.title] = wait_rendered(page, headings.get(info.title))
-                    results.setdefault(info.title, {})[kind] = round(time.perf_counter() - t, 2)
+                    seconds = round(time.perf_counter() - t, 2)
+                    if rnd:
+                        warm[info.title].append(seconds)
+                    else:
+                        results.setdefault(info.title, {})["cold"] = seconds
                     ctx.close()
+            for title, times in warm.items():
+                results[title]["warm"] = round(statistics.median(times), 2)
+                results[title]["warm_max"] = max(times)
+                results[title]["warm_all"] = times
             ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
             page = ctx.new_page()
             page.on("request", log_request)
@@ -104,15 +116,15 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=30)
 
-    missed = [f"{t} {k} {v} s" for t, r in results.items() for k, v in r.items()
-              if v > (REVISIT_TARGET_S if k == "revisit" else FIRST_TARGET_S)]
+    missed = [f"{t} {k} {r[k]} s" for t, r in results.items() for k in ("cold", "warm_max", "revisit")
+              if r[k] > (REVISIT_TARGET_S if k == "revisit" else FIRST_TARGET_S)]
     out = {"seconds": results, "targets": {"first": FIRST_TARGET_S, "revisit": REVISIT_TARGET_S},
            "missed": missed, "requests_outside_localhost": sorted(set(outside)),
            "machine": f"{os.cpu_count()} cores", "when": time.strftime("%Y-%m-%d %H:%M")}
     (ROOT / "benchmarks" / "page_times.json").write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{'page':<20}{'cold':>8}{'warm':>8}{'revisit':>9}")
+    print(f"{'page':<20}{'cold':>8}{'warm':>8}{'worst':>8}{'revisit':>9}")
     for title, r in results.items():
-        print(f"{title:<20}{r['cold']:>8.2f}{r['warm']:>8.2f}{r['revisit']:>9.2f}")
+        print(f"{title:<20}{r['cold']:>8.2f}{r['warm']:>8.2f}{r['warm_max']:>8.2f}{r['revisit']:>9.2f}")
     if outside:
         print("requests outside localhost:", *sorted(set(outside)), sep="\n  ")
     if missed:

@@ -462,12 +462,21 @@ class PageLink:
         st.session_state.setdefault(_URL_SEEN, {})[self.page] = dict(q)
         base = (st.context.url or f"/{self.page}").split("?")[0]
         with self._slot.container():
-            with st.expander("🔗 Copy link to this view", expanded=False):
-                st.code(base + query_string(q), language=None)
-                lesson = {**q, "lesson": "1"}
-                st.markdown("Lesson link (the same view with its settings hidden):")
-                st.code(base + query_string(lesson), language=None)
+            # built only while open: st.code needs a 1.6 MB highlighter script that, loaded on every
+            # first visit, cost Integrators 0.4 s of its first render (benchmarks/page_times.py)
+            box = st.expander("🔗 Copy link to this view", key=link_box_key(self.page), on_change="rerun")
+            if box.open:
+                with box:
+                    st.code(base + query_string(q), language=None)
+                    lesson = {**q, "lesson": "1"}
+                    st.markdown("Lesson link (the same view with its settings hidden):")
+                    st.code(base + query_string(lesson), language=None)
         return q
+
+
+def link_box_key(page: str) -> str:
+    """Session key of a page's "Copy link" expander (True while the visitor has it open)."""
+    return f"odenet_link_box_{page}"
 
 
 _LOCK_CSS = "<style>.st-key-odenet_locked { display: none !important; }</style>"

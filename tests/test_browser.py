@@ -341,6 +341,13 @@ def test_link_opens_the_configured_view_in_a_fresh_context(server, page):
     assert "euler_1step" in caption and "midpoint x3" in caption, caption
     assert "model=euler_1step" in page.url and "steps=3" in page.url
     shot(page, "draw-link")
+    # the "Copy link" box is built when opened (one rerun) and carries this view and its lesson form
+    assert page.locator("[data-testid=stCode]").count() == 0
+    page.get_by_text("Copy link to this view").first.click()
+    codes = page.locator("[data-testid=stCode]")
+    expect(codes).to_have_count(2, timeout=30_000)
+    assert codes.nth(0).inner_text().strip().endswith("/draw?model=euler_1step&integrator=midpoint&steps=3")
+    assert codes.nth(1).inner_text().strip().endswith("steps=3&lesson=1")
     # lesson link: the view stays, the controls do not
     page.goto(f"{server}/draw?model=euler_1step&integrator=midpoint&steps=3&lesson=1")
     page.get_by_text("Lesson view").first.wait_for(timeout=60_000)

@@ -10,6 +10,7 @@ from odenet.analysis import pca_fit, pca_project, plane_field, rk_stages, stage_
 from odenet.checkpoints import load_model, pretrained_models
 from odenet.integrators import METHODS
 from odenet.problems import PROBLEMS
+from odenet.ui import link_box_key
 
 APP = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "app.py")
 
@@ -43,7 +44,12 @@ def test_draw_link_selects_model_and_solver_and_round_trips():
     at.selectbox(key="draw_shipped:euler_1step_integ").set_value("euler").run()
     at.number_input(key="draw_shipped:euler_1step_steps").set_value(1).run()
     assert at.query_params == {"model": "euler_1step"}  # the training solver is the default: left out
-    assert any("http" in c.value or "/draw?model=euler_1step" in c.value for c in at.code)
+    assert not at.code  # the link box is built only when opened (its highlighter is 1.6 MB of script)
+    at.session_state[link_box_key("draw")] = True
+    at.run()
+    links = [c.value for c in at.code]
+    assert len(links) == 2 and links[0].endswith("/draw?model=euler_1step"), links
+    assert links[1].endswith("/draw?model=euler_1step&lesson=1"), links
 
 
 @pytest.mark.parametrize("query, bad", [
