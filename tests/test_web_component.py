@@ -113,6 +113,24 @@ def test_drawing_helpers():
         drawing_image({"blank": False, "image28": [1, 2, 3]})
 
 
+def test_vendored_runtime_matches_its_manifest():
+    """The shipped files hash to vendor/VERSION.json, and the gzip-compressed wasm inflates to the
+    pinned onnxruntime-web release's wasm (its sha256 before compression), a wasm module."""
+    import gzip
+    import hashlib
+
+    vendor = ASSET_DIR / "vendor"
+    manifest = json.loads((vendor / "VERSION.json").read_text())
+    assert set(manifest["files"]) == {"ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm.gz"}
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
+    packed = (vendor / "ort-wasm-simd-threaded.wasm.gz").read_bytes()
+    wasm = gzip.decompress(packed)
+    assert wasm[:4] == b"\0asm"
+    assert hashlib.sha256(wasm).hexdigest() == manifest["uncompressed"]["ort-wasm-simd-threaded.wasm"]
+    assert len(packed) < 0.3 * len(wasm)  # what the compression is for: 3.7 of 14.2 MB per visitor
+
+
 # -- real browser --------------------------------------------------------------------------------
 _BROWSER_MARKS = [
     pytest.mark.browser,
@@ -225,6 +243,9 @@ def test_browser_parity_20_drawings(server, page, rk4_model):
     assert len(seen_during) == 20
     confidences = page.get_by_test_id("pen-bars").inner_text() + page.get_by_test_id("pen-confidence").inner_text()
     assert "100.0%" not in confidences
+    # the runtime came compressed, once; ort fetched no wasm of its own
+    wasm_requests = [u for u in page.requests if urlparse(u).path.endswith((".wasm", ".wasm.gz"))]
+    assert len(wasm_requests) == 1 and wasm_requests[0].endswith("/vendor/ort-wasm-simd-threaded.wasm.gz"), wasm_requests
     assert_local_only(page)
 
 

@@ -7,8 +7,8 @@ and the per-step chart follow the pen without a server round trip.  On pen-up, u
 sends Python the 28x28 the model saw, the strokes and its probabilities.
 
 Every file the browser loads comes from the Streamlit server: the component's JS/CSS and the
-vendored onnxruntime-web runtime + wasm are this package's ``assets`` directory, served as the
-component's ``asset_dir`` under ``/_stcore/bidi-components/odenet.pen_canvas/``; the ONNX model is
+vendored onnxruntime-web runtime + wasm (gzip-compressed, inflated in the browser) are this
+package's ``assets`` directory, served as the component's ``asset_dir`` under ``/_stcore/bidi-components/odenet.pen_canvas/``; the ONNX model is
 registered with Streamlit's media file manager (``/media/<content hash>.bin``), so a rerun sends
 only its URL and the browser keeps the loaded session while the URL (the bytes) stay the same.
 If wasm cannot start, the component reports ``wasm: False`` and the page predicts on the server
@@ -38,7 +38,7 @@ COMPONENT_NAME = "odenet.pen_canvas"
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
 _PACKAGE_ROOT = ASSET_DIR.parent.parent  # odenet/
 _REQUIRED = ("pen_canvas.js", "pen_canvas.css", "preprocess.js", "vendor/ort.wasm.bundle.min.mjs",
-             "vendor/ort-wasm-simd-threaded.wasm")
+             "vendor/ort-wasm-simd-threaded.wasm.gz")
 
 _lock = threading.Lock()
 _mounts: weakref.WeakKeyDictionary[Any, Callable[..., Any]] = weakref.WeakKeyDictionary()

@@ -14,9 +14,32 @@ const APP_BASE = ASSET_BASE.href.slice(0, ASSET_BASE.href.indexOf('/_stcore/') +
 
 ort.env.wasm.numThreads = 1; // threads need cross-origin isolation; one thread is fast enough here
 ort.env.wasm.proxy = false;
-// the JS glue is inside the bundle; only the .wasm is fetched, from this component's assets
-ort.env.wasm.wasmPaths = { wasm: new URL('./vendor/ort-wasm-simd-threaded.wasm', ASSET_BASE).href };
 ort.env.logLevel = 'error';
+// The JS glue is inside the bundle. The wasm ships gzip-compressed (3.7 MB instead of 14.2 MB:
+// Streamlit serves component assets as they are on disk), is inflated here once per page and
+// handed to ort as wasmBinary, so ort fetches nothing itself.
+const RUNTIME_URL = new URL('./vendor/ort-wasm-simd-threaded.wasm.gz', ASSET_BASE).href;
+let runtime = null; // Promise<void>: ort.env.wasm.wasmBinary is set
+
+async function inflate(bytes) {
+  // "\0asm" starts a wasm module; 1f 8b a gzip stream (a proxy may already have inflated it)
+  if (bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
+  if (typeof DecompressionStream !== 'function') throw new Error('this browser has no DecompressionStream');
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+function loadRuntime() {
+  if (runtime === null) {
+    runtime = (async () => {
+      const resp = await fetch(RUNTIME_URL);
+      if (!resp.ok) throw new Error(`runtime download failed: HTTP ${resp.status}`);
+      ort.env.wasm.wasmBinary = await inflate(new Uint8Array(await resp.arrayBuffer()));
+    })();
+    runtime.catch(() => { runtime = null; }); // a later render may retry
+  }
+  return runtime;
+}
 
 const sessions = new Map(); // model URL -> Promise<InferenceSession>, shared by every instance on the page
 const instances = new WeakMap(); // parentElement -> PenCanvas
@@ -29,7 +52,7 @@ function modelUrl(url) {
 function loadSession(url) {
   if (!sessions.has(url)) {
     const p = (async () => {
-      const resp = await fetch(url);
+      const [resp] = await Promise.all([fetch(url), loadRuntime()]);
       if (!resp.ok) throw new Error(`model download failed: HTTP ${resp.status}`);
       const bytes = new Uint8Array(await resp.arrayBuffer());
       return ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
