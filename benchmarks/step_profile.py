@@ -107,7 +107,8 @@ def main() -> None:
             cats["convolutions"] += e.self_cpu_time_total
             row = conv_rows.setdefault(name, {"layer": name, "input": list(key[0]), "weight": list(key[1])})
             kind = "forward" if fwd else "backward"
-            row[f"{kind}_ms_per_step"] = row.get(f"{kind}_ms_per_step", 0.0) + e.self_cpu_time_total / 1e3 / PROFILED_STEPS
+            ms = e.self_cpu_time_total / 1e3 / PROFILED_STEPS
+            row[f"{kind}_ms_per_step"] = row.get(f"{kind}_ms_per_step", 0.0) + ms
             if info:
                 # backward: input gradient + weight gradient (2x the forward), only the weight
                 # gradient for the first layer, whose input (the image) needs none

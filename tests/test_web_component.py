@@ -245,7 +245,8 @@ def test_browser_parity_20_drawings(server, page, rk4_model):
     assert "100.0%" not in confidences
     # the runtime came compressed, once; ort fetched no wasm of its own
     wasm_requests = [u for u in page.requests if urlparse(u).path.endswith((".wasm", ".wasm.gz"))]
-    assert len(wasm_requests) == 1 and wasm_requests[0].endswith("/vendor/ort-wasm-simd-threaded.wasm.gz"), wasm_requests
+    assert len(wasm_requests) == 1, wasm_requests
+    assert wasm_requests[0].endswith("/vendor/ort-wasm-simd-threaded.wasm.gz"), wasm_requests
     assert_local_only(page)
 
 

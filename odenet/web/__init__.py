@@ -8,11 +8,12 @@ sends Python the 28x28 the model saw, the strokes and its probabilities.
 
 Every file the browser loads comes from the Streamlit server: the component's JS/CSS and the
 vendored onnxruntime-web runtime + wasm (gzip-compressed, inflated in the browser) are this
-package's ``assets`` directory, served as the component's ``asset_dir`` under ``/_stcore/bidi-components/odenet.pen_canvas/``; the ONNX model is
-registered with Streamlit's media file manager (``/media/<content hash>.bin``), so a rerun sends
-only its URL and the browser keeps the loaded session while the URL (the bytes) stay the same.
-If wasm cannot start, the component reports ``wasm: False`` and the page predicts on the server
-from ``image28``.
+package's ``assets`` directory, served as the component's ``asset_dir`` under
+``/_stcore/bidi-components/odenet.pen_canvas/``; the ONNX model is registered with Streamlit's
+media file manager (``/media/<content hash>.bin``), so a rerun sends only its URL and the
+browser keeps the loaded session while the URL (the bytes) stay the same.  If wasm cannot
+start, the component reports ``wasm: False`` and the page predicts on the server from
+``image28``.
 
 Rebuild the vendored runtime with ``cd odenet/web && npm ci && npm run build``.
 """
