@@ -15,44 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load_test import ARGS, MODEL_READY  # noqa: E402
+from benchmarks.load_test import ARGS, MODEL_READY, start_server  # noqa: E402
 from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 # (name, download bytes/s, upload bytes/s, latency ms): None = no emulation
 NETWORKS = [("local", None, None, 0), ("wifi_20mbit", 20e6 / 8, 10e6 / 8, 20)]
-
-
-def serve(checkout: Path, runs: str) -> tuple[subprocess.Popen, str]:
-    """``python -m odenet.serve`` (as ``make run`` starts it) from ``checkout`` on a free port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "odenet.serve", "--server.port", str(port), "--server.address",
-                             "127.0.0.1", "--server.headless", "true"], cwd=checkout,
-                            env={**os.environ, "ODENET_RUNS": runs, "PYTHONPATH": str(checkout)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(900):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server from {checkout} did not start")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -94,8 +72,8 @@ def main() -> int:
         subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_dir), base_rev], cwd=ROOT, check=True)
         servers = {}
         try:
-            servers = {"baseline": serve(base_dir, tempfile.mkdtemp(dir=tmp)),
-                       "this checkout": serve(ROOT, tempfile.mkdtemp(dir=tmp))}
+            servers = {"baseline": start_server(tempfile.mkdtemp(dir=tmp), base_dir),
+                       "this checkout": start_server(tempfile.mkdtemp(dir=tmp))}
             times: dict[str, dict[str, list[float]]] = {k: {n[0]: [] for n in NETWORKS} for k in servers}
             cpu: dict[str, list[float]] = {k: [] for k in servers}
             wasm_bytes: dict[str, int] = {}

@@ -28,15 +28,17 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
-def start_server(runs: str) -> tuple[subprocess.Popen, str]:
+def start_server(runs: str, checkout: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """The app as `make run` starts it (``odenet.serve``), from ``checkout`` (default: this one) on a
+    free loopback port with ``runs`` as its runs directory; returns the process and its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    # the way `make run` starts the app (odenet.serve: streamlit run with the heavy imports done first)
+    checkout = checkout or ROOT
     proc = subprocess.Popen([sys.executable, "-m", "odenet.serve", "--server.port",
-                             str(port), "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=ROOT,
-                            env={**os.environ, "ODENET_RUNS": runs}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             str(port), "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=checkout,
+                            env={**os.environ, "ODENET_RUNS": runs, "PYTHONPATH": str(checkout)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
