@@ -26,6 +26,22 @@ _LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=40, b=90),
                legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
 
 
+def log_ticks(values: Sequence[float]) -> dict:
+    """Axis settings for a log axis over ``values``: ticks at 1, 2 and 5 per decade inside their
+    range, labelled in full (plotly's own minor labels on a short log range read "2 3 4 ... 9"
+    squeezed together), only powers of ten over more than two decades; empty (plotly's choice)
+    when that leaves fewer than two ticks."""
+    v = np.abs(np.asarray([x for x in values if x], dtype=float))
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {}
+    lo, hi = v.min() / 1.2, v.max() * 1.2
+    mults = (1, 2, 5) if np.log10(hi / lo) <= 2 else (1,)  # over more than two decades: powers of ten
+    ticks = [m * 10.0**e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+             for m in mults if lo <= m * 10.0**e <= hi]
+    return dict(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks]) if len(ticks) >= 2 else {}
+
+
 def _fig(title: str, height: int = 340) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(title=title, height=height, **_LAYOUT)
@@ -134,7 +150,8 @@ def convergence_plot(results: Sequence[ConvergenceResult]) -> go.Figure:
     for i, r in enumerate(results):
         fig.add_trace(go.Scatter(x=r.steps, y=r.errors, mode="lines+markers", line=dict(color=PALETTE[i % 10]),
                                  name=f"{r.method}: slope {r.fitted_order:.2f} (order {r.nominal_order})"))
-    fig.update_xaxes(type="log", title="steps")
+    steps = sorted({n for r in results for n in r.steps})  # the step counts run, as ticks
+    fig.update_xaxes(type="log", title="steps", tickvals=steps, ticktext=[str(n) for n in steps])
     fig.update_yaxes(type="log", title="max error", exponentformat="power")
     return fig
 
@@ -545,10 +562,11 @@ def step_size_timeline(log: Sequence, stage_c: Sequence[float] | None = None,
                                                "<extra></extra>"), row=1, col=1)
     if stage_c is not None and log:
         ts = [r.t + c * r.dt for r in log for c in stage_c]
-        fig.add_trace(go.Scatter(x=ts, y=[0] * len(ts), mode="markers", name=f"stage evaluations ({len(ts)})",
+        # an FSAL method's last stage point is the next step's first: counted in both steps here
+        fig.add_trace(go.Scatter(x=ts, y=[0] * len(ts), mode="markers", name=f"stage points of each step ({len(ts)})",
                                  marker=dict(symbol="line-ns-open", size=14, color=PALETTE[7]),
                                  hovertemplate="stage at t=%{x:.4g}<extra></extra>"), row=2, col=1)
-    fig.update_yaxes(title="step size", type="log", row=1, col=1)
+    fig.update_yaxes(title="step size", type="log", row=1, col=1, **log_ticks([r.dt for r in log]))
     fig.update_yaxes(visible=False, row=2, col=1)
     fig.update_xaxes(title="t", row=2, col=1)
     return fig

@@ -2,6 +2,7 @@
 Butcher tableaux and user-defined methods."""
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
@@ -38,7 +39,7 @@ link.seed({"int_problem": link.values["problem"], "int_methods": link.values["me
            "int_steps": link.values["steps"]})
 
 with locked_controls(link.lesson):
-    c1, c2, c3 = st.columns([2, 3, 1])
+    c1, c2, c3 = st.columns([2, 4, 1])  # room for three "name (order k)" chips
     pkey = c1.selectbox("Test problem", list(PROBLEMS), format_func=lambda k: PROBLEMS[k].title, key="int_problem")
     methods = c2.multiselect("Integrators", list(METHODS), default=DEFAULT_METHODS, key="int_methods",
                              format_func=lambda k: f"{k} (order {METHODS[k].order})")
@@ -109,7 +110,7 @@ bar = st.progress(0.0, text="Convergence runs ...")
 conv = []
 for i, k in enumerate(methods):  # cached per (problem, tableau) for every visitor after the first
     bar.progress(i / len(methods), text=f"Convergence runs: {k} ({i + 1}/{len(methods)}) ...")
-    conv.append(cached_convergence(problem, METHODS[k]))
+    conv.append(replace(cached_convergence(problem, METHODS[k]), method=k))  # the names used above
 bar.empty()
 st.plotly_chart(plots.convergence_plot(conv), key="int_conv", width="stretch")
 st.table(pd.DataFrame([{"method": r.method, "nominal order": r.nominal_order,

@@ -41,7 +41,7 @@ link.seed({"rob_model": model_key(url["model"]) if url["model"] else None, "rob_
            "rob_steps": url["steps"], "rob_size": url["size"]})
 with locked_controls(link.lesson):
     choice, model, test = model_and_test("rob_model")
-    c1, c2, c3 = st.columns([2, 2, 1])
+    c1, c2, c3 = st.columns([5, 3, 2])  # room for the default four integrator chips
     integrators = c1.multiselect("Integrators", list(METHODS), default=DEFAULT_INTEGRATORS, key="rob_integ")
     steps = c2.multiselect("Steps", STEP_CHOICES, default=[1, 2, 4, 8], key="rob_steps")
     size = c3.select_slider("Test images", SIZES, value=1000, key="rob_size")

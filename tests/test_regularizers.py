@@ -218,3 +218,25 @@ def test_per_image_cost_and_step_timeline():
     fig = plots.step_size_timeline(traj.log, spec.method.tableau.c)
     ticks = next(t for t in fig.data if t.name.startswith("stage"))
     assert len(ticks.x) == 7 * len(traj.log)  # dopri5: 7 stage points per attempted step
+
+
+def test_log_axis_ticks_are_readable():
+    """Short log ranges get 1-2-5 ticks labelled in full, long ones powers of ten; the adaptive
+    timeline and the convergence plot use them (plotly's own minor labels crowd as "2 3 4 .. 9")."""
+    from odenet import plots
+    from odenet.problems import PROBLEMS, convergence
+    from odenet.solvers import SolverSpec
+
+    assert plots.log_ticks([0.11, 0.5, 1.17]) == {"tickvals": [0.1, 0.2, 0.5, 1.0],
+                                                  "ticktext": ["0.1", "0.2", "0.5", "1"]}
+    assert plots.log_ticks([1e-4, 0.3])["ticktext"] == ["0.0001", "0.001", "0.01", "0.1"]
+    assert plots.log_ticks([0.5, 0.6]) == {} and plots.log_ticks([]) == {} and plots.log_ticks([0.0]) == {}
+    problem = PROBLEMS["decay"]
+    sol = SolverSpec(integrator="dopri5", adaptive=True, rtol=1e-4, atol=1e-6, t0=problem.t0,
+                     t1=problem.t1).build(problem.f).solve(problem.y0_tensor())
+    fig = plots.step_size_timeline(sol.log, SolverSpec(integrator="dopri5").method.tableau.c)
+    dts = [abs(r.dt) for r in sol.log]
+    assert list(fig.layout.yaxis.tickvals) == plots.log_ticks(dts)["tickvals"] and len(fig.layout.yaxis.tickvals) >= 2
+    conv = plots.convergence_plot([convergence(problem, "rk4"), convergence(problem, "euler")])
+    runs = sorted(set(convergence(problem, "rk4").steps) | set(convergence(problem, "euler").steps))
+    assert list(conv.layout.xaxis.tickvals) == runs and list(conv.layout.xaxis.ticktext) == [str(n) for n in runs]
