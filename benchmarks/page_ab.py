@@ -1,0 +1,77 @@
+"""One page's first render, this checkout against an earlier revision, side by side: both servers
+run at once (started as `make run` starts them) and fresh chromium contexts visit them in turn,
+so drift of this shared VM hits both alike.  A first render ends as in ``page_times.py``: the
+script run is over and the page's heading is shown.
+
+    python benchmarks/page_ab.py --baseline 3deccf5 --page integrators   # writes benchmarks/page_ab.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.load_test import ARGS, start_server  # noqa: E402
+from benchmarks.page_times import CHROMIUM, wait_rendered  # noqa: E402
+from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
+
+
+def main() -> int:
+    from playwright.sync_api import sync_playwright
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", required=True, help="git revision to compare with (checked out in a temp worktree)")
+    ap.add_argument("--page", default="integrators", help="url path of the page ('' for Home)")
+    ap.add_argument("--rounds", type=int, default=8, help="fresh visits per checkout (after one warm-up round)")
+    args = ap.parse_args()
+    base_rev = subprocess.check_output(["git", "rev-parse", "--short", args.baseline], cwd=ROOT, text=True).strip()
+    times: dict[str, list[float]] = {"baseline": [], "this checkout": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        base_dir = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_dir), base_rev], cwd=ROOT, check=True)
+        servers = {}
+        try:
+            servers = {"baseline": start_server(tempfile.mkdtemp(dir=tmp), base_dir),
+                       "this checkout": start_server(tempfile.mkdtemp(dir=tmp))}
+            time.sleep(5)  # let both finish their start-up page warm-up
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                try:
+                    for rnd in range(args.rounds + 1):  # round 0 fills both servers' caches
+                        for name, (_, url) in servers.items():
+                            ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+                            page = ctx.new_page()
+                            t = time.perf_counter()
+                            page.goto(f"{url}/{args.page}")
+                            wait_rendered(page)
+                            if rnd:
+                                times[name].append(round(time.perf_counter() - t, 2))
+                            ctx.close()
+                finally:
+                    browser.close()
+        finally:
+            for proc, _ in servers.values():
+                proc.terminate()
+                proc.wait(timeout=30)
+            subprocess.run(["git", "worktree", "remove", "--force", str(base_dir)], cwd=ROOT, check=False)
+    out = {"what": f"first render of /{args.page} in fresh chromium contexts, two servers side by side",
+           "cpu": cpu_name(), "baseline_rev": base_rev, "page": args.page,
+           "median_s": {k: statistics.median(v) for k, v in times.items()},
+           "worst_s": {k: max(v) for k, v in times.items()}, "all_s": times,
+           "when": time.strftime("%Y-%m-%d %H:%M")}
+    (ROOT / "benchmarks" / "page_ab.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
