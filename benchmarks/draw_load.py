@@ -7,7 +7,7 @@ predict in the browser), the bytes of the runtime's wasm that went over the wire
 gzips responses on the fly when the file is not compressed already) and the server process's
 CPU seconds per visit (what a shared demo server pays for each new visitor).
 
-    python benchmarks/draw_load.py --baseline 3deccf5     # writes benchmarks/draw_load.json
+    python benchmarks/draw_load.py --baseline 5feaea9     # writes benchmarks/draw_load.json
 """
 
 from __future__ import annotations
@@ -16,27 +16,19 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load_test import ARGS, MODEL_READY, start_server  # noqa: E402
+from benchmarks.load_test import ARGS, MODEL_READY, alternating, baseline_and_this, server_usage  # noqa: E402
+from benchmarks.page_times import CHROMIUM  # noqa: E402
 from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 # (name, download bytes/s, upload bytes/s, latency ms): None = no emulation
 NETWORKS = [("local", None, None, 0), ("wifi_20mbit", 20e6 / 8, 10e6 / 8, 20)]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def time_to_model(browser, url: str, network: tuple) -> tuple[float, int]:
@@ -66,37 +58,24 @@ def main() -> int:
     ap.add_argument("--baseline", required=True, help="git revision to compare with (checked out in a temp worktree)")
     ap.add_argument("--rounds", type=int, default=4, help="fresh visits per checkout and network (median reported)")
     args = ap.parse_args()
-    base_rev = subprocess.check_output(["git", "rev-parse", "--short", args.baseline], cwd=ROOT, text=True).strip()
-    with tempfile.TemporaryDirectory() as tmp:
-        base_dir = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_dir), base_rev], cwd=ROOT, check=True)
-        servers = {}
+    times: dict[str, dict[str, list[float]]] = {k: {n[0]: [] for n in NETWORKS} for k in ("baseline", "this checkout")}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
+    wasm_bytes: dict[str, int] = {}
+    with baseline_and_this(args.baseline) as (base_rev, servers), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            servers = {"baseline": start_server(tempfile.mkdtemp(dir=tmp), base_dir),
-                       "this checkout": start_server(tempfile.mkdtemp(dir=tmp))}
-            times: dict[str, dict[str, list[float]]] = {k: {n[0]: [] for n in NETWORKS} for k in servers}
-            cpu: dict[str, list[float]] = {k: [] for k in servers}
-            wasm_bytes: dict[str, int] = {}
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                try:
-                    for rnd in range(args.rounds + 1):  # round 0 warms both servers' caches
-                        for net in NETWORKS:
-                            for name, (proc, url) in servers.items():
-                                before = cpu_seconds(proc.pid)
-                                s, nbytes = time_to_model(browser, url, net)
-                                time.sleep(0.5)  # let the server finish the visit's rerun
-                                if rnd:
-                                    times[name][net[0]].append(round(s, 2))
-                                    cpu[name].append(round(cpu_seconds(proc.pid) - before, 3))
-                                wasm_bytes[name] = nbytes
-                finally:
-                    browser.close()
+            for rnd in range(args.rounds + 1):  # round 0 warms both servers' caches
+                for net in NETWORKS:
+                    for name, (proc, url) in alternating(servers, rnd):
+                        before = server_usage(proc.pid)[1]
+                        s, nbytes = time_to_model(browser, url, net)
+                        time.sleep(0.5)  # let the server finish the visit's rerun
+                        if rnd:
+                            times[name][net[0]].append(round(s, 2))
+                            cpu[name].append(round(server_usage(proc.pid)[1] - before, 3))
+                        wasm_bytes[name] = nbytes
         finally:
-            for proc, _ in servers.values():
-                proc.terminate()
-                proc.wait(timeout=30)
-            subprocess.run(["git", "worktree", "remove", "--force", str(base_dir)], cwd=ROOT, check=False)
+            browser.close()
     out = {"what": "Draw page: navigation to a ready in-browser model (onnxruntime-web session), fresh contexts",
            "cpu": cpu_name(), "cpus": os.cpu_count(), "baseline_rev": base_rev,
            "networks": {n[0]: {"down_mbit_s": n[1] and n[1] * 8 / 1e6, "latency_ms": n[3]} for n in NETWORKS},

@@ -11,6 +11,7 @@ whether every prediction was answered.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +39,9 @@ def start_server(runs: str, checkout: Path | None = None) -> tuple[subprocess.Po
     checkout = checkout or ROOT
     proc = subprocess.Popen([sys.executable, "-m", "odenet.serve", "--server.port",
                              str(port), "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=checkout,
-                            env={**os.environ, "ODENET_RUNS": runs, "PYTHONPATH": str(checkout)},
+                            env={**os.environ, "ODENET_RUNS": runs,
+                                 "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout),
+                                                                            os.environ.get("PYTHONPATH")]))},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -258,6 +262,35 @@ def run_users(url: str, users: int, draws: int, browsers: int = 0) -> tuple[list
     worker.start()
     worker.join()
     return lat, errors, server, pages
+
+
+@contextlib.contextmanager
+def baseline_and_this(baseline: str) -> Iterator[tuple[str, dict[str, tuple[subprocess.Popen, str]]]]:
+    """Two servers at once, for side-by-side comparisons: ``baseline`` (a git revision, checked out
+    in a temporary worktree) and this checkout, each with its own empty runs directory.  Yields
+    (the revision's short hash, {"baseline": (process, url), "this checkout": (process, url)});
+    both servers and the worktree are removed afterwards, also when a start fails."""
+    rev = subprocess.check_output(["git", "rev-parse", "--short", baseline], cwd=ROOT, text=True).strip()
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        base_dir = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_dir), rev], cwd=ROOT, check=True)
+        try:
+            servers["baseline"] = start_server(tempfile.mkdtemp(dir=tmp), base_dir)
+            servers["this checkout"] = start_server(tempfile.mkdtemp(dir=tmp))
+            yield rev, servers
+        finally:
+            for proc, _ in servers.values():
+                proc.terminate()
+                proc.wait(timeout=30)
+            subprocess.run(["git", "worktree", "remove", "--force", str(base_dir)], cwd=ROOT, check=False)
+
+
+def alternating(servers: dict, rnd: int) -> list:
+    """``servers.items()`` in round ``rnd``'s order: reversed every other round, so neither side
+    is always visited first."""
+    items = list(servers.items())
+    return items if rnd % 2 == 0 else items[::-1]
 
 
 def server_usage(pid: int) -> tuple[float, float]:

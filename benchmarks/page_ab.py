@@ -1,6 +1,6 @@
 """One page's first render, this checkout against an earlier revision, side by side: both servers
 run at once (started as `make run` starts them) and fresh chromium contexts visit them in turn,
-so drift of this shared VM hits both alike.  A first render ends as in ``page_times.py``: the
+in alternating order, so drift of this shared VM hits both alike.  A first render ends as in ``page_times.py``: the
 script run is over and the page's heading is shown.
 
     python benchmarks/page_ab.py --baseline 3deccf5 --page integrators   # writes benchmarks/page_ab.json
@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.load_test import ARGS, start_server  # noqa: E402
+from benchmarks.load_test import ARGS, alternating, baseline_and_this  # noqa: E402
 from benchmarks.page_times import CHROMIUM, wait_rendered  # noqa: E402
 from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
 
@@ -33,36 +31,23 @@ def main() -> int:
     ap.add_argument("--page", default="integrators", help="url path of the page ('' for Home)")
     ap.add_argument("--rounds", type=int, default=8, help="fresh visits per checkout (after one warm-up round)")
     args = ap.parse_args()
-    base_rev = subprocess.check_output(["git", "rev-parse", "--short", args.baseline], cwd=ROOT, text=True).strip()
     times: dict[str, list[float]] = {"baseline": [], "this checkout": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        base_dir = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_dir), base_rev], cwd=ROOT, check=True)
-        servers = {}
+    with baseline_and_this(args.baseline) as (base_rev, servers), sync_playwright() as p:
+        time.sleep(5)  # let both finish their start-up page warm-up
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            servers = {"baseline": start_server(tempfile.mkdtemp(dir=tmp), base_dir),
-                       "this checkout": start_server(tempfile.mkdtemp(dir=tmp))}
-            time.sleep(5)  # let both finish their start-up page warm-up
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                try:
-                    for rnd in range(args.rounds + 1):  # round 0 fills both servers' caches
-                        for name, (_, url) in servers.items():
-                            ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-                            page = ctx.new_page()
-                            t = time.perf_counter()
-                            page.goto(f"{url}/{args.page}")
-                            wait_rendered(page)
-                            if rnd:
-                                times[name].append(round(time.perf_counter() - t, 2))
-                            ctx.close()
-                finally:
-                    browser.close()
+            for rnd in range(args.rounds + 1):  # round 0 fills both servers' caches
+                for name, (_, url) in alternating(servers, rnd):
+                    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+                    page = ctx.new_page()
+                    t = time.perf_counter()
+                    page.goto(f"{url}/{args.page}")
+                    wait_rendered(page)
+                    if rnd:
+                        times[name].append(round(time.perf_counter() - t, 2))
+                    ctx.close()
         finally:
-            for proc, _ in servers.values():
-                proc.terminate()
-                proc.wait(timeout=30)
-            subprocess.run(["git", "worktree", "remove", "--force", str(base_dir)], cwd=ROOT, check=False)
+            browser.close()
     out = {"what": f"first render of /{args.page} in fresh chromium contexts, two servers side by side",
            "cpu": cpu_name(), "baseline_rev": base_rev, "page": args.page,
            "median_s": {k: statistics.median(v) for k, v in times.items()},

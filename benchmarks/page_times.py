@@ -61,6 +61,8 @@ def main() -> int:
     ap.add_argument("--warm-rounds", type=int, default=3,
                     help="first visits from new sessions per page, interleaved (median and worst reported)")
     args = ap.parse_args()
+    if args.warm_rounds < 1 or args.rounds < 1:
+        ap.error("--warm-rounds and --rounds must be at least 1")
     outside: list[str] = []
 
     def log_request(req) -> None:

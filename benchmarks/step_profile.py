@@ -40,7 +40,7 @@ RELU = ("aten::threshold_backward", "aten::clamp_min_", "aten::clamp_min", "aten
 def conv_layers(model: RKNet, x: torch.Tensor) -> dict[tuple, dict]:
     """Every convolution of one forward (module or functional, e.g. the vector field's prepared
     weights), keyed by (input shape, weight shape): a name, its forward multiply-add FLOPs
-    (2 * N * C_out * H_out * W_out * C_in/groups * k * k) and how often a step runs it."""
+    (2 * N * C_out * H_out * W_out * C_in/groups * k * k)."""
     from torch.overrides import TorchFunctionMode
 
     names = {id(m.weight): name for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
@@ -53,9 +53,7 @@ def conv_layers(model: RKNet, x: torch.Tensor) -> dict[tuple, dict]:
                 inp, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
                 key = (tuple(inp.shape), tuple(w.shape))
                 name = names.get(id(w), f"functional conv2d {tuple(w.shape)}")
-                row = layers.setdefault(key, {"layer": name, "forward_flops": 2 * out.numel() * w[0].numel(),
-                                              "calls_per_step": 0})
-                row["calls_per_step"] += 1
+                layers.setdefault(key, {"layer": name, "forward_flops": 2 * out.numel() * w[0].numel()})
             return out
 
     model.eval()  # the same shapes; eval mode: no running statistics touched

@@ -26,20 +26,26 @@ _LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=20, t=40, b=90),
                legend=dict(orientation="h", yanchor="top", y=-0.3, x=0))
 
 
-def log_ticks(values: Sequence[float]) -> dict:
-    """Axis settings for a log axis over ``values``: ticks at 1, 2 and 5 per decade inside their
-    range, labelled in full (plotly's own minor labels on a short log range read "2 3 4 ... 9"
-    squeezed together), only powers of ten over more than two decades; empty (plotly's choice)
-    when that leaves fewer than two ticks."""
+def log_ticks(values: Sequence[float], max_ticks: int = 8) -> dict:
+    """Axis settings for a log axis over ``values``, labelled in full (plotly's own minor labels
+    on a short log range read "2 3 4 ... 9" squeezed together): ticks at 1, 2 and 5 per decade
+    when the data span at most two decades, powers of ten beyond that (every k-th one, so at most
+    ``max_ticks``), every digit on a range too narrow for either; empty (plotly's choice) when no
+    finite non-zero value is given or the range holds fewer than two ticks."""
     v = np.abs(np.asarray([x for x in values if x], dtype=float))
-    v = v[np.isfinite(v)]
+    v = v[np.isfinite(v) & (v > 0)]
     if v.size == 0:
         return {}
-    lo, hi = v.min() / 1.2, v.max() * 1.2
-    mults = (1, 2, 5) if np.log10(hi / lo) <= 2 else (1,)  # over more than two decades: powers of ten
-    ticks = [m * 10.0**e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
-             for m in mults if lo <= m * 10.0**e <= hi]
-    return dict(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks]) if len(ticks) >= 2 else {}
+    lo, hi = float(v.min()), float(v.max())
+    decades = range(int(np.floor(np.log10(lo / 1.2))), int(np.ceil(np.log10(hi * 1.2))) + 1)
+    for mults in ((1, 2, 5) if np.log10(hi / lo) <= 2 else (1,), tuple(range(1, 10))):
+        ticks = [m * 10.0**e for e in decades for m in mults if lo / 1.2 <= m * 10.0**e <= hi * 1.2]
+        if len(ticks) >= 2:
+            break
+    else:
+        return {}
+    ticks = ticks[::-(-len(ticks) // max_ticks)]  # every k-th, k = ceil(n / max_ticks)
+    return dict(tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
 
 
 def _fig(title: str, height: int = 340) -> go.Figure:

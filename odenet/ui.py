@@ -452,7 +452,8 @@ class PageLink:
 
     def publish(self, values: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, str]:
         """Write ``values`` to the URL (leaving out those equal to ``defaults``: links stay short)
-        and refresh the "Copy link" box; returns the query written."""
+        and refresh the "Copy link" box; returns the query written.  Call it once per run: the
+        box is a keyed widget."""
         defaults = defaults or {}
         shown = {k: v for k, v in values.items() if v is not None and not (k in defaults and defaults[k] == v)}
         q = encode(shown, self.params)

@@ -38,8 +38,10 @@ copyFileSync(join(pkgDir, bundle), join(out, bundleName));
 manifest.files[bundleName] = sha256(readFileSync(join(out, bundleName)));
 const wasmName = wasm.split('/').pop();
 const raw = readFileSync(join(pkgDir, wasm));
-// mtime 0 in the gzip header (zlib's default): the same input gives the same bytes on every build
+// the same input gives the same bytes on every build and platform: zlib writes mtime 0, and the
+// header's OS byte (9), which zlib sets per platform, is pinned to 255 ("unknown")
 const packed = gzipSync(raw, { level: constants.Z_BEST_COMPRESSION });
+packed[9] = 255;
 writeFileSync(join(out, `${wasmName}.gz`), packed);
 manifest.files[`${wasmName}.gz`] = sha256(packed);
 manifest.uncompressed[wasmName] = sha256(raw);

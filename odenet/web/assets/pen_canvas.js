@@ -24,19 +24,25 @@ let runtime = null; // Promise<void>: ort.env.wasm.wasmBinary is set
 async function inflate(bytes) {
   // "\0asm" starts a wasm module; 1f 8b a gzip stream (a proxy may already have inflated it)
   if (bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
-  if (typeof DecompressionStream !== 'function') throw new Error('this browser has no DecompressionStream');
   const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
 function loadRuntime() {
   if (runtime === null) {
+    if (typeof DecompressionStream !== 'function') {
+      // checked before downloading 3.7 MB; lasting, so never retried (the page predicts on the server)
+      runtime = Promise.reject(new Error('this browser cannot inflate the runtime (no DecompressionStream)'));
+      return runtime;
+    }
     runtime = (async () => {
       const resp = await fetch(RUNTIME_URL);
       if (!resp.ok) throw new Error(`runtime download failed: HTTP ${resp.status}`);
       ort.env.wasm.wasmBinary = await inflate(new Uint8Array(await resp.arrayBuffer()));
     })();
-    runtime.catch(() => { runtime = null; }); // a later render may retry
+    // a failed download is forgotten, so the next model load on this page (another model, or a
+    // remounted canvas) tries again
+    runtime.catch(() => { runtime = null; });
   }
   return runtime;
 }
