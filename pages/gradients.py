@@ -30,11 +30,11 @@ PARAMS = [model_param(), Param("integrator", "choice", "rk4", choices=list(METHO
 
 ensure_app_navigation()
 st.title("Gradients & memory")
-st.markdown(
+st.markdown(  # the augmented state in braces: KaTeX never breaks a group across lines
     "Backpropagation through the solver (the notebook's way) stores every stage of every step for the backward "
     "pass, so its memory grows with the number of steps. The **adjoint method** (Chen et al., 2018) solves "
-    "forward without keeping a graph, then integrates $[h,\\; a = \\partial L/\\partial h,\\; "
-    "\\partial L/\\partial\\theta]$ backwards from $t_1$ to $t_0$ with vector-Jacobian products: memory that does "
+    "forward without keeping a graph, then integrates ${[h,\\; a = \\partial L/\\partial h,\\; "
+    "\\partial L/\\partial\\theta]}$ backwards from $t_1$ to $t_0$ with vector-Jacobian products: memory that does "
     "not depend on the step count, paid for with a second solve. The **discrete adjoint** keeps the same constant "
     "memory but walks the forward's own steps in reverse: it rebuilds each step's start state from its end and "
     "differentiates that one step, so it gets backprop's gradient up to the error of that reconstruction. "
