@@ -183,7 +183,8 @@ write_query(encode({"preset": st.session_state["tr_preset"], "integrator": integ
 can_control = presenter_access()  # always on localhost; on a shared server after the presenter token
 running = mgr.current()
 mine = st.session_state.get("watch_job")
-c1, c2, c3, c4 = st.columns([1, 1, 1, 3])
+bar = st.container(horizontal=True, vertical_alignment="center", gap="small")  # the buttons side by side
+c1, c2, c3, c4 = (bar.container(width="content") for _ in range(4))  # filled below in another order
 if c1.button("▶ Start", type="primary", disabled=config is None or not can_control, key="btn_start",
              help=None if can_control else "On this shared server only the presenter starts runs.") \
         and can_control and config is not None:  # checked again: a disabled button is not enforced server-side
