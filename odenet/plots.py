@@ -97,7 +97,7 @@ def training_curves(runs: Mapping[str, pd.DataFrame]) -> tuple[go.Figure, go.Fig
     if len(losses):  # at least one decade around the data: a single point gets readable ticks
         lo, hi = np.log10(losses.min()), np.log10(losses.max())
         mid, half = (lo + hi) / 2, max(0.5, (hi - lo) / 2 + 0.1)
-        loss.update_yaxes(range=[mid - half, mid + half])
+        loss.update_yaxes(range=[mid - half, mid + half], **log_ticks([10 ** (mid - half), 10 ** (mid + half)]))
     acc.update_xaxes(title="epoch", rangemode="tozero")
     acc.update_yaxes(title="accuracy (%)", range=[0, 101])
     return loss, acc
@@ -285,7 +285,7 @@ def accuracy_vs_nfe(df: pd.DataFrame) -> go.Figure:
         fig.add_trace(go.Scatter(x=g["nfe"], y=100 * g["accuracy"], mode="lines+markers", name=str(name),
                                  line=dict(color=PALETTE[i % 10]), text=[f"x{s}" for s in g["steps"]],
                                  hovertemplate="%{text}: NFE %{x}, %{y:.2f}%<extra></extra>"))
-    fig.update_xaxes(title="function evaluations per forward pass", type="log")
+    fig.update_xaxes(title="function evaluations per forward pass", type="log", **log_ticks(df["nfe"].tolist()))
     fig.update_yaxes(title="accuracy (%)")
     return fig
 
@@ -328,7 +328,9 @@ def accuracy_vs_step_size(grid: pd.DataFrame, span: float, reference_acc: float 
         fig.add_hrect(y0=ref - 0.5, y1=ref + 0.5, fillcolor="grey", opacity=0.15, line_width=0)
         fig.add_hline(y=ref, line_dash="dot", annotation_text=f"reference solve {ref:.2f}%",
                       annotation_position="bottom left")
-    fig.update_xaxes(type="log", title="step size h (log)")
+    hs = sorted({float(x) for t in fig.data if t.x is not None for x in t.x})
+    ticks = dict(tickvals=hs, ticktext=[f"{h:.3g}" for h in hs]) if 2 <= len(hs) <= 8 else log_ticks(hs)
+    fig.update_xaxes(type="log", title="step size h (log)", **ticks)  # the step sizes run, when few
     fig.update_yaxes(title="test accuracy (%)")
     return fig
 
@@ -358,8 +360,9 @@ def gradient_costs(df: pd.DataFrame) -> go.Figure:
         for col in (1, 2):  # ticks at the measured step counts only (no minor-tick labels such as "9" before 1)
             fig.update_xaxes(type="log", title_text="solver steps", tickvals=steps, ticktext=[str(v) for v in steps],
                              row=r, col=col)
-    fig.update_yaxes(type="log", row=1, col=1)
-    fig.update_yaxes(type="log", row=2, col=2)
+    fig.update_yaxes(type="log", row=1, col=1, **log_ticks(df["saved_mib"].tolist()))
+    errors = df.loc[df["method"] != "backprop", "grad_rel_error"].clip(lower=1e-16).tolist()
+    fig.update_yaxes(type="log", row=2, col=2, **log_ticks(errors))
     fig.update_layout(height=620, margin=dict(l=50, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.12))
     return fig
 

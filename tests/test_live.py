@@ -137,6 +137,8 @@ def test_training_curves_before_and_at_the_first_report():
     loss, acc = training_curves({"run": one})
     lo, hi = loss.layout.yaxis.range
     assert hi - lo >= 1.0 and lo < math.log10(2.3) < hi  # a decade around a single point
+    # labelled 1-2-5 in full, not plotly's squeezed minor digits ("7 8 9 1 2 3 4 5 6")
+    assert list(loss.layout.yaxis.ticktext) == ["1", "2", "5"], loss.layout.yaxis.ticktext
     assert acc.layout.yaxis.range == (0, 101)
 
 

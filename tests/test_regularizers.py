@@ -243,3 +243,7 @@ def test_log_axis_ticks_are_readable():
     conv = plots.convergence_plot([convergence(problem, "rk4"), convergence(problem, "euler")])
     runs = sorted(set(convergence(problem, "rk4").steps) | set(convergence(problem, "euler").steps))
     assert list(conv.layout.xaxis.tickvals) == runs and list(conv.layout.xaxis.ticktext) == [str(n) for n in runs]
+    grid = pd.DataFrame([{"integrator": m, "steps": n, "accuracy": 0.99 - 0.01 * (n == 1)}
+                         for m in ("euler", "rk4") for n in (1, 2, 4, 8)])
+    fig = plots.accuracy_vs_step_size(grid, 1.0, 0.99, {"euler": 0.5, "rk4": 1.0}, trained=("rk4", 1))
+    assert list(fig.layout.xaxis.ticktext) == ["0.125", "0.25", "0.5", "1"]  # the step sizes that were run
