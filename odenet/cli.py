@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "output 'probs' holds the class probabilities at every solver step time "
                                    "(steps+1, N, 10). Input 'image': normalised (N, 1, 28, 28) images.")
     x.add_argument("checkpoint", help="checkpoint file or shipped model name (see `models`)")
-    x.add_argument("out", type=Path, help="the .onnx file to write (written atomically)")
+    x.add_argument("out", type=Path, help="the .onnx file to write (written atomically; its directory must exist)")
     x.add_argument("--integrator", choices=list(METHODS), help="unroll this integrator (default: as trained)")
     x.add_argument("--tableau", help="unroll a custom method instead: JSON (or a JSON file) with a, b, optional c "
                                      "and name")
@@ -144,7 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from .training import Trainer, new_run_dir
+    from .utils import safe_name
 
+    if args.name is not None:
+        safe_name(args.name)  # before anything is created: a bad --name writes nothing anywhere
     base: dict[str, Any] = {}
     if args.config is not None:
         try:
@@ -198,12 +201,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .data import load_mnist
     from .training import evaluate
 
+    if args.test_size is not None and args.test_size < 1:
+        raise ConfigError(f"--test-size must be at least 1 (got {args.test_size})")
+    _, test = load_mnist()
+    if args.test_size is not None and args.test_size > len(test):
+        raise ConfigError(f"--test-size must be at most {len(test)}, the number of MNIST test images "
+                          f"(got {args.test_size})")
+    test = test.subset(args.test_size)
     model = load_model(args.checkpoint, device=args.device if args.device != "auto" else "cpu")
     changes = {k: getattr(args, k) for k in ("integrator", "steps", "t1", "adaptive", "rtol", "atol")
                if getattr(args, k) is not None}
     solver = model.config.solver.replace(**changes)
-    _, test = load_mnist()
-    test = test.subset(args.test_size)
     loss, acc = evaluate(model, test, solver=solver)
     res = {"checkpoint": str(args.checkpoint), "solver": solver.label(), "test_images": len(test),
            "test_loss": loss, "test_acc": acc}
@@ -221,6 +229,10 @@ def _export(args: argparse.Namespace) -> int:
     from .integrators import custom_method
     from .solvers import SolverSpec
 
+    parent = args.out.parent
+    if not parent.is_dir():
+        what = "is not a directory" if parent.exists() else "does not exist"
+        raise ConfigError(f"output directory {parent} {what}: create it first (export creates no directories)")
     model = load_model(args.checkpoint)
     solver = model.config.solver
     if args.tableau is not None:
@@ -244,12 +256,21 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _models() -> int:
+    """List the shipped models with their committed ODE-ness (``odenet/pretrained/odeness.json``,
+    the source of the app's model lists): nothing is re-evaluated here."""
     from .checkpoints import pretrained_models, summarize_checkpoint
 
     for name, path in pretrained_models().items():
         info = summarize_checkpoint(path, name)
         acc_s = f"{100 * info.test_acc:.2f}%" if info.test_acc is not None else "?"
-        print(f"{name:<16} {info.solver_label:<14} test acc {acc_s:<8} {path}")
+        ode = info.odeness
+        if ode is None:
+            ode_s = "ODE-ness not measured"
+        else:
+            kind = ("solver-bound: works only with its training solver (a ResNet in disguise)" if info.solver_bound
+                    else "stays accurate under other solvers")
+            ode_s = f"gap {100 * ode['gap']:+.2f} points (accurate solver {100 * ode['reference_acc']:.2f}%), {kind}"
+        print(f"{name:<16} {info.solver_label:<14} test acc {acc_s:<8} {ode_s}  {path}")
     return 0
 
 

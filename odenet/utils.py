@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from .errors import ConfigError
+
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "pick_device", "torch_threads", "amp_pays",
            "safe_name", "release_free_memory", "limit_malloc_arenas"]
 
@@ -101,9 +103,10 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def safe_name(name: str) -> str:
-    """Validate a user-typed name (run name): letters, digits, '_', '-', '.', no path parts."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
-        raise ValueError(
+    """Validate a user-typed name (run name): letters, digits, '_', '-', '.', no path parts.
+    Raises :class:`ConfigError` (a ``ValueError``) naming the problem."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or ".." in name:
+        raise ConfigError(
             f"name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', starting with a letter "
             f"or digit (no '/', no '..')"
         )

@@ -81,3 +81,67 @@ def test_export_cli_writes_onnx_and_refuses_adaptive(tmp_path, capsys):
     assert not (tmp_path / "a.onnx").exists()
     assert main(["export", "no-such-model", str(tmp_path / "b.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "b.onnx").exists()
+
+
+def _one_line(err: str) -> str:
+    """The single stderr line of a user error (the CLI's promise: no traceback)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "/tmp/abs", "..", "", ".hidden", "run\n", "x" * 65])
+def test_train_bad_run_name_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, name):
+    monkeypatch.chdir(tmp_path)  # the default runs dir and anything relative would land here
+    runs = tmp_path / "runs"
+    code = main(["train", "--name", name, "--runs-dir", str(runs), "--train-size", "64", "--batch-size", "32",
+                 "--epochs", "1", "--quiet", "--device", "cpu"])
+    line = _one_line(capsys.readouterr().err)
+    assert code == 2 and f"name {name!r} is not allowed" in line and "no '..'" in line
+    assert list(tmp_path.iterdir()) == []  # not even the runs dir, let alone ../evil
+
+
+def test_train_bad_run_name_from_a_shell(tmp_path):
+    r = run("train", "--name", "../evil", "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    assert r.returncode == 2 and "name '../evil' is not allowed" in _one_line(r.stderr)
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "runs").exists()
+
+
+def test_export_refuses_a_missing_directory(tmp_path, capsys):
+    out = tmp_path / "some" / "missing" / "m.onnx"
+    assert main(["export", "rk4_1step", str(out)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"output directory {out.parent} does not exist" in line
+    assert list(tmp_path.iterdir()) == []  # nothing created
+    (tmp_path / "file").write_text("x")
+    assert main(["export", "rk4_1step", str(tmp_path / "file" / "m.onnx")]) == 2
+    assert "is not a directory" in _one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("size, fragment", [("0", "--test-size must be at least 1 (got 0)"),
+                                            ("-5", "--test-size must be at least 1 (got -5)"),
+                                            ("10001", "--test-size must be at most 10000")])
+def test_evaluate_rejects_a_bad_test_size(capsys, size, fragment):
+    assert main(["evaluate", "rk4_1step", "--test-size", size]) == 2
+    out, err = capsys.readouterr()
+    assert fragment in _one_line(err) and "images" not in out  # no "0.00% on 0 images"
+
+
+def test_models_labels_solver_bound_from_committed_odeness(monkeypatch, capsys):
+    from odenet import analysis, training
+    from odenet.checkpoints import PRETRAINED_DIR
+
+    def no_eval(*a, **k):
+        raise AssertionError("`models` must read the committed ODE-ness, not re-evaluate")
+
+    monkeypatch.setattr(training, "evaluate", no_eval)
+    monkeypatch.setattr(analysis, "odeness_gap", no_eval)
+    assert main(["models"]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    committed = json.loads((PRETRAINED_DIR / "odeness.json").read_text())["models"]
+    assert committed["euler_1step"]["solver_bound"] and not committed["rk4_1step"]["solver_bound"]
+    euler, rk4 = lines["euler_1step"], lines["rk4_1step"]
+    assert "solver-bound" in euler and "ResNet in disguise" in euler
+    assert f"gap {100 * committed['euler_1step']['gap']:+.2f} points" in euler
+    assert f"accurate solver {100 * committed['euler_1step']['reference_acc']:.2f}%" in euler
+    assert "solver-bound" not in rk4 and "stays accurate under other solvers" in rk4
