@@ -335,23 +335,33 @@ def accuracy_vs_step_size(grid: pd.DataFrame, span: float, reference_acc: float 
     return fig
 
 
+# one (dash, marker) per gradient method, markers shrinking so coinciding curves nest visibly
+_METHOD_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+_METHOD_SYMBOLS = ("circle", "square", "diamond", "triangle-up", "star", "hexagon")
+
+
 def gradient_costs(df: pd.DataFrame) -> go.Figure:
     """Four panels over the step count (log-log where it helps), one line per gradient method:
     memory saved for backward, wall time of forward + backward, evaluations forward/backward,
-    and the parameter-gradient error against backprop."""
+    and the parameter-gradient error against backprop.  Each method has its own colour, dash and
+    marker (backward evaluations: the open marker), so coinciding curves all stay visible."""
     fig = make_subplots(rows=2, cols=2, subplot_titles=(
         "memory saved for backward (MiB)", "forward + backward time (s)",
-        "function evaluations (fwd solid, bwd dashed)", "gradient error vs backprop (relative)"),
+        "function evaluations (fwd filled, bwd open markers)", "gradient error vs backprop (relative)"),
         vertical_spacing=0.16, horizontal_spacing=0.1)
     for i, (method, rows) in enumerate(df.groupby("method", sort=False)):
         rows = rows.sort_values("steps")
         c = PALETTE[i % len(PALETTE)]
-        kw = dict(mode="lines+markers", line=dict(color=c), legendgroup=str(method))
+        dash, symbol = _METHOD_DASHES[i % len(_METHOD_DASHES)], _METHOD_SYMBOLS[i % len(_METHOD_SYMBOLS)]
+        size = max(14 - 2 * (i % len(_METHOD_SYMBOLS)), 6)
+        kw = dict(mode="lines+markers", line=dict(color=c, dash=dash), marker=dict(symbol=symbol, size=size),
+                  legendgroup=str(method))
         fig.add_trace(go.Scatter(x=rows["steps"], y=rows["saved_mib"], name=str(method), **kw), 1, 1)
         fig.add_trace(go.Scatter(x=rows["steps"], y=rows["time_s"], showlegend=False, **kw), 1, 2)
         fig.add_trace(go.Scatter(x=rows["steps"], y=rows["nfe_forward"], showlegend=False, **kw), 2, 1)
         fig.add_trace(go.Scatter(x=rows["steps"], y=rows["nfe_backward"], showlegend=False, mode="lines+markers",
-                                 line=dict(color=c, dash="dash"), legendgroup=str(method)), 2, 1)
+                                 line=dict(color=c, dash=dash, width=1), legendgroup=str(method),
+                                 marker=dict(symbol=f"{symbol}-open", size=size)), 2, 1)
         if method != "backprop":
             fig.add_trace(go.Scatter(x=rows["steps"], y=rows["grad_rel_error"].clip(lower=1e-16), showlegend=False,
                                      **kw), 2, 2)

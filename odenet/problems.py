@@ -17,7 +17,7 @@ from .integrators import RungeKuttaMethod, get_method
 from .solvers import AdaptiveStepSolver, FixedStepSolver
 
 __all__ = ["ODEProblem", "PROBLEMS", "get_problem", "reference_solution", "convergence", "convergence_steps",
-           "ConvergenceResult", "solve_fixed", "FixedRun", "plot_range"]
+           "ConvergenceResult", "solve_fixed", "FixedRun", "plot_range", "BLOWUP_FACTOR"]
 
 Exact = Callable[[torch.Tensor], torch.Tensor]  # ts (T,) -> ys (T, d)
 
@@ -35,6 +35,9 @@ class ODEProblem:
     exact: Exact | None
     labels: tuple[str, ...]
     equation: str
+    # fixed steps at which no built-in method blows up (FixedRun.blew_up) and the orders still show
+    # (the Integrators page starts each problem here; 10 steps of size 1 blow Van der Pol up)
+    default_steps: int = 10
 
     def y0_tensor(self) -> torch.Tensor:
         return torch.tensor(self.y0, dtype=torch.float64)
@@ -80,15 +83,15 @@ PROBLEMS: dict[str, ODEProblem] = {p.key: p for p in [
                r"y' = -\tfrac12 y,\quad y(t) = e^{-t/2}"),
     ODEProblem("harmonic", "Harmonic oscillator", lambda t, y: torch.stack([y[1], -y[0]]), (1.0, 0.0), 0.0,
                2 * math.pi, _harmonic_exact, ("position", "velocity"),
-               r"x'' = -x,\quad x(t) = \cos t"),
+               r"x'' = -x,\quad x(t) = \cos t", default_steps=20),
     ODEProblem("spiral", "2-D linear spiral", lambda t, y: _SPIRAL @ y, (2.0, 0.0), 0.0, 10.0, _spiral_exact,
-               ("y1", "y2"), r"y' = \begin{pmatrix}-0.1 & -1\\ 1 & -0.1\end{pmatrix} y"),
+               ("y1", "y2"), r"y' = \begin{pmatrix}-0.1 & -1\\ 1 & -0.1\end{pmatrix} y", default_steps=20),
     ODEProblem("nonautonomous", "Time-dependent growth", lambda t, y: math.cos(t) * y, (1.0,), 0.0, 4.0,
                _nonauto_exact, ("y",), r"y' = \cos(t)\, y,\quad y(t) = e^{\sin t}"),
     ODEProblem("vanderpol", "Van der Pol (mu = 1)", _vdp, (2.0, 0.0), 0.0, 10.0, None, ("x", "x'"),
-               r"x'' = \mu (1 - x^2) x' - x"),
+               r"x'' = \mu (1 - x^2) x' - x", default_steps=50),
     ODEProblem("lotka_volterra", "Lotka-Volterra", _lv, (10.0, 5.0), 0.0, 10.0, None, ("prey", "predator"),
-               r"x' = 1.5x - xy,\quad y' = -3y + xy"),
+               r"x' = 1.5x - xy,\quad y' = -3y + xy", default_steps=200),
 ]}
 
 # Dense reference per problem: every accepted dopri5 step at rtol = atol = 1e-12 with f at each
@@ -146,6 +149,9 @@ def plot_range(problem: ODEProblem, margin: float = 0.5) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
+BLOWUP_FACTOR = 10.0  # a global error above this many times the solution's size counts as a blow-up
+
+
 @dataclass
 class FixedRun:
     ts: torch.Tensor  # (steps + 1,)
@@ -154,6 +160,21 @@ class FixedRun:
     seconds: float
     error: float  # global error: max over step times of the max-norm error (inf after a blow-up)
     blowup_step: int | None = None  # first step (1-based) whose state is NaN or infinite
+    scale: float = 1.0  # size of the exact solution on the grid (max |y|), the yardstick for a "huge" error
+
+    @property
+    def blew_up(self) -> bool:
+        """True when a state went non-finite or the error exceeds ``BLOWUP_FACTOR`` x the solution's size."""
+        return self.blowup_step is not None or not self.error <= BLOWUP_FACTOR * self.scale
+
+    def blowup_flag(self) -> str:
+        """A short table entry: "no", or why the run counts as blown up."""
+        if self.blowup_step is not None:
+            k = self.blowup_step
+            return f"⚠ NaN/inf at step {k} (t = {float(self.ts[k]):.3g})"
+        if self.blew_up:
+            return f"⚠ error {self.error:.1e} > {BLOWUP_FACTOR:g}x the solution"
+        return "no"
 
     @property
     def finite(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,7 +196,8 @@ def solve_fixed(problem: ODEProblem, method: RungeKuttaMethod | str, steps: int)
     """Solve ``problem`` with ``steps`` fixed steps; trajectory, NFE, wall time and global error.
 
     A solution that blows up is returned, not raised: ``blowup_step`` names the first step with
-    a non-finite (or overflowing, > 1e150) state and ``error`` is infinite.
+    a non-finite (or overflowing, > 1e150) state and ``error`` is infinite; ``blew_up`` also
+    flags a finite but huge error.
     """
     solver = FixedStepSolver(problem.f, problem.t0, problem.t1, get_method(method), steps=steps, check_finite=False)
     t = time.perf_counter()
@@ -188,7 +210,7 @@ def solve_fixed(problem: ODEProblem, method: RungeKuttaMethod | str, steps: int)
     if len(bad):
         return FixedRun(ts, ys, sol.stats.nfe, seconds, math.inf, int(bad[0]))
     exact = problem.solution(ts)
-    return FixedRun(ts, ys, sol.stats.nfe, seconds, float((ys - exact).abs().max()))
+    return FixedRun(ts, ys, sol.stats.nfe, seconds, float((ys - exact).abs().max()), scale=float(exact.abs().max()))
 
 
 

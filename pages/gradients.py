@@ -50,7 +50,8 @@ with locked_controls(link.lesson):
     integrator = c1.selectbox("Integrator", list(METHODS), index=list(METHODS).index("rk4"), key="grad_integ")
     steps = c2.multiselect("Steps", STEP_CHOICES, default=[1, 4, 16, 64], key="grad_steps")
     batch = c3.select_slider("Batch", [8, 16, 32, 64], value=32, key="grad_batch",
-                             help="The README's figures use a batch of 64.")
+                             help="Test images per forward + backward pass; the memory saved for backward grows "
+                             "in proportion to it.")
     methods = st.multiselect("Gradient methods", list(GRADIENT_METHODS), default=list(GRADIENT_METHODS),
                              key="grad_methods")
 link.publish({"model": model_url_name(choice.key), "integrator": integrator, "steps": steps, "batch": batch,
@@ -96,8 +97,8 @@ st.info(
     "disagree by about the solver's error; as the steps grow both converge to the gradient of the exact ODE "
     "solution, so the error column shrinks at the method's order. The discrete adjoint differentiates the solver's "
     "own steps like backprop, at states rebuilt backwards (a backward step, then a fixed-point correction), so its "
-    "error is that reconstruction's, not a discretisation error (the error column shows it; in train mode on a "
-    "partly trained model at RK4 x4 it is 0.5% against the continuous adjoint's 1.6%, see the README); it pays "
+    "error is that reconstruction's, not a discretisation error (the error column shows it; measured in train mode "
+    "on a partly trained model at RK4 x4 it is 0.5% against the continuous adjoint's 1.6%); it pays "
     "about three extra evaluations per stage. Checkpointing recomputes exactly what backprop stored, so its "
     "gradient equals backprop's to float rounding. Memory is measured deterministically as the bytes of "
     "distinct tensors saved for backward (`torch.autograd.graph.saved_tensors_hooks`)."

@@ -11,7 +11,7 @@ import torch
 from odenet import plots
 from odenet.analysis import rk_stages
 from odenet.integrators import TableauError
-from odenet.problems import PROBLEMS, plot_range, solve_fixed
+from odenet.problems import BLOWUP_FACTOR, PROBLEMS, plot_range, solve_fixed
 from odenet.solvers import SolverError, SolverSpec
 from odenet.ui import (
     PageLink,
@@ -24,10 +24,17 @@ from odenet.ui import (
 )
 from odenet.urlstate import Param
 
+DEFAULT_PROBLEM = "decay"
 DEFAULT_METHODS = ["euler", "modified_euler", "rk4"]
-PARAMS = [Param("problem", "choice", "decay", choices=list(PROBLEMS)),
+PARAMS = [Param("problem", "choice", DEFAULT_PROBLEM, choices=list(PROBLEMS)),
           Param("methods", "choice_list", DEFAULT_METHODS, choices=lambda: list(all_methods()), max_items=12),
-          Param("steps", "int", 10, lo=1, hi=2000)]
+          Param("steps", "int", PROBLEMS[DEFAULT_PROBLEM].default_steps, lo=1, hi=2000)]
+
+
+def _problem_changed() -> None:
+    """A newly picked problem starts at its own sensible step count (``ODEProblem.default_steps``)."""
+    st.session_state["int_steps"] = PROBLEMS[st.session_state["int_problem"]].default_steps
+
 
 ensure_app_navigation()
 keep("int_problem", "int_methods", "int_steps", "int_show", "int_rtol")
@@ -35,15 +42,18 @@ st.title("Integrators")
 st.caption("Every method is a Butcher tableau run by one generic Runge-Kutta step.")
 METHODS = all_methods()  # built-in plus this visitor's own (never shared with other visitors)
 link = PageLink("integrators", PARAMS)
-link.seed({"int_problem": link.values["problem"], "int_methods": link.values["methods"],
-           "int_steps": link.values["steps"]})
+url_steps = link.values["steps"] if "steps" in link.query else PROBLEMS[link.values["problem"]].default_steps
+link.seed({"int_problem": link.values["problem"], "int_methods": link.values["methods"], "int_steps": url_steps})
 
 with locked_controls(link.lesson):
     c1, c2, c3 = st.columns([2, 4, 1])  # room for three "name (order k)" chips
-    pkey = c1.selectbox("Test problem", list(PROBLEMS), format_func=lambda k: PROBLEMS[k].title, key="int_problem")
+    pkey = c1.selectbox("Test problem", list(PROBLEMS), format_func=lambda k: PROBLEMS[k].title, key="int_problem",
+                        on_change=_problem_changed)
     methods = c2.multiselect("Integrators", list(METHODS), default=DEFAULT_METHODS, key="int_methods",
                              format_func=lambda k: f"{k} (order {METHODS[k].order})")
-    steps = c3.number_input("Steps", min_value=1, max_value=2000, value=10, key="int_steps")
+    steps = c3.number_input("Steps", min_value=1, max_value=2000, value=PROBLEMS[DEFAULT_PROBLEM].default_steps,
+                            key="int_steps", help="Fixed steps of size Δt = (t1 - t0) / steps. Picking a problem "
+                            "resets this to that problem's default.")
 problem = PROBLEMS[pkey]
 link.publish({"problem": pkey, "methods": methods, "steps": int(steps)})
 st.latex(problem.equation + rf",\qquad t \in [{problem.t0:g}, {problem.t1:.3g}]")
@@ -64,24 +74,26 @@ with st.spinner("Solving (the first visit to a problem without a closed form com
             runs[k] = solve_fixed(problem, METHODS[k], int(steps))
         except SolverError as exc:  # a custom method that cannot run: say so, keep the page
             st.warning(f"{k} with {int(steps)} steps: {exc}")
-for k, r in runs.items():
-    if (msg := r.blowup_message(k)) is not None:  # e.g. Euler on Van der Pol: plotted up to the last finite step
-        st.warning(msg)
 if not runs:
     st.stop()
 st.plotly_chart(plots.ode_trajectories(problem, runs, fine, reference, y_range=plot_range(problem)),
                 key="int_traj", width="stretch")
 
-st.subheader(f"Cost and accuracy at {int(steps)} steps")
+dt = (problem.t1 - problem.t0) / int(steps)
+st.subheader(f"Cost and accuracy at {int(steps)} steps (Δt = {dt:.3g})")
 # small static tables: st.table is plain HTML, cheaper for the browser than an interactive grid
 st.table(pd.DataFrame([{"method": k, "order": METHODS[k].order, "stages": METHODS[k].stages,
                         "NFE": r.nfe, "wall time (ms)": f"{1000 * r.seconds:.3f}",
-                        "max error": f"blew up at step {r.blowup_step}" if r.blowup_step else f"{r.error:.3e}"}
+                        "max error": "inf" if r.blowup_step else f"{r.error:.3e}", "blew up": r.blowup_flag()}
                        for k, r in runs.items()]).set_index("method"))
+if blown := [k for k, r in runs.items() if r.blew_up]:  # one line under the table, not a warning per method
+    st.caption(f"⚠ {', '.join(blown)} blew up at Δt = {dt:.3g}: the state became NaN/infinite or the error exceeds "
+               f"{BLOWUP_FACTOR:g}x the solution's size (curves are drawn up to the last finite step). Use more "
+               f"steps; {problem.default_steps} suit this problem.")
 
 st.subheader("One step up close")
-st.caption("What a tableau does: stage i evaluates the slope k_i at t + c_i·h from y + h·Σ a_ij k_j (the arrows); "
-           "the step then moves y by h·Σ b_i k_i (the thick red arrow).")
+st.caption("What a Butcher tableau (a_ij, b_i, c_i) does: stage i evaluates the slope k_i at t + c_i·Δt from "
+           "y + Δt·Σ a_ij k_j (the arrows); the step then moves y by Δt·Σ b_i k_i (the thick red arrow).")
 o1, o2 = st.columns([1, 2])
 one = o1.selectbox("Method", list(runs), key="int_one_method",
                    format_func=lambda k: f"{k} ({METHODS[k].stages} stages)")
@@ -93,9 +105,9 @@ at_step = o2.slider("Step", 1, max(n_steps, 2), 1, key="int_one_step", disabled=
 at_step = min(at_step, max(n_steps, 1))
 ts_one, ys_one = runs[one].finite
 if n_steps >= 1:
-    t_n, h = float(ts_one[at_step - 1]), float(ts_one[1] - ts_one[0])
-    stages = rk_stages(METHODS[one], problem.f, t_n, h, ys_one[at_step - 1])
-    near = torch.linspace(t_n, t_n + h, 60, dtype=torch.float64)
+    t_n, dt_n = float(ts_one[at_step - 1]), float(ts_one[1] - ts_one[0])
+    stages = rk_stages(METHODS[one], problem.f, t_n, dt_n, ys_one[at_step - 1])
+    near = torch.linspace(t_n, t_n + dt_n, 60, dtype=torch.float64)
     exact = (near, problem.solution(near)) if problem.exact is not None else None
     st.plotly_chart(plots.rk_step_figure(stages, problem.labels, exact, method=one), key="int_one_fig",
                     width="stretch")
@@ -146,9 +158,9 @@ st.table(pd.DataFrame(rows, columns=["c"] + [f"a·{j + 1}" for j in range(tab.st
 st.caption(m.description or f"{m.name}: order {m.order}, {m.stages} stages")
 
 st.subheader("Define your own method")
-st.caption("Enter the tableau as JSON lists. c defaults to the row sums of a; the order is derived from the "
-           "order conditions. A valid method becomes available to you (not to other visitors) here and on the "
-           "Train, Draw and other pages, for this browser session.")
+st.caption("Enter the Butcher tableau (a_ij, b_i, c_i) as JSON lists. c defaults to the row sums of a; the order "
+           "is derived from the order conditions. A valid method becomes available to you (not to other visitors) "
+           "here and on the Train, Draw and other pages, for this browser session.")
 with st.form("custom_tableau"):
     name = st.text_input("Name", value="Heun3", key="ct_name")
     a_text = st.text_area("a (rows, lower triangular)", value="[[0], [0.3333333333333333], [0, 0.6666666666666666]]",
