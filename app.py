@@ -4,9 +4,12 @@ import streamlit as st
 
 from odenet.access import presenter_token
 from odenet.errors import OdenetError
+from odenet.room import mark_server_start
+from odenet.room_ui import room_sidebar
 from odenet.ui import PAGES, server_is_public
 
 st.set_page_config(page_title="odenet: Neural ODE lab", page_icon="🌀", layout="wide")
+mark_server_start()  # once per process: runs that exist now are never New class's to delete
 
 try:
     shared = server_is_public()
@@ -15,5 +18,6 @@ except OdenetError as exc:  # e.g. ODENET_SHARED=maybe: say which setting is wro
     st.stop()
 if shared:
     presenter_token()  # generated (unless ODENET_PRESENTER_TOKEN is set) and printed once to the terminal
+    room_sidebar()  # the address (and QR code) the room opens to join
 st.navigation([st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path or None, default=not p.url_path)
                for p in PAGES]).run()

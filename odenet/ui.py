@@ -23,6 +23,7 @@ import streamlit as st
 import torch
 
 from .access import Busy, is_public_address, presenter_token, shared_override, token_matches, work_limiter
+from .address import AddressError, public_url
 from .analysis import PCAFit, StepView, pca_fit, plane_field, stage_states, step_view
 from .checkpoints import load_model
 from .data import DataError, MNISTSplit, load_mnist
@@ -35,7 +36,7 @@ from .solvers import MAX_FIXED_STEPS, SolverSpec
 from .urlstate import Param, encode, lesson_mode, parse, query_string
 
 __all__ = ["PageInfo", "PAGES", "ensure_app_navigation", "cached_model", "manager", "model_picker", "model_and_test",
-           "forget", "solver_picker", "require_mnist", "server_is_public", "presenter_access", "visitor_id",
+           "forget", "solver_picker", "require_mnist", "server_is_public", "join_url", "presenter_access", "visitor_id",
            "heavy_work", "add_custom_method", "session_methods", "all_methods", "keep", "write_query",
            "BoundedCache", "tensor_digest", "cached_step_view", "cached_convergence", "PageLink", "model_param",
            "model_key", "model_url_name", "default_model_name", "solver_params", "locked_controls"]
@@ -67,6 +68,8 @@ PAGES: tuple[PageInfo, ...] = (
              "does the net stay accurate with other solvers?"),
     PageInfo("pages/gradients.py", "Gradients & memory", ":material/memory:", "gradients",
              "backprop vs the adjoint method vs checkpointing"),
+    PageInfo("pages/gallery.py", "Class gallery", ":material/photo_library:", "gallery",
+             "the room's shared drawings, live (presenter)"),
 )
 
 
@@ -276,6 +279,20 @@ def server_is_public() -> bool:
     return forced if forced is not None else is_public_address(str(st.get_option("server.address") or ""))
 
 
+def join_url(strict: bool = False) -> str | None:
+    """The address a room opens to join this server (:func:`odenet.address.public_url`):
+    ``$ODENET_PUBLIC_URL``, else this machine's LAN address and port; None if unknown or (unless
+    ``strict``: AddressError) if ``ODENET_PUBLIC_URL`` is malformed."""
+    try:
+        return public_url(str(st.get_option("server.address") or ""), int(st.get_option("server.port")),
+                          base_path=str(st.get_option("server.baseUrlPath") or ""),
+                          https=bool(st.get_option("server.sslCertFile")), browser_url=st.context.url)
+    except AddressError:
+        if strict:
+            raise
+        return None
+
+
 def presenter_access() -> bool:
     """True when this session may start, stop and delete training runs.
 
@@ -461,7 +478,8 @@ class PageLink:
             q["lesson"] = "1"
         write_query(q)
         st.session_state.setdefault(_URL_SEEN, {})[self.page] = dict(q)
-        base = (st.context.url or f"/{self.page}").split("?")[0]
+        room = join_url() if server_is_public() else None  # a shared server: the address the room opens
+        base = f"{room}/{self.page}" if room else (st.context.url or f"/{self.page}").split("?")[0]
         with self._slot.container():
             # built only while open: st.code needs a 1.6 MB highlighter script that, loaded on every
             # first visit, cost Integrators 0.4 s of its first render (benchmarks/page_times.py)
