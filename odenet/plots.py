@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from .analysis import percent_decimals
 from .problems import ConvergenceResult, FixedRun, ODEProblem
 
 __all__ = [
@@ -52,6 +53,14 @@ def _fig(title: str, height: int = 340) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(title=title, height=height, **_LAYOUT)
     return fig
+
+
+def _accuracy_format(df: pd.DataFrame) -> tuple[int, np.ndarray | None]:
+    """Decimals for percentages of a grid's ``n`` images (2 without an ``n`` column) and, when
+    it has ``ci_low``/``ci_high``, its rows' 95% intervals in percent: (rows, 2) or None."""
+    d = percent_decimals(int(df["n"].iloc[0])) if "n" in df and len(df) else 2
+    ci = (100 * df[["ci_low", "ci_high"]].to_numpy(float)).round(d + 1) if {"ci_low", "ci_high"} <= set(df) else None
+    return d, ci
 
 
 def _epoch_x(df: pd.DataFrame) -> pd.Series:
@@ -198,23 +207,39 @@ def pca_figure(coords: torch.Tensor, labels: Sequence[int], preds: Sequence[int]
     """One line per image through PCA space from t0 to t1, markers at each step, coloured by label.
 
     One trace per class (images separated by gaps), not per image: 10 traces instead of up to
-    200 keeps the figure small and quick to draw, in 3-D above all."""
+    200 keeps the figure small and quick to draw, in 3-D above all.  An image with a negative
+    label has none (a drawing): it is drawn on top, thick and black, named and hovered by its
+    prediction, and the labelled images become thin context lines."""
     fig = _fig("Hidden-state trajectories (PCA fitted across all steps)", 520)
     t_len = coords.shape[0]
     t_text = [f"t={t:.3g}" for t in ts.tolist()]
     c = coords.numpy().round(4)
     sizes = [5] * (t_len - 1) + [10, 0]  # the end point (t1) is larger; 0 for the gap
-    for lab in sorted({int(v) for v in labels}):
+    marked = [j for j in range(coords.shape[1]) if int(labels[j]) < 0]
+    for lab in sorted({int(v) for v in labels if int(v) >= 0}):
         js = [j for j in range(coords.shape[1]) if int(labels[j]) == lab]
         xyz = np.concatenate([np.vstack([c[:, j, :], np.full((1, c.shape[2]), np.nan)]) for j in js])
         hover = [f"image {indices[j]}<br>label {lab}, prediction {int(preds[j])}<br>{tt}" for j in js
                  for tt in [*t_text, ""]]
-        common = dict(mode="lines+markers", name=f"digit {lab}", line=dict(color=PALETTE[lab % 10], width=2),
-                      marker=dict(size=sizes * len(js)), hovertext=hover, hoverinfo="text", connectgaps=False)
+        common = dict(mode="lines+markers", name=f"digit {lab}" + (" (test images)" if marked else ""),
+                      line=dict(color=PALETTE[lab % 10], width=1 if marked else 2), opacity=0.45 if marked else 1,
+                      marker=dict(size=[v * (0.6 if marked else 1) for v in sizes] * len(js)), hovertext=hover,
+                      hoverinfo="text", connectgaps=False)
         if dims == 3:
             fig.add_trace(go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], **common))
         else:
             fig.add_trace(go.Scatter(x=xyz[:, 0], y=xyz[:, 1], **common))
+    for j in marked:  # unlabelled inputs: their class is the model's prediction, not a label
+        pred = int(preds[j])
+        common = dict(mode="lines+markers", name=f"{indices[j]}: prediction {pred}", line=dict(color="black", width=5),
+                      marker=dict(size=[9] * (t_len - 1) + [16], color=PALETTE[pred % 10],
+                                  line=dict(color="black", width=2)),
+                      hovertext=[f"{indices[j]}<br>prediction {pred}<br>{tt}" for tt in t_text],
+                      hoverinfo="text")
+        if dims == 3:
+            fig.add_trace(go.Scatter3d(x=c[:, j, 0], y=c[:, j, 1], z=c[:, j, 2], **common))
+        else:
+            fig.add_trace(go.Scatter(x=c[:, j, 0], y=c[:, j, 1], **common))
     ax = [f"PC{i + 1}" + (f" ({100 * float(explained[i]):.0f}%)" if explained is not None else "") for i in range(3)]
     if dims == 3:
         fig.update_layout(scene=dict(xaxis_title=ax[0], yaxis_title=ax[1], zaxis_title=ax[2]))
@@ -262,11 +287,19 @@ def robustness_heatmap(df: pd.DataFrame, trained: tuple[str, int] | None = None)
     pivot = df.pivot(index="integrator", columns="steps", values="accuracy") * 100
     order = list(dict.fromkeys(df["integrator"]))
     pivot = pivot.loc[order]
-    fig = _fig("Test accuracy (%) by integrator and step count", 60 * len(order) + 160)
+    d, ci = _accuracy_format(df)
+    extra = {}
+    if ci is not None:  # "lo-hi" per cell, in the pivot's layout
+        ci_txt = df.assign(ci=[f"{lo:.{d}f}–{hi:.{d}f}%" for lo, hi in ci]).pivot(
+            index="integrator", columns="steps", values="ci").loc[order, pivot.columns]
+        extra = dict(customdata=ci_txt.values, hovertemplate="%{y} x%{x}: %{text}%<br>95% interval %{customdata}"
+                                                              "<extra></extra>")
+    n_txt = f" on {int(df['n'].iloc[0]):,} images" if "n" in df and len(df) else ""
+    fig = _fig(f"Test accuracy (%) by integrator and step count{n_txt}", 60 * len(order) + 160)
     fig.add_trace(go.Heatmap(z=pivot.values, x=[str(c) for c in pivot.columns], y=list(pivot.index),
                              colorscale="RdYlGn", zmin=max(0.0, float(np.nanmin(pivot.values)) - 1), zmax=100,
-                             text=[[f"{v:.2f}" for v in row] for row in pivot.values], texttemplate="%{text}",
-                             colorbar=dict(title="%")))
+                             text=[[f"{v:.{d}f}" for v in row] for row in pivot.values], texttemplate="%{text}",
+                             colorbar=dict(title="%"), **extra))
     if trained is not None and trained[0] in pivot.index and trained[1] in pivot.columns:
         yi, xi = list(pivot.index).index(trained[0]), list(pivot.columns).index(trained[1])
         fig.add_shape(type="rect", x0=xi - 0.5, x1=xi + 0.5, y0=yi - 0.5, y1=yi + 0.5,
@@ -281,13 +314,27 @@ def robustness_heatmap(df: pd.DataFrame, trained: tuple[str, int] | None = None)
 
 def accuracy_vs_nfe(df: pd.DataFrame) -> go.Figure:
     fig = _fig("Accuracy vs function evaluations", 360)
+    d, _ = _accuracy_format(df)
     for i, (name, g) in enumerate(df.groupby("integrator", sort=False)):
+        _, ci = _accuracy_format(g)
         fig.add_trace(go.Scatter(x=g["nfe"], y=100 * g["accuracy"], mode="lines+markers", name=str(name),
                                  line=dict(color=PALETTE[i % 10]), text=[f"x{s}" for s in g["steps"]],
-                                 hovertemplate="%{text}: NFE %{x}, %{y:.2f}%<extra></extra>"))
+                                 **_ci_bars(100 * g["accuracy"].to_numpy(float), ci, d,
+                                            "%{text}: NFE %{x}, %{y:." + str(d) + "f}%")))
     fig.update_xaxes(title="function evaluations per forward pass", type="log", **log_ticks(df["nfe"].tolist()))
     fig.update_yaxes(title="accuracy (%)")
     return fig
+
+
+def _ci_bars(y: np.ndarray, ci: np.ndarray | None, d: int, head: str) -> dict:
+    """Scatter settings: asymmetric error bars from the 95% intervals ``ci`` (rows, 2) around the
+    accuracies ``y`` (percent) and a hover ``head`` followed by the interval (or ``head`` alone)."""
+    if ci is None:
+        return dict(hovertemplate=head + "<extra></extra>")
+    return dict(error_y=dict(type="data", symmetric=False, array=ci[:, 1] - y, arrayminus=y - ci[:, 0],
+                             thickness=1, width=3),
+                customdata=ci, hovertemplate=head + f"<br>95% interval %{{customdata[0]:.{d}f}}–"
+                                                    f"%{{customdata[1]:.{d}f}}%<extra></extra>")
 
 
 def digit_pixels(image28: np.ndarray, scale: int = 6) -> np.ndarray:
@@ -303,12 +350,16 @@ def accuracy_vs_step_size(grid: pd.DataFrame, span: float, reference_acc: float 
     reference solve's accuracy as a band of +-0.5 points, each integrator's critical step marked
     and the training solver circled."""
     fig = _fig("Accuracy vs step size (critical step: largest h within 0.5 points of the reference)", 360)
+    d, _ = _accuracy_format(grid)
     for i, (name, rows) in enumerate(grid.groupby("integrator", sort=False)):
         rows = rows.sort_values("steps")
         color = PALETTE[i % len(PALETTE)]
         h = abs(span) / rows["steps"]
+        _, ci = _accuracy_format(rows)
         fig.add_trace(go.Scatter(x=h, y=100 * rows["accuracy"], mode="lines+markers", name=str(name),
-                                 line=dict(color=color)))
+                                 line=dict(color=color),
+                                 **_ci_bars(100 * rows["accuracy"].to_numpy(float), ci, d,
+                                            f"{name}: h = %{{x:.3g}}, %{{y:.{d}f}}%")))
         hc = critical.get(str(name))
         if hc is not None:
             acc_c = 100 * float(rows.loc[(abs(span) / rows["steps"] - hc).abs().idxmin(), "accuracy"])
@@ -326,7 +377,7 @@ def accuracy_vs_step_size(grid: pd.DataFrame, span: float, reference_acc: float 
     if reference_acc is not None:
         ref = 100 * reference_acc
         fig.add_hrect(y0=ref - 0.5, y1=ref + 0.5, fillcolor="grey", opacity=0.15, line_width=0)
-        fig.add_hline(y=ref, line_dash="dot", annotation_text=f"reference solve {ref:.2f}%",
+        fig.add_hline(y=ref, line_dash="dot", annotation_text=f"reference solve {ref:.{d}f}%",
                       annotation_position="bottom left")
     hs = sorted({float(x) for t in fig.data if t.x is not None for x in t.x})
     ticks = dict(tickvals=hs, ticktext=[f"{h:.3g}" for h in hs]) if 2 <= len(hs) <= 8 else log_ticks(hs)
@@ -380,16 +431,25 @@ def gradient_costs(df: pd.DataFrame) -> go.Figure:
 # -- motion: animation frames with play/pause and a step slider ----------------------------------
 
 
+# Above the plot area, never on the data (issue #26): the title at the top left, the play/pause
+# buttons at the top right, below them the slider (current value, rail, tick labels: 70 px in
+# chromium) with its bottom edge 10 px over the plot's top edge.  The top margin holds them all.
+_CONTROLS_TOP = 144
+
+
 def _play_controls(fig: go.Figure, names: Sequence[str], prefix: str, duration: int = 500) -> None:
-    """Play/pause buttons and a slider over ``names`` (the figure's frames, in order)."""
+    """Play/pause buttons and a slider over ``names`` (the figure's frames, in order), both in
+    the top margin (the caller keeps ``margin.t >= _CONTROLS_TOP``)."""
     play = dict(frame=dict(duration=duration, redraw=False), transition=dict(duration=duration // 2),
                 fromcurrent=True, mode="immediate")
     pause = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")
     fig.update_layout(
-        updatemenus=[dict(type="buttons", direction="left", x=0, y=1.12, xanchor="left", yanchor="top",
-                          showactive=False, buttons=[dict(label="▶ Play", method="animate", args=[None, play]),
-                                                     dict(label="❚❚ Pause", method="animate", args=[[None], pause])])],
-        sliders=[dict(active=0, x=0.18, len=0.82, y=1.16, yanchor="top", pad=dict(t=0, b=0),
+        title=dict(yref="container", y=1, yanchor="top", pad=dict(t=12)),
+        updatemenus=[dict(type="buttons", direction="left", x=1, y=1, xanchor="right", yanchor="bottom",
+                          pad=dict(b=80), showactive=False,
+                          buttons=[dict(label="▶ Play", method="animate", args=[None, play]),
+                                   dict(label="❚❚ Pause", method="animate", args=[[None], pause])])],
+        sliders=[dict(active=0, x=0, len=1, y=1, yanchor="bottom", pad=dict(t=0, b=10),
                       currentvalue=dict(prefix=prefix, visible=True),
                       steps=[dict(label=n, method="animate", args=[[n], {**pause, "frame": dict(duration=0,
                                                                                                 redraw=False)}])
@@ -424,7 +484,8 @@ def pca_animation(coords: torch.Tensor, labels: Sequence[int], preds: Sequence[i
     c = coords[..., :2].numpy().round(4)
     t_len, n = c.shape[:2]
     tl = ts.tolist()
-    colors = [PALETTE[int(lab) % 10] for lab in labels]
+    colors = [PALETTE[int(lab if lab >= 0 else p) % 10] for lab, p in zip(labels, preds)]
+    marked = [j for j in range(n) if int(labels[j]) < 0]  # unlabelled inputs (a drawing): highlighted
     if field is not None:
         pts, arr = field.points.numpy(), field.arrows.numpy()  # type: ignore[attr-defined]
         span = float(np.ptp(pts[:, 0])) or 1.0
@@ -432,19 +493,26 @@ def pca_animation(coords: torch.Tensor, labels: Sequence[int], preds: Sequence[i
         qx, qy = _quiver(pts, arr, 0.8 * span / side)
         fig.add_trace(go.Scatter(x=qx, y=qy, mode="lines", line=dict(color="rgba(90,90,90,0.45)", width=1),
                                  name=f"f(t={field.t:.3g}, h) on the plane", hoverinfo="skip"))  # type: ignore
-    for lab in sorted({int(v) for v in labels}):
+    for lab in sorted({int(v) for v in labels if int(v) >= 0}):
         js = [j for j in range(n) if int(labels[j]) == lab]
         xy = np.concatenate([np.vstack([c[:, j, :], np.full((1, 2), np.nan)]) for j in js])
         fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", name=f"digit {lab}", opacity=0.3,
                                  line=dict(color=PALETTE[lab % 10], width=1.5), hoverinfo="skip"))
-    hover = [f"image {indices[j]}<br>label {labels[j]}, prediction {int(preds[j])}" for j in range(n)]
+    for j in marked:
+        fig.add_trace(go.Scatter(x=c[:, j, 0], y=c[:, j, 1], mode="lines", name=f"{indices[j]}: prediction "
+                                 f"{int(preds[j])}", line=dict(color="black", width=4), hoverinfo="skip"))
+    hover = [f"{indices[j]}<br>prediction {int(preds[j])}" if int(labels[j]) < 0 else
+             f"image {indices[j]}<br>label {labels[j]}, prediction {int(preds[j])}" for j in range(n)]
+    big = [15 if int(labels[j]) < 0 else 9 for j in range(n)]
+    rim = [3 if int(labels[j]) < 0 else 1 for j in range(n)]
     s = 0 if stages is None else stages.shape[1]
     st_np = None if stages is None else stages[..., :2].numpy().round(4)
     moving = len(fig.data)  # the animated traces: states, then stage points
 
     def states_at(k: int) -> go.Scatter:
         return go.Scatter(x=c[k, :, 0], y=c[k, :, 1], mode="markers", name="state h(t)", hovertext=hover,
-                          hoverinfo="text", marker=dict(size=9, color=colors, line=dict(color="white", width=1)))
+                          hoverinfo="text", marker=dict(size=big, color=colors, line=dict(
+                              color=["black" if int(labels[j]) < 0 else "white" for j in range(n)], width=rim)))
 
     def stage_pts(i: int | None) -> go.Scatter:
         if i is None or st_np is None:
@@ -475,7 +543,7 @@ def pca_animation(coords: torch.Tensor, labels: Sequence[int], preds: Sequence[i
     ally = c[..., 1].ravel() if st_np is None else np.concatenate([c[..., 1].ravel(), st_np[..., 1].ravel()])
     fig.update_xaxes(title=ax[0], range=pad(allx))
     fig.update_yaxes(title=ax[1], range=pad(ally))
-    fig.update_layout(margin=dict(l=50, r=20, t=110, b=90))
+    fig.update_layout(margin=dict(l=50, r=20, t=_CONTROLS_TOP, b=90))
     return fig
 
 
@@ -490,13 +558,13 @@ def probability_animation(ts: torch.Tensor, probs: torch.Tensor) -> go.Figure:
                       text=[f"{v:.0f}%" for v in p[k]], textposition="outside",
                       hovertemplate="digit %{x}: %{y:.1f}%<extra></extra>")
 
-    fig = _fig("Watch it think: probabilities over solver time", 380)
+    fig = _fig("Watch it think: probabilities over solver time", 420)  # 140 px of it: title and controls
     fig.add_trace(bars(0))
     fig.frames = [go.Frame(name=nm, data=[bars(k)], traces=[0]) for k, nm in enumerate(names)]
     _play_controls(fig, names, "solver time ", duration=400)
     fig.update_xaxes(title="digit", type="category")
     fig.update_yaxes(title="probability (%)", range=[0, 110])
-    fig.update_layout(margin=dict(l=50, r=20, t=110, b=50), showlegend=False)
+    fig.update_layout(margin=dict(l=50, r=20, t=_CONTROLS_TOP, b=50), showlegend=False)
     return fig
 
 

@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from odenet import plots
-from odenet.analysis import per_image_cost
+from odenet.analysis import join_views, per_image_cost
 from odenet.data import normalize
 from odenet.solvers import SolverSpec
 from odenet.ui import (
@@ -27,6 +27,7 @@ from odenet.ui import (
 from odenet.urlstate import Param
 
 INPUTS = {"random": "random test images", "class": "one class", "drawing": "current drawing"}
+CONTEXT = 150  # test images a drawing is shown among: the PCA is fitted on them (one path alone is a line)
 PARAMS = [model_param(), *solver_params(64), Param("inputs", "choice", "random", choices=list(INPUTS)),
           Param("digit", "int", 0, lo=0, hi=9), Param("n", "int", 60, lo=5, hi=200),
           Param("seed", "int", 0, lo=0, hi=10_000),
@@ -35,6 +36,14 @@ PARAMS = [model_param(), *solver_params(64), Param("inputs", "choice", "random",
 ensure_app_navigation()
 keep("traj_*")
 st.title("Hidden-state trajectories")
+st.info(
+    "What you see: each line is one image's 64x6x6 hidden state moving from t0 (small markers) to t1 (large "
+    "marker), projected on its first principal components. Classes separate along the way. A drawing (input "
+    f"\"current drawing\") is the thick black line among {CONTEXT} test images that fix the projection; it has no "
+    "label, so its colour is the model's prediction. The vector field contains BatchNorm layers that use the "
+    "statistics gathered with the training solver; evaluating with a very different solver or step count "
+    "feeds them states they never saw, which is why trajectories (and accuracy) can change with the solver."
+)
 link = PageLink("trajectories", PARAMS)
 url = link.values
 link.seed({"traj_model": model_key(url["model"]) if url["model"] else None, "traj_source": INPUTS[url["inputs"]],
@@ -73,7 +82,10 @@ if source == "current drawing":
     if drawing is None:
         st.info("Draw a digit on the Draw page first; it will appear here.")
         st.stop()
-    x, labels, idx = drawing, [-1], ["drawing"]
+    ctx = torch.randperm(len(test), generator=gen)[:CONTEXT]
+    ctx_x = normalize(test.images[ctx])  # (CONTEXT, 1, 28, 28)
+    x = torch.cat([drawing, ctx_x])  # (1 + CONTEXT, 1, 28, 28): the drawing first
+    labels, idx = [-1, *test.labels[ctx].tolist()], ["your drawing", *ctx.tolist()]
 else:
     pool = torch.arange(len(test))
     if source == "one class":
@@ -82,9 +94,16 @@ else:
     x, labels, idx = normalize(test.images[sel]), test.labels[sel].tolist(), sel.tolist()
 
 with st.spinner("Pushing the images through the ODE ..."):
-    view, fit = cached_step_view(choice.path, model, x, solver)  # shared cache: revisits do not recompute
-    coords, explained = fit.coords, fit.explained
-shown = [lab if lab >= 0 else int(p) for lab, p in zip(labels, view.preds.tolist())]
+    if source == "current drawing" and not solver.adaptive:
+        # the test images' solve and PCA are cached for every visitor; a new drawing costs one image's solve
+        ctx_view, fit = cached_step_view(choice.path, model, ctx_x, solver)
+        own, _ = cached_step_view(choice.path, model, drawing, solver)
+        view = join_views(own, ctx_view)
+        coords = torch.cat([fit.project(own.states), fit.coords], dim=1)  # (T, 1 + CONTEXT, 3)
+    else:  # adaptive: one batch, one error control, one time grid (PCA on the test images and the drawing)
+        view, fit = cached_step_view(choice.path, model, x, solver)  # shared cache: revisits do not recompute
+        coords = fit.coords
+    explained = fit.explained
 dims = st.segmented_control("PCA view", ["2-D", "3-D", "2-D animated"], default="2-D", key="traj_dims",
                             help="Only the chosen figure is built and sent to the browser. Animated: play the "
                                  "solve step by step, with the RK stage points and the vector field.") or "2-D"
@@ -97,14 +116,17 @@ if dims == "2-D animated":
                         disabled=not show_field)
     stages, field = cached_animation_extras(choice.path, model, x, solver, view, fit, show_stages,
                                             float(t_field) if show_field else None)
-    st.plotly_chart(plots.pca_animation(coords, shown, view.preds.tolist(), view.ts, idx, explained, stages, field),
+    st.plotly_chart(plots.pca_animation(coords, labels, view.preds.tolist(), view.ts, idx, explained, stages, field),
                     key="traj_anim", width="stretch")
 else:
-    st.plotly_chart(plots.pca_figure(coords, shown, view.preds.tolist(), view.ts, idx, 3 if dims == "3-D" else 2,
+    st.plotly_chart(plots.pca_figure(coords, labels, view.preds.tolist(), view.ts, idx, 3 if dims == "3-D" else 2,
                                      explained), key="traj_pca", width="stretch")
-acc_text = ""
-if source != "current drawing":
-    acc_text = f" Accuracy on these images: {100 * (view.preds == torch.tensor(labels)).float().mean():.1f}%."
+known = torch.tensor(labels) >= 0  # the drawing has no label
+acc = 100 * (view.preds[known] == torch.tensor(labels)[known]).float().mean()
+acc_text = f" Accuracy on these images: {acc:.1f}%."
+if source == "current drawing":
+    acc_text = (f" Your drawing (thick black line, predicted {int(view.preds[0])}) among {CONTEXT} test images "
+                f"(accuracy {acc:.1f}%); the PCA is fitted on the test images.")
 st.caption(f"{solver.label()}: {len(view.ts)} step times, larger marker = t1.{acc_text}")
 
 if solver.adaptive:
@@ -136,8 +158,9 @@ if solver.adaptive:
                    f"alone: {df['alone'].mean():.0f} on average (min {df['alone'].min()}, max {df['alone'].max()}).")
 
 st.subheader("One image up close")
-which = st.selectbox("Image", list(range(len(idx))), format_func=lambda j: f"#{idx[j]} (label {shown[j]})",
-                     key="traj_one")
+which = st.selectbox("Image", list(range(len(idx))), key="traj_one",
+                     format_func=lambda j: f"#{idx[j]} (label {labels[j]})" if labels[j] >= 0
+                     else f"{idx[j]} (prediction {int(view.preds[j])})")
 if channels:
     st.plotly_chart(plots.feature_maps(view.states[:, which], channels, view.ts), key="traj_maps", width="stretch")
 g1, g2 = st.columns(2)
@@ -153,9 +176,3 @@ if dims == "2-D animated" and field is not None:
         f"{100 * float(field.off_plane.mean()):.0f}% of the field's length points out of the plane and is not drawn. "
         "Trajectories need not follow the arrows."
     )
-st.info(
-    "What you see: each line is one image's 64x6x6 hidden state moving from t0 (small markers) to t1 (large "
-    "marker). Classes separate along the way. The vector field contains BatchNorm layers that use the "
-    "statistics gathered with the training solver; evaluating with a very different solver or step count "
-    "feeds them states they never saw, which is why trajectories (and accuracy) can change with the solver."
-)
