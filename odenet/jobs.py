@@ -22,6 +22,7 @@ import torch
 
 from .config import TrainConfig
 from .errors import OdenetError
+from .throughput import speed_book, speed_from_events
 from .training import Trainer, TrainEvent, default_runs_dir, new_run_dir
 from .utils import release_free_memory
 
@@ -100,6 +101,11 @@ class Job:
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)  # handed to the Trainer
 
 
+# Below this many training images a run has not had the chance to learn: the app's recipes pass 90%
+# test accuracy after 7,000-10,000 images (benchmarks/classroom.json), and 1,000 images end near 20%.
+FEW_IMAGES = 10_000
+
+
 @dataclass(frozen=True)
 class JobSnapshot:
     """An immutable copy of a job for rendering: never changes under the reader."""
@@ -153,13 +159,22 @@ class JobSnapshot:
 
     @property
     def verdict(self) -> str | None:
-        """Why a finished or stopped run is not a success (None if it looks fine): test accuracy
-        near chance (< 20% for 10 classes) or a final training loss above the first one."""
+        """Why a finished or stopped run is not a success (None if it looks fine), naming the real
+        cause: too few training images seen (below :data:`FEW_IMAGES`, where RKNet has not learned
+        yet whatever its settings), accuracy near chance (< 20% for 10 classes), or a final
+        training loss above the first one."""
         acc = self.last_test_acc
         losses = [e.train_loss for e in self.events if e.kind == "batch" and e.train_loss is not None]
+        ev = self.last_batch
+        seen = 0 if ev is None else ev.step * self.config.batch_size
+        rose = len(losses) >= 2 and losses[-1] > 1.5 * losses[0]
+        if acc is not None and acc < 0.9 and seen < FEW_IMAGES and not rose:
+            return (f"Only {seen:,} training images were seen: too few for RKNet to learn much (runs here pass "
+                    f"90% after about {FEW_IMAGES:,}). Choose more training images or epochs, or the classroom "
+                    "recipe for a quick demo.")
         if acc is not None and acc < 0.2:
             return "That is near chance (10%): the model did not learn; check the learning rate and t1."
-        if len(losses) >= 2 and losses[-1] > 1.5 * losses[0]:
+        if rose:
             return f"The training loss rose from {losses[0]:.3g} to {losses[-1]:.3g}: lower the learning rate."
         return None
 
@@ -370,6 +385,8 @@ class JobManager:
                               stop_event=job.stop_event)
             res = trainer.run()
             status, message = res.status, res.message
+            # what this server really does with this solver: the Train page's time estimates
+            speed_book().record(job.config, speed_from_events(res.history, job.config, f"job #{job.id} here"))
             with self._lock:
                 job.best_test_acc = res.best_test_acc
         except torch.OutOfMemoryError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 from dataclasses import dataclass, field
@@ -49,6 +50,14 @@ class RunInfo:
         if self.final_solver and self.final_solver != start:
             return f"{self.final_solver} (from {start})"
         return start
+
+    @property
+    def legend(self) -> str:
+        """A chart legend that says what the run was: ``"classroom · rk4 x1 · 12:31:05"`` (a run
+        named by its user keeps its name after the recipe and solver)."""
+        m = re.fullmatch(r"\d{8}-(\d\d)(\d\d)(\d\d)-.*?(-\d+)?", self.name)
+        when = f"{m[1]}:{m[2]}:{m[3]}{m[4] or ''}" if m else self.name
+        return f"{self.config.get('preset') or 'custom'} · {self.solver_label} · {when}"
 
     def label(self) -> str:
         acc = f"{100 * self.best_test_acc:.2f}%" if self.best_test_acc is not None else "n/a"

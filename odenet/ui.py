@@ -27,6 +27,7 @@ from .address import AddressError, public_url
 from .analysis import PCAFit, StepView, pca_fit, plane_field, stage_states, step_view
 from .checkpoints import load_model
 from .data import DataError, MNISTSplit, load_mnist
+from .identity import browser_id, is_remembered_presenter, remember_presenter
 from .integrators import METHODS, RungeKuttaMethod, custom_method, method_key
 from .jobs import JobManager, get_manager
 from .models import RKNet
@@ -252,8 +253,14 @@ def manager() -> JobManager:
 
 
 def visitor_id() -> str:
-    """This browser session's id (owns its training jobs and its share of the work limits)."""
+    """This browser session's id (its share of the work limits)."""
     return st.session_state.setdefault("owner", f"session-{uuid.uuid4().hex[:6]}")
+
+
+def owner_id() -> str:
+    """Who owns the jobs this visitor starts: the browser (a reload or a second tab keeps control,
+    another browser does not; :mod:`odenet.identity`), or this session until the browser reported."""
+    return browser_id() or visitor_id()
 
 
 @contextlib.contextmanager
@@ -301,12 +308,17 @@ def presenter_access() -> bool:
     session, never the token in a URL)."""
     if not server_is_public() or st.session_state.get("_is_presenter"):
         return True
+    if is_remembered_presenter(browser_id()):  # this browser typed the token before a reload
+        st.session_state["_is_presenter"] = True
+        return True
     with st.sidebar.expander("Presenter", icon=":material/lock:"):
         typed = st.text_input("Presenter token", type="password", key="_presenter_token",
                               help="Printed in the server's terminal at start (or ODENET_PRESENTER_TOKEN).")
         if typed:
             if token_matches(typed, presenter_token()):
                 st.session_state["_is_presenter"] = True
+                if (browser := browser_id()) is not None:
+                    remember_presenter(browser)
                 st.rerun()
             st.error("That is not the presenter token.")
     return False

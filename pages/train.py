@@ -1,6 +1,7 @@
 """Train RKNet live: controls -> TrainConfig -> background job; a fragment polls and plots."""
 
 import time
+from glob import escape as glob_escape
 from pathlib import Path
 
 import pandas as pd
@@ -9,33 +10,35 @@ import streamlit as st
 from odenet import load_model, plots
 from odenet.adjoint import GRADIENT_METHODS
 from odenet.analysis import adaptive_cost
-from odenet.config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from odenet.config import APP_PURPOSE, OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
 from odenet.data import load_mnist
 from odenet.integrators import METHODS as BUILTIN
 from odenet.integrators import method_spec
 from odenet.jobs import JobRejected
 from odenet.models import ModelConfig
 from odenet.runs import RunBusy, delete_run, list_runs, read_metrics
+from odenet.throughput import describe_run, speed_book
 from odenet.ui import (
+    PageLink,
     all_methods,
     ensure_app_navigation,
     forget,
     heavy_work,
     keep,
+    locked_controls,
     manager,
+    owner_id,
     presenter_access,
     require_mnist,
-    visitor_id,
-    write_query,
 )
-from odenet.urlstate import Param, encode, parse
+from odenet.urlstate import Param
 
 ensure_app_navigation()
 keep("tr_*")
 st.title("Train RKNet live")
 mgr = manager()
-owner = visitor_id()
-TRAIN_SIZES = [1000, 2000, 5000, 10000, 20000, 30000, 60000]
+owner = owner_id()  # the browser: a reload or a second tab keeps control of a job, another browser does not
+TRAIN_SIZES = [1000, 2000, 5000, 10000, 15000, 20000, 30000, 60000]  # every recipe's size is one of them
 RECIPE_KEYS = {"tr_epochs": "epochs", "tr_batch": "batch_size", "tr_optimizer": "optimizer", "tr_lr": "lr",
                "tr_schedule": "schedule", "tr_train_size": "train_size", "tr_augment": "augment"}
 
@@ -65,7 +68,7 @@ def useless_setting_warnings(t1: float, lr: float, optimizer: str) -> dict[str, 
 
 
 def reset_form() -> None:
-    forget("tr_*", "watch_job", but=("tr_url_read",))
+    forget("tr_*", "watch_job", "tr_seen_job")
     st.query_params.clear()  # the link's settings are reset too
 
 
@@ -77,32 +80,38 @@ URL_PARAMS = [Param("preset", "choice", "default", choices=list(PRESETS)),
               Param("epochs", "int", None, lo=1, hi=mgr.limits.max_epochs), Param("batch", "int", None, lo=8, hi=1024),
               Param("lr", "float", None, lo=1e-8, hi=10.0), Param("train_size", "choice", None, choices=TRAIN_SIZES),
               Param("seed", "int", 0, lo=0, hi=10**6)]
-URL_KEYS = {"preset": "tr_preset", "integrator": "tr_integ", "steps": "tr_steps", "t1": "tr_t1",
-            "gradient": "tr_gradient", "epochs": "tr_epochs", "batch": "tr_batch", "lr": "tr_lr",
-            "train_size": "tr_train_size", "seed": "tr_seed"}
+URL_KEYS = {"integrator": "tr_integ", "steps": "tr_steps", "t1": "tr_t1", "gradient": "tr_gradient",
+            "epochs": "tr_epochs", "batch": "tr_batch", "lr": "tr_lr", "train_size": "tr_train_size", "seed": "tr_seed"}
 
+link = PageLink("train", URL_PARAMS)
 if "tr_preset" not in st.session_state:
     st.session_state["tr_preset"] = "default"
     apply_preset()
-if st.session_state.get("tr_url_read") is None:  # a link's settings win on the page's first render
-    st.session_state["tr_url_read"] = True
-    url_values, url_warnings = parse(st.query_params, URL_PARAMS)
-    for w in url_warnings:
-        st.warning(w)
-    if "preset" in st.query_params and url_values["preset"] != st.session_state["tr_preset"]:
-        st.session_state["tr_preset"] = url_values["preset"]
+if link.fresh:  # a link's settings win on its first render: its recipe first, then the fields it names
+    url = link.values
+    if url["preset"] != st.session_state["tr_preset"]:
+        st.session_state["tr_preset"] = url["preset"]
         apply_preset()
-    for name, key in URL_KEYS.items():
-        if name in st.query_params and url_values[name] is not None and name != "preset":
-            st.session_state[key] = url_values[name]
+    link.seed({key: url[name] for name, key in URL_KEYS.items() if url[name] is not None})
 
 model_defaults = ModelConfig()
 METHODS = all_methods()  # built-in plus this visitor's own methods from the Integrators page
-with st.sidebar:
+book = speed_book()
+
+
+def recipe_line(name: str) -> str:
+    """A recipe as the picker lists it: what it runs (fixed text: the options must not change from
+    one run to the next; the time it takes here is in the caption under the form)."""
+    cfg = TrainConfig.for_app(name)
+    return f"{name} · {cfg.epochs} epoch × {cfg.train_size:,} images"
+
+
+with st.sidebar, locked_controls(link.lesson):
     st.header("Run settings")
-    st.selectbox("Recipe", list(PRESETS), key="tr_preset", on_change=apply_preset,
-                 help="default: AdamW + one-cycle (98% in one epoch). notebook: the seed notebook's Adam lr 0.1, "
-                      "20 epochs.")
+    st.selectbox("Recipe", list(PRESETS), key="tr_preset", on_change=apply_preset, format_func=recipe_line,
+                 help="What each recipe runs in this app and how long it takes on this server is shown under the "
+                      "picker; the CLI runs the full recipes (python -m odenet train --preset NAME).")
+    st.caption(f"**{st.session_state['tr_preset']}**: {APP_PURPOSE[st.session_state['tr_preset']]}.")
     integ = st.selectbox("Integrator", list(METHODS), key="tr_integ",
                          index=list(METHODS).index(model_defaults.integrator),
                          format_func=lambda k: f"{k} ({METHODS[k].name}, order {METHODS[k].order})")
@@ -134,15 +143,16 @@ with st.sidebar:
     lr = st.number_input("Learning rate", min_value=0.0, format="%.3g", step=1e-3, key="tr_lr")
     slots["lr"] = st.empty()
     train_size = st.select_slider("Training images", TRAIN_SIZES, key="tr_train_size",
-                                  help="1,000 for a quick demo, 60,000 for the full set.")
+                                  help="Below 10,000 images RKNet does not get far (1,000 end near 20%); the classroom "
+                                       "recipe's 15,000 reach 97%; 60,000 is the full set.")
     slots["train_size"] = st.empty()
     augment = st.checkbox("Augmentation (small shifts/rotations)", key="tr_augment")
     seed = st.number_input("Seed", min_value=0, value=0, key="tr_seed")
     with st.expander("Keep it an ODE", expanded=False):
         st.caption("Train a model that any accurate solver agrees with, and that the adaptive solver finds cheap.")
-        kinetic = st.number_input("Kinetic energy weight", min_value=0.0, value=0.0, format="%.0e", step=1e-4,
+        kinetic = st.number_input("Kinetic energy weight", min_value=0.0, value=0.0, format="%g", step=1e-4,
                                   key="tr_kinetic", help="λ · mean ||f(t, h)||² over the solve (Finlay et al. 2020).")
-        jacobian = st.number_input("Jacobian norm weight", min_value=0.0, value=0.0, format="%.0e", step=1e-4,
+        jacobian = st.number_input("Jacobian norm weight", min_value=0.0, value=0.0, format="%g", step=1e-4,
                                    key="tr_jacobian", help="λ · Hutchinson estimate of ||∂f/∂h||²_F (Finlay et al. "
                                                            "2020); about doubles the cost of a batch.")
         steer = st.number_input("STEER half-width b", min_value=0.0, value=0.0, step=0.1, key="tr_steer",
@@ -177,8 +187,16 @@ else:
     for field, text in useless_setting_warnings(float(t1), float(lr), optimizer).items():
         slots[field].warning(text)
 
-write_query(encode({"preset": st.session_state["tr_preset"], "integrator": integ, "steps": int(steps),
-                    "t1": float(t1), "gradient": gradient, "seed": int(seed)}, URL_PARAMS))
+recipe = recipe_values(st.session_state["tr_preset"])
+link.publish({"preset": st.session_state["tr_preset"], "integrator": integ, "steps": int(steps), "t1": float(t1),
+              "gradient": gradient, "seed": int(seed), "epochs": int(epochs), "batch": int(batch), "lr": float(lr),
+              "train_size": int(train_size)},
+             defaults={"preset": "default", "integrator": "rk4", "steps": 1, "t1": 1.0, "gradient": "backprop",
+                       "seed": 0, "epochs": recipe["tr_epochs"], "batch": recipe["tr_batch"], "lr": recipe["tr_lr"],
+                       "train_size": recipe["tr_train_size"]})
+if config is not None:  # what this run does and how long it takes on this server (measured, see odenet.throughput)
+    probing = book.request(config, busy=mgr.current() is not None)
+    st.caption(f"This run: {describe_run(config, book.get(config), probing)}")
 
 can_control = presenter_access()  # always on localhost; on a shared server after the presenter token
 running = mgr.current()
@@ -198,7 +216,8 @@ if c1.button("▶ Start", type="primary", disabled=config is None or not can_con
             st.error(str(exc))
 target_job = mgr.snapshot(mine) if mine is not None else None
 if target_job is None or target_job.status not in ("queued", "running"):
-    target_job = mgr.current() or (mgr.queued()[0] if mgr.queued() else None)
+    waiting = mgr.queued()  # one read: the worker may start the first queued job at any moment
+    target_job = mgr.current() or (waiting[0] if waiting else None)
 others = target_job is not None and target_job.owner != owner
 confirm = True
 if others and can_control:
@@ -226,9 +245,12 @@ def live_view() -> None:
     snap = mgr.snapshot(job_id) if job_id is not None else cur
     if snap is None:
         snap = cur
+    if snap is None and (seen := st.session_state.get("tr_seen_job")) is not None:
+        snap = mgr.snapshot(seen)  # the job this visitor was watching ended: everyone sees how it ended
     if snap is None:
         st.info("No training job is running. Choose settings in the sidebar and press Start.")
         return
+    st.session_state["tr_seen_job"] = snap.id
     if cur is not None and cur.id != snap.id:
         st.warning(f"Another visitor's job (#{cur.id}, {cur.config.model.label()}) is running; "
                    f"it should end in about {fmt_eta(cur.eta_seconds)}.")
@@ -274,7 +296,12 @@ def live_view() -> None:
         m3.metric("NFE / forward", f"{ev.nfe:.1f}")
     evs = df[df["kind"] == "eval"]
     if not evs.empty:
-        m4.metric("test accuracy", f"{100 * evs['test_acc'].iloc[-1]:.2f}%")
+        last_eval = evs.iloc[-1]
+        full = last_eval["batch"] == last_eval["batches_per_epoch"]
+        n_test = 10_000 if full else (snap.config.eval_size or 10_000)
+        m4.metric(f"test accuracy ({n_test:,} images)", f"{100 * last_eval['test_acc']:.2f}%",
+                  help="Mid-epoch evaluations use a fixed subset of the test set so training is not slowed; "
+                       "the end of every epoch uses all 10,000 test images.")
     g1, g2 = st.columns(2)
     g1.plotly_chart(loss, key="live_loss", width="stretch")
     g2.plotly_chart(acc, key="live_acc", width="stretch")
@@ -335,38 +362,48 @@ runs = [r for r in list_runs(active=mgr.active_run_dirs()) if r.status != "runni
 if not runs:
     st.caption("Finished and stopped runs will appear here.")
 else:
-    table = [{"run": r.name, "status": r.status, "solver": r.solver_label,
-              "t1": (r.config.get("model") or {}).get("t1", r.config.get("t1")), "lr": f"{r.config.get('lr', 0):.3g}",
-              "recipe": r.config.get("preset"),
-              "epochs": r.config.get("epochs"), "train images": r.config.get("train_size"),
-              "test acc (%)": run_accuracy(r),
-              "duration (s)": None if r.duration is None else round(r.duration, 1), "note": r.message}
+    def cell(value):  # an empty cell, never Python's None, for what a run did not record
+        return "" if value is None else value
+
+    table = [{"run": r.name, "status": r.status, "recipe": cell(r.config.get("preset")), "solver": r.solver_label,
+              "t1": cell((r.config.get("model") or {}).get("t1", r.config.get("t1"))),
+              "lr": "" if r.config.get("lr") is None else f"{r.config['lr']:.3g}",
+              "epochs": cell(r.config.get("epochs")), "train images": cell(r.config.get("train_size")),
+              "test acc (%)": cell(run_accuracy(r)),
+              "duration (s)": "" if r.duration is None else round(r.duration, 1), "note": r.message or ""}
              for r in runs]
     st.dataframe(table, hide_index=True, width="stretch")
-    picked = st.multiselect("Compare runs", [r.name for r in runs], default=[runs[0].name], key="cmp_runs")
-    if picked:
-        loss, acc = plots.training_curves({n: read_metrics(next(r.path for r in runs if r.name == n))
-                                           for n in picked})
+    by_name = {r.name: r for r in runs}
+    picked = st.multiselect("Compare runs", list(by_name), default=[runs[0].name], key="cmp_runs",
+                            format_func=lambda n: by_name[n].legend if n in by_name else n)
+    picked = [n for n in picked if n in by_name]  # a run deleted meanwhile
+    if picked:  # legends say what each run was (recipe · solver · time), not only a timestamp
+        loss, acc = plots.training_curves({by_name[n].legend: read_metrics(by_name[n].path) for n in picked})
         g1, g2 = st.columns(2)
         g1.plotly_chart(loss, key="cmp_loss", width="stretch")
         g2.plotly_chart(acc, key="cmp_acc", width="stretch")
         pareto_view([r for r in runs if r.name in picked])
-    dl = st.selectbox("Download a run", [r.name for r in runs], key="dl_run")
-    run = next(r for r in runs if r.name == dl)
+    dl = st.selectbox("Download a run", list(by_name), key="dl_run",
+                      format_func=lambda n: by_name[n].legend if n in by_name else n)
+    run = by_name.get(dl, runs[0])
     d1, d2 = st.columns(2)
+    # the bytes themselves, not a callable: Streamlit names a file by its content, so a click that
+    # lands during a rerun (another run compared, the live view refreshing) still finds it; a
+    # deferred callable got a new name on every run and an in-flight click hit "file not found"
     if run.checkpoint is not None:
-        d1.download_button("Checkpoint (.pt)", run.checkpoint.read_bytes, file_name=f"{run.name}.pt",
-                           key="dl_ckpt")  # read when clicked, not on every rerun
-    d2.download_button("Metrics (.csv)", lambda: read_metrics(run.path).to_csv(index=False),
-                       file_name=f"{run.name}.csv", key="dl_csv")
+        d1.download_button("Checkpoint (.pt)", run.checkpoint.read_bytes(), file_name=f"{run.name}.pt", key="dl_ckpt")
+    d2.download_button("Metrics (.csv)", read_metrics(run.path).to_csv(index=False), file_name=f"{run.name}.csv",
+                       key="dl_csv")
     if can_control:
         with st.expander("Delete a run"):
-            victim = st.selectbox("Run", [r.name for r in runs], key="del_run")
-            sure = st.checkbox(f"Delete {victim} and its checkpoints for good", key="del_confirm")
+            victim = st.selectbox("Run", list(by_name), key="del_run",
+                                  format_func=lambda n: f"{n} ({by_name[n].legend})" if n in by_name else n)
+            # one confirmation per run: after a delete the next run's box starts unticked
+            sure = st.checkbox(f"Delete {victim} and its checkpoints for good", key=f"del_confirm_{victim}")
             if st.button("Delete run", disabled=not sure, key="btn_delete"):
                 try:
                     delete_run(victim, active=mgr.active_run_dirs(), runs_dir=mgr.runs_dir)
-                    st.session_state.pop("del_confirm", None)
+                    forget(glob_escape(f"del_confirm_{victim}"), "del_run")
                     st.rerun()
                 except RunBusy as exc:
                     st.error(str(exc))

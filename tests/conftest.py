@@ -17,8 +17,10 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 @pytest.fixture(autouse=True)
 def _isolated_runs(tmp_path, monkeypatch):
-    """Each test writes runs into its own temp directory, never into the project's runs/."""
+    """Each test writes runs into its own temp directory, never into the project's runs/; the Train
+    page's background speed probe stays off (tests/test_throughput.py runs it on purpose)."""
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("ODENET_SPEED_PROBE", "0")
     yield
 
 
