@@ -56,10 +56,12 @@ def start_server(runs: str, checkout: Path | None = None) -> tuple[subprocess.Po
 
 CANVAS = "canvas[data-testid=pen-canvas]"  # odenet.web.pen_canvas
 PREDICTION = "[data-testid=pen-prediction]"  # its aria-live "Prediction: D"
+PEN_CLEAR = "[data-testid=pen-clear]"  # the one Clear on the Draw page (drawing and upload)
+PEN_NOTICE = "[data-testid=pen-notice]"  # the panel's "does not look like a digit" notice
 MODEL_READY = ("() => globalThis.odenetPenCanvas && [...globalThis.odenetPenCanvas.instances.values()]"
                ".some(i => i.wasm !== null)")
 # the component renders in a shadow root (document.querySelector cannot see it): read its instances
-_PENS = "[...((globalThis.odenetPenCanvas || {}).instances || new Map()).values()]"
+PENS = _PENS = "[...((globalThis.odenetPenCanvas || {}).instances || new Map()).values()]"
 IS_BLANK = f"() => {_PENS}.length === 1 && {_PENS}.every(i => /Draw a digit/.test(i.pred.textContent))"
 IS_PREDICTION = f"() => {_PENS}.some(i => /Prediction:\\s*\\d/.test(i.pred.textContent))"
 CENTRE = "e => e.scrollIntoView({block: 'center', behavior: 'instant'})"
@@ -196,7 +198,7 @@ async def user(browser, url: str, draws: int, out: list, errors: list, server: l
             server.append(1000 * (time.perf_counter() - t_up))  # mouse-up -> the server's rerun rendered
             if await page.locator("[data-testid='stException']").count():
                 errors.append(await page.locator("[data-testid='stException']").first.inner_text())
-            await page.get_by_role("button", name="Clear drawing and upload").click()
+            await page.locator(PEN_CLEAR).click()
             await page.wait_for_function(IS_BLANK, timeout=60_000)
             await page.wait_for_timeout(500)
     except Exception as exc:  # recorded, the run reports it

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.load_test import (  # noqa: E402
     ARGS,
     IS_BLANK,
+    PEN_CLEAR,
     TWO_CANVASES,
     browse_round,
     draw_and_wait,
@@ -90,7 +91,7 @@ async def drawer(browser, url: str, deadline: float, res: dict, k0: int) -> None
                 res["answered"] += 1
                 if (exc := await _exception(page)) is not None:
                     res["errors"].append(f"draw page: {exc}")
-                await page.get_by_role("button", name="Clear drawing and upload").click()
+                await page.locator(PEN_CLEAR).click()
                 await page.wait_for_function(IS_BLANK, timeout=60_000)
                 await page.wait_for_timeout(3000)
                 k += 1

@@ -93,9 +93,16 @@ def browser_id() -> str | None:
         if _component is None:
             _component = st.components.v2.component("odenet.browser_identity", js=_JS)
     known = st.session_state.get("_odenet_browser_cookie")
-    with st.sidebar:
-        result = _component(key="odenet_browser_identity", data={"cookie": COOKIE, "known": known},
-                            on_id_change=lambda: None, width="content", height="content")
+    if known is not None:  # reported earlier in this session: the cookie is set in the browser
+        return browser_owner(known)
+    from streamlit.errors import StreamlitDuplicateElementKey
+
+    try:
+        with st.sidebar:
+            result = _component(key="odenet_browser_identity", data={"cookie": COOKIE, "known": known},
+                                on_id_change=lambda: None, width="content", height="content")
+    except StreamlitDuplicateElementKey:  # already mounted in this run (a second caller): not known yet
+        return None
     value = result.get("id") if hasattr(result, "get") else getattr(result, "id", None)
     if isinstance(value, str) and _VALID.fullmatch(value):
         st.session_state["_odenet_browser_cookie"] = value

@@ -57,8 +57,9 @@ def _withdraw_if_off() -> None:
 def share_toggle() -> bool:
     """The "Share my drawings with the room" toggle (off by default, kept across pages) with the
     sentence saying exactly what is shared; turning it off removes this visitor's drawings from
-    the gallery.  Returns whether sharing is on."""
-    ui.keep(SHARE_KEY)
+    the gallery.  Returns whether sharing is on.  The page keeps :data:`SHARE_KEY` with
+    :func:`odenet.ui.keep` at its top (keep() re-asserts every kept widget, so it must run before
+    any of them is drawn)."""
     on = st.toggle("Share my drawings with the room", key=SHARE_KEY, on_change=_withdraw_if_off)
     st.caption(SHARE_TEXT)
     return bool(on)

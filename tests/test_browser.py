@@ -19,7 +19,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.load_test import CANVAS, IS_BLANK, IS_PREDICTION, MODEL_READY, MOUNTS, draw_digit
+from benchmarks.load_test import (
+    CANVAS,
+    IS_BLANK,
+    IS_PREDICTION,
+    MODEL_READY,
+    MOUNTS,
+    PEN_CLEAR,
+    PEN_NOTICE,
+    PENS,
+    draw_digit,
+)
 from odenet import RKNet, TrainConfig, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,21 +258,107 @@ def test_latest_input_wins_upload_then_drawing_then_clear(server, page, tmp_path
     page.goto(f"{server}/draw")
     page.locator(CANVAS).wait_for()
     page.wait_for_function(MODEL_READY, timeout=90_000)
+    draw_digit(page, 0)  # a 1 drawn first ...
+    page.mouse.up()
+    page.wait_for_function(IS_PREDICTION, timeout=60_000)
+    settle(page)
     page.locator("[data-testid='stFileUploader'] input[type=file]").set_input_files(str(digit))
     page.get_by_text("Input: upload zero.png").wait_for(timeout=60_000)
     settle(page)
+    # ... the upload replaces it: one prediction, in the panel beside the canvas, for the upload
+    expect(page.locator("[data-testid=pen-source]")).to_have_text("upload zero.png", timeout=60_000)
+    expect(page.locator("[data-testid=pen-prediction]")).to_have_text("Prediction: 0", timeout=60_000)
+    assert page.evaluate(f"() => {PENS}[0].strokes.length") == 0  # the drawing is gone
     draw_digit(page, 1)  # a 7 drawn after the upload: the drawing is what gets classified now
     page.mouse.up()
     page.wait_for_function(IS_PREDICTION, timeout=60_000)  # the pen canvas predicts it in the browser
     expect(page.get_by_text("Input: upload zero.png")).to_have_count(0, timeout=60_000)  # the server agrees
+    expect(page.locator("[data-testid='stFileUploader'] [data-testid='stFileUploaderFile']")).to_have_count(0)
+    expect(page.locator("[data-testid=pen-source]")).to_be_hidden()
     expect(page.get_by_text("Predictions run in your browser")).to_be_visible(timeout=60_000)
     settle(page)
     no_exception(page)
-    page.get_by_role("button", name="Clear drawing and upload").click()
+    page.locator(PEN_CLEAR).click()
     page.wait_for_function(IS_BLANK, timeout=60_000)
     expect(page.get_by_text("Input: upload")).to_have_count(0, timeout=60_000)
     expect(page.locator("[data-testid='stFileUploader'] [data-testid='stFileUploaderFile']")).to_have_count(0)
+    page.locator("[data-testid='stFileUploader'] input[type=file]").set_input_files(str(digit))
+    expect(page.locator("[data-testid=pen-source]")).to_have_text("upload zero.png", timeout=60_000)
     settle(page)
+    assert page.get_by_role("button", name="Clear", exact=True).count() == 1  # one Clear, for the drawing and the upload
+    page.locator(PEN_CLEAR).click()  # ... and it clears an upload too
+    expect(page.locator("[data-testid='stFileUploader'] [data-testid='stFileUploaderFile']")).to_have_count(
+        0, timeout=60_000)
+    page.wait_for_function(IS_BLANK, timeout=60_000)
+    expect(page.get_by_text("Input: upload")).to_have_count(0, timeout=60_000)
+    settle(page)
+    no_exception(page)
+
+
+def _box(page, selector: str) -> dict:
+    return page.locator(selector).first.bounding_box()
+
+
+@pytest.mark.parametrize("width, height, name", [(1280, 720, "draw-projector"), (1400, 1000, None),
+                                                 (390, 844, "draw-phone")])
+def test_draw_page_fits_a_projector(server, browser, width, height, name):
+    """Issue #26: at 1280x720 (a projector) the canvas, the predicted digit and the ten bars are all
+    on screen together without scrolling, while drawing and after; at 1400x1000 too; on a phone in
+    portrait the panel stacks under the canvas, within the screen's width."""
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(90_000)
+        page.goto(f"{server}/draw")
+        page.locator(CANVAS).wait_for()
+        page.wait_for_function(MODEL_READY, timeout=90_000)
+        settle(page)
+        page.evaluate("document.querySelector('[data-testid=stMain]').scrollTo(0, 0)")
+        draw_digit(page, 1)
+        page.wait_for_function(IS_PREDICTION, timeout=60_000)  # while the pen is still down
+        page.mouse.up()
+        settle(page, 800)
+        if width >= 1000:
+            page.evaluate("document.querySelector('[data-testid=stMain]').scrollTo(0, 0)")
+            page.wait_for_timeout(300)
+        canvas, pred, bars = _box(page, CANVAS), _box(page, "[data-testid=pen-prediction]"), \
+            _box(page, "[data-testid=pen-bars]")
+        conf = page.locator("[data-testid=pen-confidence]").first
+        assert conf.evaluate("e => e.scrollWidth <= e.clientWidth")  # the confidence text is never cut
+        if width >= 1000:
+            for what, b in (("canvas", canvas), ("prediction", pred), ("bars", bars)):
+                assert b["y"] >= 0 and b["y"] + b["height"] <= height and b["x"] + b["width"] <= width, (what, b)
+            assert pred["x"] > canvas["x"] + canvas["width"] - 1  # beside the canvas, not below it
+        else:
+            assert pred["y"] >= canvas["y"] + canvas["height"] - 1  # stacked under the canvas
+            for b in (canvas, pred, bars):
+                assert b["x"] >= 0 and b["x"] + b["width"] <= width + 1, b
+        no_exception(page)
+        if name:
+            page.screenshot(path=str(SHOTS / f"{name}.png"))
+    finally:
+        ctx.close()
+
+
+def test_a_dot_and_a_scribble_get_the_not_a_digit_notice_and_a_digit_does_not(server, page):
+    """Issue #26: the check runs on the pen-up 28x28 (odenet.digitcheck) and its words appear in the
+    panel beside the canvas, for the drawing on screen only."""
+    page.goto(f"{server}/draw")
+    page.locator(CANVAS).wait_for()
+    page.wait_for_function(MODEL_READY, timeout=90_000)
+    canvas = page.locator(CANVAS)
+    canvas.evaluate("e => e.scrollIntoView({block: 'center', behavior: 'instant'})")
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + 140, box["y"] + 140)  # a single dot
+    notice = page.locator(PEN_NOTICE)
+    expect(notice).to_contain_text("does not look like a digit", timeout=60_000)
+    page.locator(PEN_CLEAR).click()
+    expect(notice).to_be_hidden(timeout=60_000)
+    draw_digit(page, 1)  # a 7
+    page.mouse.up()
+    page.wait_for_function(IS_PREDICTION, timeout=60_000)
+    settle(page, 1500)
+    expect(notice).to_be_hidden()
     no_exception(page)
 
 
@@ -279,7 +375,7 @@ def test_clear_during_the_pen_up_rerun_loses_no_stroke(server, page):
         draw_digit(page, k)
         page.mouse.up()
         page.wait_for_function(IS_PREDICTION, timeout=60_000)
-        page.get_by_role("button", name="Clear drawing and upload").click()  # no wait for the server
+        page.locator(PEN_CLEAR).click()  # no wait for the server
         page.wait_for_function(IS_BLANK, timeout=60_000)
         assert page.evaluate(MOUNTS) == mount  # wiped in place, not a new canvas
     settle(page)
@@ -423,3 +519,51 @@ def test_presenter_token_in_the_browser(tmp_path_factory, browser):
         finally:
             presenter.close()
             visitor.close()
+
+
+def test_teacher_flow_reload_keeps_control_and_watchers_see_the_end(tmp_path_factory, browser):
+    """Issue #26 end to end: the teacher starts a run, reloads, and still has Stop (no "another
+    visitor's job"); a second browser (another context: another cookie) has to confirm first; the
+    watcher sees the run's final verdict and the new run in the list without reloading; on a shared
+    server the presenter token survives a reload in the same browser, not in another."""
+    token = "room-test-token-7"
+    with _app_server(tmp_path_factory, tmp_path_factory.mktemp("runs"),
+                     {"ODENET_SHARED": "1", "ODENET_PRESENTER_TOKEN": token}) as url:
+        teacher = browser.new_context(viewport={"width": 1280, "height": 720})
+        student = browser.new_context(viewport={"width": 1280, "height": 720})
+        try:
+            pg = teacher.new_page()
+            pg.set_default_timeout(90_000)
+            pg.goto(f"{url}/train?train_size=60000")  # long enough to still run after the reload
+            settle(pg)
+            pg.get_by_text("Presenter").first.click()
+            field = pg.get_by_role("textbox", name="Presenter token")
+            field.fill(token)
+            field.press("Enter")
+            expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled()
+            assert any(c["name"] == "odenet_browser" for c in teacher.cookies())
+            pg.get_by_role("button", name="▶ Start").click()
+            pg.get_by_text("img/s").first.wait_for(timeout=120_000)
+            pg.reload()
+            settle(pg)
+            expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled()  # still the presenter
+            expect(pg.get_by_role("button", name="■ Stop")).to_be_enabled()  # still the owner
+            assert pg.get_by_text("Stop another visitor's job").count() == 0
+            other = student.new_page()
+            other.set_default_timeout(90_000)
+            other.goto(f"{url}/train")
+            settle(other)
+            other.get_by_text("img/s").first.wait_for()  # watching the teacher's job
+            expect(other.get_by_role("button", name="▶ Start")).to_be_disabled()
+            expect(other.get_by_role("button", name="■ Stop")).to_be_disabled()
+            pg.get_by_role("button", name="■ Stop").click()
+            ended = other.get_by_text("It is now selectable on the other pages.")
+            ended.first.wait_for(timeout=120_000)  # the watcher sees how it ended, without a reload
+            assert "stopped" in ended.first.inner_text()
+            expect(other.get_by_text("No training job is running")).to_have_count(0)
+            other.get_by_text("Finished and stopped runs will appear here.").wait_for(state="detached")
+            no_exception(pg)
+            no_exception(other)
+        finally:
+            teacher.close()
+            student.close()

@@ -93,7 +93,9 @@ def register_model(onnx_bytes: bytes, key: str) -> str:
 
 def pen_canvas(model: bytes | str | None, *, key: str, steps_ts: Sequence[float], labels: Sequence[str] | None = None,
                pen_width: int = 20, size: int = 280, strokes: list[list[list[float]]] | None = None,
-               clear_token: int | None = None, on_change: Callable[[], None] | None = None) -> dict[str, Any] | None:
+               clear_token: int | None = None, external: dict[str, Any] | None = None,
+               notice: dict[str, Any] | None = None,
+               on_change: Callable[[], None] | None = None) -> dict[str, Any] | None:
     """Mount the pen canvas; returns the last drawing the browser sent, or None before the first one.
 
     ``model``: the ONNX bytes from :func:`odenet.export.cached_onnx_bytes` (served by this server),
@@ -104,6 +106,12 @@ def pen_canvas(model: bytes | str | None, *, key: str, steps_ts: Sequence[float]
     ``clear_token``: change it to wipe the canvas in place (the page's own Clear button).  The
     canvas keeps its key, so it is never remounted under the pen, and a drawing the browser sent
     before the change is not returned: the result is as if nothing had been drawn since.
+    ``external``: a result the server computed, shown in the same panel as the browser's own:
+    ``{"id", "kind": "upload", "image28": 784 ints, "probs": (steps + 1) x classes, "title"}``
+    puts an uploaded picture on the canvas (a stroke or Clear replaces it), ``{"id", "kind":
+    "server", "seq", "probs"}`` answers the drawing ``seq`` where the browser cannot run the model.
+    ``notice``: ``{"text", "seq"}`` (a drawing) or ``{"text", "for": "upload"}``, shown in the panel
+    while that input is on the canvas (the non-digit warning).
 
     The result dict: ``seq`` (counter), ``blank``, ``image28`` (784 uint8 values, row-major),
     ``strokes``, ``size``, ``probs`` ((steps + 1) x classes from the browser, or None),
@@ -126,6 +134,8 @@ def pen_canvas(model: bytes | str | None, *, key: str, steps_ts: Sequence[float]
         "size": int(size),
         "strokes": strokes or [],
         "clear_token": clear_token,
+        "external": external,
+        "notice": notice,
         "preprocess": {"inkThreshold": INK_THRESHOLD, "minInk": MIN_INK_PIXELS, "mean": MNIST_MEAN, "std": MNIST_STD},
     }
     callback = on_change or (lambda: None)

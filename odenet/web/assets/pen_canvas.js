@@ -110,6 +110,8 @@ class PenCanvas {
     this.mount = Math.random().toString(36).slice(2, 10); // tells this instance's seq apart from an earlier one's
     this.clearToken = null; // the page's clear_token: a new value wipes the canvas without remounting it
     this.last = null; // {u8, probs, blank, version}
+    this.external = null; // a result the server computed (an upload, or a drawing when wasm is unavailable)
+    this.externalId = null;
     this.dirtySince = null; // time of the oldest canvas change not yet on screen
     // for tests and benchmarks: inference times, pen-up -> final prediction shown, change -> shown, rates
     this.stats = { updates: 0, inferMs: [], latencies: [], editLatencies: [], changeToShownMs: [], strokeUpdates: [], upTime: null,
@@ -138,6 +140,8 @@ class PenCanvas {
     this.seen = el('canvas', 'pc-seen-canvas', seenBox, { width: 28, height: 28, 'data-testid': 'pen-seen' });
     el('figcaption', null, seenBox).textContent = 'model input (28x28)';
     this.seenCtx = this.seen.getContext('2d');
+    this.source = el('div', 'pc-source', right, { 'data-testid': 'pen-source' });
+    this.notice = el('div', 'pc-notice', right, { role: 'alert', 'data-testid': 'pen-notice' });
 
     this.bars = el('div', 'pc-bars', right, { 'data-testid': 'pen-bars' });
     this.barRows = [];
@@ -190,8 +194,50 @@ class PenCanvas {
       this.wasm = false;
       this.error = 'no model given';
     }
+    const ext = d.external || null;
+    const extId = ext ? ext.id : null;
+    if (extId !== this.externalId) {
+      this.externalId = extId;
+      this.external = ext;
+      if (ext && ext.kind === 'upload') this.showPicture(ext.image28); // the upload replaces the drawing
+      this.schedule(true);
+    }
+    this.renderNotice();
     this.renderStatus();
     if (first) this.schedule(true);
+  }
+
+  /** The server's words about the current input (e.g. "does not look like a digit"), shown only while
+   * that input is still on the canvas: a new stroke hides a notice meant for the previous drawing. */
+  renderNotice() {
+    const n = this.data.notice;
+    const text = n && n.text && (n.for === 'upload' ? this.uploadShown() : (n.seq === this.seq && this.version === this.sentVersion))
+      ? n.text : '';
+    if (this.notice.textContent !== text) this.notice.textContent = text;
+    this.notice.hidden = !text;
+  }
+
+  uploadShown() {
+    return !!(this.external && this.external.kind === 'upload' && !this.strokes.length);
+  }
+
+  /** Draw a 28x28 picture (an upload, as the model sees it) over the whole canvas. */
+  showPicture(u8) {
+    this.strokes = [];
+    this.current = null;
+    const ctx = this.ctx;
+    const img = new ImageData(28, 28);
+    for (let i = 0; i < 784; i++) img.data.set([u8[i], u8[i], u8[i], 255], 4 * i);
+    const tmp = document.createElement('canvas');
+    tmp.width = 28;
+    tmp.height = 28;
+    tmp.getContext('2d').putImageData(img, 0, 0);
+    ctx.imageSmoothingEnabled = false;
+    ctx.fillStyle = '#000000';
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    ctx.drawImage(tmp, 0, 0, this.canvas.width, this.canvas.height);
+    this.pictureShown = true;
+    this.touch();
   }
 
   async useModel(url) {
@@ -274,6 +320,11 @@ class PenCanvas {
     if (e.button !== undefined && e.button !== 0) return;
     e.preventDefault();
     this.canvas.setPointerCapture?.(e.pointerId);
+    if (this.uploadShown() || this.pictureShown) {
+      this.external = null; // the latest input wins: a stroke replaces the upload
+      this.pictureShown = false;
+      this.redraw();
+    }
     const p = this.point(e);
     this.current = [p];
     this.strokes.push(this.current);
@@ -321,6 +372,8 @@ class PenCanvas {
 
   clear() {
     this.strokes = [];
+    this.external = null;
+    this.pictureShown = false;
     this.redraw();
     this.stats.upTime = performance.now();
     this.stats.upKind = 'edit';
@@ -333,6 +386,7 @@ class PenCanvas {
     this.current = null;
     this.sendPending = false;
     this.strokes = [];
+    this.pictureShown = false;
     this.redraw();
     this.schedule();
   }
@@ -378,7 +432,17 @@ class PenCanvas {
       const d = this.data;
       const prep = prepareCanvas(rgba, width, height, d.preprocess || {});
       let probs = null;
-      if (!prep.blank && this.session) {
+      const ext = this.external;
+      if (this.uploadShown()) {
+        this.last = { u8: Uint8Array.from(ext.image28), probs: ext.probs, blank: false, version };
+        this.render({ u8: this.last.u8, blank: false }, ext.probs);
+        this.doneVersion = version;
+        return;
+      }
+      if (!prep.blank && !this.session && ext && ext.kind === 'server' && ext.seq === this.seq
+          && version === this.sentVersion) {
+        probs = ext.probs; // no wasm here: the server's answer for the drawing it was sent
+      } else if (!prep.blank && this.session) {
         const t0 = performance.now();
         const input = new ort.Tensor('float32', prep.input, [1, 1, 28, 28]);
         const out = await this.session.run({ [this.session.inputNames[0]]: input });
@@ -415,6 +479,7 @@ class PenCanvas {
     const probs = last.probs;
     const final = probs ? probs[probs.length - 1] : null;
     this.seq++;
+    this.sentVersion = last.version;
     this.setStateValue?.('drawing', {
       seq: this.seq,
       blank: last.blank,
@@ -444,7 +509,8 @@ class PenCanvas {
     if (final) best = final.indexOf(Math.max(...final));
     const text = prep.blank ? 'Draw a digit' : best >= 0 ? `Prediction: ${labels[best]}` : 'Prediction: -';
     if (this.pred.textContent !== text) this.pred.textContent = text; // the live region speaks only on change
-    this.conf.textContent = best >= 0 && !prep.blank ? `confidence ${formatConfidence(final[best])}` : '';
+    // non-breaking spaces: a narrow panel wraps the whole phrase, never inside "> 99.9%"
+    this.conf.textContent = best >= 0 && !prep.blank ? `confidence\u00a0${formatConfidence(final[best]).replace(' ', '\u00a0')}` : '';
     this.barRows.forEach((r, k) => {
       const p = final && !prep.blank ? final[k] : 0;
       r.fill.style.width = `${(p * 100).toFixed(2)}%`;
@@ -452,6 +518,10 @@ class PenCanvas {
       r.row.classList.toggle('pc-best', k === best && !prep.blank);
     });
     this.renderSteps(prep.blank ? null : probs, best);
+    const src = this.uploadShown() ? this.external.title || 'upload' : '';
+    if (this.source.textContent !== src) this.source.textContent = src;
+    this.source.hidden = !src;
+    this.renderNotice();
   }
 
   renderSteps(probs, best) {
