@@ -10,8 +10,8 @@ Every input is made here and goes through the app's own preprocessing:
   lines) and filled blobs (a shape coloured in with back-and-forth strokes);
 * uploads -> ``load_upload``: digits 0-9 typed in bold TrueType fonts (black-on-white PNGs,
   font sizes 16-160 px and, as their own category, tiny 10-15 px ones that preprocessing
-  blows up into a blur) and the noise pictures of ``benchmarks/ood_calibration.py``;
-* MNIST digits -> ``prepare_grey`` (as ``benchmarks/ood_calibration.py`` does).
+  blows up into a blur) and noise pictures of four kinds (uniform, binary, gaussian, squares);
+* MNIST digits -> ``prepare_grey``.
 
 The check's thresholds (``odenet.digitcheck.THRESHOLDS``) were chosen from the ``--calibrate``
 grid (seed 1, MNIST training images the check's statistics were not fitted on); the report uses
@@ -233,7 +233,7 @@ def typed_digit(d: int, font_path: str, px: int, rng: np.random.Generator | None
 
 
 def noise_png(kind: str, rng: np.random.Generator) -> bytes:
-    """The noise pictures of benchmarks/ood_calibration.py (uniform, binary, gaussian, squares)."""
+    """A noise picture of one kind: uniform, binary, gaussian or squares (the old check's calibration set)."""
     if kind == "uniform":
         a = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     elif kind == "binary":

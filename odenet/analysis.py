@@ -308,8 +308,9 @@ def critical_step_sizes(grid: pd.DataFrame, reference_acc: float, span: float,
     return out
 
 
-# Out-of-distribution check for the Draw page, calibrated by benchmarks/ood_calibration.py
-# (see its docstring for the numbers): MNIST digits after MNIST-style preprocessing are crisp
+# The Draw page's first out-of-distribution check, superseded by odenet.digitcheck (which keeps it as
+# one of its ink statistics, 'grey'); benchmarks/digit_check.py reports its rates beside the new check's.
+# Its idea (numbers in its docstring): MNIST digits after MNIST-style preprocessing are crisp
 # strokes (about half of the inked pixels are fully dark or fully bright), random noise shrunk
 # into the 20x20 box becomes a uniform grey blur.  An energy score (-logsumexp of the logits)
 # does not separate them for these models: noise gets confident logits.

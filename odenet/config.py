@@ -31,10 +31,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # after ~115 s of training on a 2-core AMX CPU (benchmarks/time_to_accuracy.py; README "Training recipe")
     "fast": dict(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle", batch_size=128, epochs=3,
                  augment=True, ema=0.995, label_smoothing=0.1),
-    # "classroom": one short epoch for a live demo, chosen on held-out training images and timed on a
-    # 2-core CPU without AMX, fp32 (benchmarks/classroom.py, benchmarks/classroom.json)
-    "classroom": dict(optimizer="adamw", lr=5e-3, weight_decay=1e-4, schedule="onecycle", batch_size=64, epochs=1,
-                      train_size=15_000, augment=False),
+    # "classroom": one short epoch for a live demo: >= 97% shown within 60 s on a 2-core CPU without AMX
+    # (fp32). Chosen among variants on held-out training images (benchmarks/classroom.py --holdout),
+    # then measured on the test set (benchmarks/classroom.json)
+    "classroom": dict(optimizer="adamw", lr=8e-3, weight_decay=1e-4, schedule="onecycle", batch_size=64, epochs=1,
+                      train_size=20_000, augment=False, ema=0.99, label_smoothing=0.1),
 }
 
 # What the app's Train page runs for each recipe (on top of the preset): short runs that a
@@ -56,7 +57,8 @@ APP_PURPOSE: dict[str, str] = {
     "notebook": "the seed notebook's optimiser (Adam, lr 0.1, constant; the notebook itself runs 20 epochs of "
                 "60,000 images: `python -m odenet train --preset notebook`)",
     "fast": "the quickest route to 99%: EMA of the weights, label smoothing and augmentation over all 60,000 images",
-    "classroom": "a live demo: small batches and a higher learning rate reach 97% on fewer images",
+    "classroom": "a live demo: small batches, a higher learning rate, an average of the weights and label "
+                 "smoothing reach 97% on 20,000 images",
 }
 
 _MODEL_FIELDS = frozenset(f.name for f in fields(ModelConfig))

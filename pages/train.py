@@ -144,7 +144,7 @@ with st.sidebar, locked_controls(link.lesson):
     slots["lr"] = st.empty()
     train_size = st.select_slider("Training images", TRAIN_SIZES, key="tr_train_size",
                                   help="Below 10,000 images RKNet does not get far (1,000 end near 20%); the classroom "
-                                       "recipe's 15,000 reach 97%; 60,000 is the full set.")
+                                       "recipe's 20,000 reach 97%; 60,000 is the full set.")
     slots["train_size"] = st.empty()
     augment = st.checkbox("Augmentation (small shifts/rotations)", key="tr_augment")
     seed = st.number_input("Seed", min_value=0, value=0, key="tr_seed")

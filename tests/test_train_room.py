@@ -117,7 +117,7 @@ def test_a_watcher_sees_the_final_verdict_and_the_new_run(runs, monkeypatch):
 def test_app_recipes_differ_and_say_what_they_run():
     cfgs = {name: TrainConfig.for_app(name) for name in PRESETS}
     assert cfgs["fast"].train_size == 60_000 and cfgs["default"].train_size == 30_000  # fast is not default again
-    assert cfgs["classroom"].train_size == 15_000 and cfgs["classroom"].batch_size == 64
+    assert cfgs["classroom"].train_size == 20_000 and cfgs["classroom"].batch_size == 64
     assert all(c.epochs == 1 for c in cfgs.values())
     assert "20 epochs" in APP_PURPOSE["notebook"] and set(APP_PURPOSE) == set(PRESETS)
     # the CLI's presets are the full recipes
@@ -125,13 +125,13 @@ def test_app_recipes_differ_and_say_what_they_run():
 
 
 def test_expected_time_counts_training_and_every_evaluation():
-    cfg = TrainConfig.for_app("classroom")  # 234 batches of 64, evaluations every 58 batches
-    assert evaluations(cfg) == [1000, 1000, 1000, 1000, TEST_SIZE]
+    cfg = TrainConfig.for_app("classroom")  # 312 batches of 64, evaluations every 78 batches
+    assert evaluations(cfg) == [1000, 1000, 1000, TEST_SIZE]
     speed = Speed(train_ips=300.0, eval_ips=1000.0, source="test")
-    assert expected_seconds(cfg, speed) == pytest.approx(1.0 + 234 * 64 / 300 + 14_000 / 1000)
+    assert expected_seconds(cfg, speed) == pytest.approx(1.0 + 312 * 64 / 300 + 13_000 / 1000)
     text = describe_run(cfg, speed)
-    assert "1 epoch × 15,000 training images" in text and "about 1 min 5 s on this server" in text
-    assert "4 evaluations on 1,000 test images and 1 on all 10,000" in text
+    assert "1 epoch × 20,000 training images" in text and "about 1 min 21 s on this server" in text
+    assert "3 evaluations on 1,000 test images and 1 on all 10,000" in text
     assert "not measured yet" in describe_run(cfg, None) and "measuring" in describe_run(cfg, None, probing=True)
 
 
@@ -140,10 +140,10 @@ def test_the_recipe_picker_shows_the_time_measured_here(runs, monkeypatch):
 
     at = page("train")
     opts = at.selectbox(key="tr_preset").options
-    assert "fast · 1 epoch × 60,000 images" in opts and "classroom · 1 epoch × 15,000 images" in opts, opts
+    assert "fast · 1 epoch × 60,000 images" in opts and "classroom · 1 epoch × 20,000 images" in opts, opts
     speed_book().record(TrainConfig.for_app("classroom"), Speed(300.0, 1000.0, "test"))
     at.selectbox(key="tr_preset").set_value("classroom").run()
-    assert any(c.value.startswith("This run: 1 epoch × 15,000 training images") and "1 min 5 s" in c.value
+    assert any(c.value.startswith("This run: 1 epoch × 20,000 training images") and "1 min 21 s" in c.value
                for c in at.caption)
 
 
