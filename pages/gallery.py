@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from odenet.room import NotPresenter, gallery, new_class, plan_new_class
+from odenet.room import NewClassPlan, NotPresenter, gallery, new_class, plan_new_class
 from odenet.room_ui import SHARE_TEXT, drawing_wall
 from odenet.ui import ensure_app_navigation, keep, manager, presenter_access
 
@@ -49,11 +49,23 @@ st.caption("The newest drawings the room shared from **Draw a digit**, updating 
            "(red frame), ❌ not what the sharer said they drew (red), ⚠️ confidence under 60% (amber). "
            "Nothing here is written to disk.")
 n = st.select_slider("Show the last", options=[24, 48, 96, 200], value=48, key="gal_n")
+_NAMED = "_gal_named"  # session key: what the New class confirmation below names (drawings, runs)
+
+
+def new_class_plan() -> tuple[NewClassPlan, tuple]:
+    mgr = manager()
+    plan = plan_new_class(active=mgr.active_run_dirs(), runs_dir=mgr.runs_dir)
+    return plan, (plan.drawings, plan.fingerprint, len(plan.training))
+
+
+plan, st.session_state[_NAMED] = new_class_plan()
 
 
 @st.fragment(run_every="3s")
 def wall(n: int) -> None:
     drawing_wall(n)
+    if new_class_plan()[1] != st.session_state.get(_NAMED):  # a drawing or a run came or went: the
+        st.rerun(scope="app")  # confirmation below must name what New class would delete now
 
 
 wall(int(n))
@@ -68,8 +80,6 @@ with left:
     st.button("Clear gallery", key="gal_clear", on_click=_clear, icon=":material/delete_sweep:")
 with right:
     st.subheader("New class")
-    mgr = manager()
-    plan = plan_new_class(active=mgr.active_run_dirs(), runs_dir=mgr.runs_dir)
     st.caption("Start afresh for the next group: clear the gallery and delete the runs trained since this "
                "server started. Shipped models and runs from before the server started stay.")
     if plan.runs:

@@ -567,3 +567,102 @@ def test_teacher_flow_reload_keeps_control_and_watchers_see_the_end(tmp_path_fac
         finally:
             teacher.close()
             student.close()
+
+
+def test_teacher_flow_gallery_and_new_class(tmp_path_factory, browser):
+    """Issue #26 end to end, the rest of the teacher's flow: the teacher (presenter token) trains a
+    tiny run; a student shares a drawing from Draw a digit and it appears on the teacher's Class
+    gallery by itself (live refresh); the student sees an explanation, not the gallery's controls;
+    "New class" names the one run it deletes, and once confirmed the wall is empty and the Train
+    page no longer lists the run."""
+    import re
+
+    token = "gallery-test-token-3"
+    runs_dir = tmp_path_factory.mktemp("runs")
+    with _app_server(tmp_path_factory, runs_dir, {"ODENET_SHARED": "1", "ODENET_PRESENTER_TOKEN": token}) as url:
+        teacher = browser.new_context(viewport={"width": 1280, "height": 720})
+        student = browser.new_context(viewport={"width": 1280, "height": 720})
+        try:
+            pg = teacher.new_page()
+            pg.set_default_timeout(90_000)
+            pg.goto(f"{url}/train?train_size=1000&epochs=1")  # the server's first page: no run exists yet
+            settle(pg)
+            pg.get_by_text("Presenter").first.click()
+            field = pg.get_by_role("textbox", name="Presenter token")
+            field.fill(token)
+            field.press("Enter")
+            expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled()
+            pg.get_by_role("button", name="▶ Start").click()
+            pg.get_by_text("It is now selectable on the other pages.").first.wait_for(timeout=180_000)
+            settle(pg)
+            run_names = [p.name for p in runs_dir.iterdir() if p.is_dir()]
+            assert len(run_names) == 1, run_names
+            expect(pg.locator("[data-testid='stDataFrame']").first).to_be_visible(timeout=60_000)
+
+            # the teacher puts the gallery on the projector before anyone shared
+            pg.goto(f"{url}/gallery")
+            settle(pg)
+            expect(pg.get_by_role("button", name="Clear gallery")).to_be_visible()  # still the presenter
+            pg.get_by_text("No drawings shared yet.").wait_for()
+            captions = pg.locator("[data-testid=stImageCaption]")
+
+            # the student shares a drawing from the Draw page
+            other = student.new_page()
+            other.set_default_timeout(90_000)
+            other.goto(f"{url}/draw")
+            other.locator(CANVAS).wait_for()
+            other.wait_for_function(MODEL_READY, timeout=90_000)
+            settle(other)
+            share = other.get_by_role("switch", name="Share my drawings with the room")
+            other.get_by_text("Share my drawings with the room").click()
+            expect(share).to_be_checked(timeout=30_000)
+            settle(other)
+            draw_digit(other, 1)  # a 7
+            other.mouse.up()
+            other.wait_for_function(IS_PREDICTION, timeout=60_000)
+            settle(other, 1000)  # the server received the 28x28 and shared it
+
+            # ... and it appears on the teacher's wall without a reload (the wall refreshes every 3 s)
+            expect(captions).to_have_count(1, timeout=60_000)
+            assert re.search(r"\d · \d+%", captions.first.inner_text()), captions.first.inner_text()
+            expect(pg.locator("[data-testid=stImage] img")).to_have_count(1)
+            expect(pg.get_by_text(re.compile(r"1\s*drawing ·"))).to_be_visible()
+            draw_digit(other, 0)  # more strokes on the same drawing replace its share: still one tile
+            other.mouse.up()
+            settle(other, 1000)
+            pg.wait_for_timeout(4000)  # at least one refresh of the wall
+            expect(captions).to_have_count(1)
+            settle(pg)
+            shot(pg, "gallery")
+
+            # a student opening the gallery gets an explanation, not the controls
+            other.goto(f"{url}/gallery")
+            settle(other)
+            other.get_by_text("This is the presenter's view").wait_for()
+            assert other.get_by_role("button", name="Clear gallery").count() == 0
+            assert other.get_by_role("button", name="New class").count() == 0
+            assert other.locator("[data-testid=stImageCaption]").count() == 0
+
+            # New class: the confirmation names the one run; confirmed, the wall and the run list are empty
+            new_class = pg.get_by_role("button", name="New class")
+            expect(new_class).to_be_disabled()
+            sure = pg.get_by_text(re.compile(r"^Yes, delete 1 run made since the server started"))
+            expect(sure).to_contain_text("clear 1 shared drawing")
+            sure.click()
+            expect(new_class).to_be_enabled(timeout=30_000)
+            new_class.click()
+            pg.get_by_text("New class: deleted 1 run and cleared 1 drawing.").wait_for(timeout=60_000)
+            pg.get_by_text("No drawings shared yet.").wait_for(timeout=60_000)
+            expect(captions).to_have_count(0)
+            expect(pg.get_by_text(re.compile(r"^Yes, delete 0 runs"))).to_be_visible()
+            assert [p.name for p in runs_dir.iterdir() if p.is_dir()] == []
+            pg.goto(f"{url}/train")
+            settle(pg, 800)
+            pg.get_by_text("Finished and stopped runs will appear here.").wait_for(timeout=60_000)
+            assert pg.locator("[data-testid='stDataFrame']").count() == 0
+            assert pg.get_by_text(run_names[0]).count() == 0
+            no_exception(pg)
+            no_exception(other)
+        finally:
+            teacher.close()
+            student.close()
