@@ -10,7 +10,8 @@ from typing import Any
 from .errors import ConfigError
 from .models import ModelConfig
 
-__all__ = ["ConfigError", "TrainConfig", "PRESETS", "APP_SETTINGS", "APP_RECIPES", "APP_PURPOSE", "OPTIMIZERS", "SCHEDULES", "TRAIN_SIZE_MAX"]
+__all__ = ["ConfigError", "TrainConfig", "PRESETS", "APP_SETTINGS", "APP_RECIPES", "APP_PURPOSE", "OPTIMIZERS",
+           "SCHEDULES", "TRAIN_SIZE_MAX"]
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")

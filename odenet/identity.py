@@ -85,26 +85,24 @@ def browser_id() -> str | None:
         cookie = st.context.cookies.get(COOKIE)
     except Exception:  # noqa: BLE001 - no request context (bare script runs, some test harnesses)
         cookie = None
-    owner = browser_owner(cookie)
-    if owner is not None:
-        return owner
+    known = st.session_state.get("_odenet_browser_cookie")
+    owner = browser_owner(cookie) or browser_owner(known)
     global _component
     with _component_lock:
         if _component is None:
             _component = st.components.v2.component("odenet.browser_identity", js=_JS)
-    known = st.session_state.get("_odenet_browser_cookie")
-    if known is not None:  # reported earlier in this session: the cookie is set in the browser
-        return browser_owner(known)
     from streamlit.errors import StreamlitDuplicateElementKey
 
+    # mounted on every run of a page that asks, known or not: the sidebar keeps the same elements
+    # from one run to the next, so widgets below it (the presenter box) keep their state
     try:
         with st.sidebar:
-            result = _component(key="odenet_browser_identity", data={"cookie": COOKIE, "known": known},
+            result = _component(key="odenet_browser_identity", data={"cookie": COOKIE, "known": known or cookie},
                                 on_id_change=lambda: None, width="content", height="content")
-    except StreamlitDuplicateElementKey:  # already mounted in this run (a second caller): not known yet
-        return None
+    except StreamlitDuplicateElementKey:  # already mounted in this run (a second caller)
+        return owner
     value = result.get("id") if hasattr(result, "get") else getattr(result, "id", None)
-    if isinstance(value, str) and _VALID.fullmatch(value):
+    if owner is None and isinstance(value, str) and _VALID.fullmatch(value):
         st.session_state["_odenet_browser_cookie"] = value
         return browser_owner(value)
-    return None
+    return owner

@@ -285,7 +285,7 @@ def test_latest_input_wins_upload_then_drawing_then_clear(server, page, tmp_path
     page.locator("[data-testid='stFileUploader'] input[type=file]").set_input_files(str(digit))
     expect(page.locator("[data-testid=pen-source]")).to_have_text("upload zero.png", timeout=60_000)
     settle(page)
-    assert page.get_by_role("button", name="Clear", exact=True).count() == 1  # one Clear, for the drawing and the upload
+    assert page.get_by_role("button", name="Clear", exact=True).count() == 1  # one Clear: drawing and upload
     page.locator(PEN_CLEAR).click()  # ... and it clears an upload too
     expect(page.locator("[data-testid='stFileUploader'] [data-testid='stFileUploaderFile']")).to_have_count(
         0, timeout=60_000)
