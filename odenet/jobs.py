@@ -366,7 +366,11 @@ class JobManager:
                     return
                 job = self._jobs[self._queue.popleft()]
                 job.status, job.started = "running", time.time()
-            self._run(job)
+            speed_book().give_way()  # a speed probe stops and waits: it would slow and reseed this job
+            try:
+                self._run(job)
+            finally:
+                speed_book().job_done()
             release_free_memory()  # the job's model and activations are freed now: back to the system
 
     def _run(self, job: Job) -> None:

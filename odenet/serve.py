@@ -111,6 +111,12 @@ def main(argv: list[str] | None = None) -> None:
             failed = [f"all ({type(exc).__name__}: {exc})"]
         print(f"odenet: pages warmed in {time.perf_counter() - started:.1f} s"
               + (f"; failed: {', '.join(failed)} (they will show their error)" if failed else ""), file=sys.stderr)
+    from .config import TrainConfig
+    from .throughput import probe_in_background
+
+    # the Train page's time for its classroom and default recipes, measured on this machine while
+    # the server starts (a few seconds each; a job that starts meanwhile stops it)
+    probe_in_background([TrainConfig.for_app("classroom"), TrainConfig.for_app("default")])
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(APP), *(sys.argv[1:] if argv is None else argv)]

@@ -23,7 +23,7 @@ from typing import Any
 from .config import TrainConfig
 
 __all__ = ["Speed", "speed_key", "speed_from_events", "evaluations", "expected_seconds", "probe_speed", "SpeedBook",
-           "speed_book", "describe_run", "format_duration"]
+           "speed_book", "describe_run", "format_duration", "probe_in_background"]
 
 TEST_SIZE = 10_000  # the full MNIST test set: every epoch ends with an evaluation on it
 START_SECONDS = 1.0  # building the model and the first batch's warm-up, measured ~0.5-1.5 s
@@ -76,9 +76,11 @@ def expected_seconds(cfg: TrainConfig, speed: Speed) -> float:
     return START_SECONDS + train + sum(evaluations(cfg)) / speed.eval_ips
 
 
-def probe_speed(cfg: TrainConfig, batches: int = 8, data_loader: Any = None, eval_images: int = 1000) -> Speed:
+def probe_speed(cfg: TrainConfig, batches: int = 8, data_loader: Any = None, eval_images: int = 1000,
+                stop: threading.Event | None = None) -> Speed | None:
     """Measure ``cfg``'s speed here: a real Trainer on ``batches`` batches (reports after each, the
-    first one left out as warm-up), whose end-of-epoch evaluation runs on ``eval_images`` test images."""
+    first one left out as warm-up), whose end-of-epoch evaluation runs on ``eval_images`` test images.
+    None when ``stop`` was set meanwhile (a job is about to train: the probe gives way within a batch)."""
     from .data import load_mnist
     from .training import Trainer
 
@@ -86,7 +88,9 @@ def probe_speed(cfg: TrainConfig, batches: int = 8, data_loader: Any = None, eva
     probe = cfg.replace(epochs=1, train_size=cfg.batch_size * batches, log_every=1, eval_every=0, eval_size=None,
                         adapt_every=0)
     with tempfile.TemporaryDirectory() as tmp:
-        result = Trainer(probe, data=(train, test.subset(eval_images)), run_dir=tmp).run()
+        result = Trainer(probe, data=(train, test.subset(eval_images)), run_dir=tmp, stop_event=stop).run()
+    if result.status != "finished":
+        return None
     ips = [e.images_per_s for e in result.history if e.kind == "batch" and e.images_per_s]
     ev = next(e for e in reversed(result.history) if e.kind == "eval")
     return Speed(float(statistics.median(ips[1:] or ips)), eval_images / max(ev.eval_seconds, 1e-6),
@@ -95,8 +99,9 @@ def probe_speed(cfg: TrainConfig, batches: int = 8, data_loader: Any = None, eva
 
 class SpeedBook:
     """Measured speeds by :func:`speed_key`, bounded and thread-safe; probes run one at a time in
-    a background thread, never while a job trains (its numbers would be wrong and it would slow
-    the job)."""
+    a background thread, never while a job trains: the job manager calls :meth:`give_way` before
+    every job, which stops a probe within one batch and waits for it (a probe would slow the job,
+    and its Trainer seeds torch's global generator)."""
 
     def __init__(self, max_entries: int = 32) -> None:
         self.max_entries = max_entries
@@ -104,6 +109,9 @@ class SpeedBook:
         self._lock = threading.Lock()
         self._probing: tuple[Any, ...] | None = None
         self._failed: set[tuple[Any, ...]] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._jobs_active = 0
 
     def record(self, cfg: TrainConfig, speed: Speed | None) -> None:
         """Keep ``speed`` for ``cfg``'s key (a finished job's, or a probe's)."""
@@ -131,13 +139,15 @@ class SpeedBook:
                 return False
             if self._probing is not None:
                 return self._probing == key
-            if busy:
+            if busy or self._jobs_active:
                 return False
             self._probing = key
+            self._stop.clear()
+            stop = self._stop
 
         def work() -> None:
             try:
-                self.record(cfg, probe_speed(cfg, data_loader=data_loader))
+                self.record(cfg, probe_speed(cfg, data_loader=data_loader, stop=stop))
             except Exception:  # noqa: BLE001 - a probe that cannot run (no MNIST, a bad solver) only loses the estimate
                 with self._lock:
                     self._failed.add(key)
@@ -145,8 +155,24 @@ class SpeedBook:
                 with self._lock:
                     self._probing = None
 
-        threading.Thread(target=work, name="odenet-speed-probe", daemon=True).start()
+        with self._lock:
+            self._thread = threading.Thread(target=work, name="odenet-speed-probe", daemon=True)
+            self._thread.start()
         return True
+
+    def give_way(self) -> None:
+        """A job is starting: stop a running probe (within one batch), wait for it, and start no
+        new one until :meth:`job_done`."""
+        with self._lock:
+            self._jobs_active += 1
+            self._stop.set()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def job_done(self) -> None:
+        with self._lock:
+            self._jobs_active = max(0, self._jobs_active - 1)
 
     def probing(self) -> bool:
         with self._lock:
@@ -186,3 +212,26 @@ def format_duration(seconds: float) -> str:
     """'48 s', '2 min 5 s'."""
     whole = max(0, round(float(seconds)))
     return f"{whole // 60} min {whole % 60} s" if whole >= 60 else f"{whole} s"
+
+
+def probe_in_background(configs: Sequence[TrainConfig], book: SpeedBook | None = None) -> threading.Thread | None:
+    """Measure ``configs`` one after another in a background thread (server start: the Train page
+    then shows its recipes' times on the first visit).  A job that starts meanwhile stops the
+    probe under way, and the ones after it are skipped while it trains.  None when probes are off
+    (``ODENET_SPEED_PROBE=0``)."""
+    if os.environ.get("ODENET_SPEED_PROBE", "1").strip() == "0":
+        return None
+    book = book or speed_book()
+
+    def work() -> None:
+        import time
+
+        for cfg in configs:
+            if not book.request(cfg, busy=False):
+                continue
+            while book.probing():
+                time.sleep(0.2)
+
+    thread = threading.Thread(target=work, name="odenet-speed-probes", daemon=True)
+    thread.start()
+    return thread

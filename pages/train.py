@@ -238,7 +238,15 @@ def fmt_eta(sec):
     return f"{int(sec // 60)} min {int(sec % 60)} s" if sec >= 60 else f"{sec:.0f} s"
 
 
-@st.fragment(run_every=1.0)
+# 1 s until this visitor's view has drawn the watched job's first report (Start -> first point within
+# ~2 s), then 2 s: every refresh redraws two charts here and in the browser, and on a 2-core CPU a 1-s
+# refresh slowed the classroom run's 97% from 39.0 to 51.9 s (one run each, benchmarks/train_live.py)
+LIVE_FAST, LIVE_SLOW = 1.0, 2.0
+_watched = st.session_state.get("watch_job") or (running.id if running is not None else None)
+
+
+@st.fragment(run_every=LIVE_SLOW if _watched is not None and st.session_state.get("tr_charted") == _watched
+             else LIVE_FAST)
 def live_view() -> None:
     job_id = st.session_state.get("watch_job")
     cur = mgr.current()
@@ -307,6 +315,9 @@ def live_view() -> None:
     g2.plotly_chart(acc, key="live_acc", width="stretch")
     if snap.config.model.adaptive:
         st.plotly_chart(plots.nfe_curve(df), key="live_nfe", width="stretch")
+    if snap.status == "running" and st.session_state.get("tr_charted") != snap.id:
+        st.session_state["tr_charted"] = snap.id  # the first point is on screen: refresh every LIVE_SLOW from now
+        st.rerun(scope="app")
 
 
 live_view()

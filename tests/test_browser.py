@@ -54,7 +54,9 @@ def free_port() -> int:
 def _app_server(tmp_path_factory, runs: Path, extra_env: dict | None = None):
     """A server started as `make run` does, on a free loopback port; no traceback may reach its log."""
     port = free_port()
-    env = {**os.environ, "ODENET_RUNS": str(runs), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    env = {**os.environ, "ODENET_RUNS": str(runs), "PYTHONUNBUFFERED": "1",
+           "ODENET_SPEED_PROBE": "0",  # no background training while tests time the pages (tested on its own)
+           **(extra_env or {})}
     log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "odenet.serve", "--server.headless",  # as `make run` does
                              "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],

@@ -257,3 +257,26 @@ def test_every_recipe_size_is_on_the_training_images_slider(runs):
     for name in PRESETS:
         at.selectbox(key="tr_preset").set_value(name).run()
         assert at.select_slider(key="tr_train_size").value == TrainConfig.for_app(name).train_size, name
+
+
+def test_a_starting_job_stops_the_probe_and_no_probe_starts_while_it_trains(monkeypatch):
+    monkeypatch.setenv("ODENET_SPEED_PROBE", "1")
+    cfg = TrainConfig.for_app("default", train_size=60_000, batch_size=32, device="cpu")
+    book = SpeedBook()
+    real_probe = probe_speed
+
+    def slow_probe(c, **kw):  # 400 batches: would run for a while unless stopped
+        return real_probe(c, batches=400, **kw)
+
+    monkeypatch.setattr("odenet.throughput.probe_speed", slow_probe)
+    assert book.request(cfg, busy=False)
+    time.sleep(1.0)
+    t = time.monotonic()
+    book.give_way()  # what the job manager does before a job
+    assert time.monotonic() - t < 20 and not book.probing()
+    assert book.get(cfg) is None  # a stopped probe measured nothing
+    assert book.request(cfg, busy=False) is False  # not while the job trains
+    book.job_done()
+    assert book.request(cfg, busy=False) is True  # afterwards it may run again
+    book.give_way()
+    book.job_done()
