@@ -63,6 +63,9 @@ with locked_controls(link.lesson):
                           width="stretch"):
         solver = solver_picker(f"draw_{choice.key}", trained)
         st.caption(f"Trained with {trained.label()}. Other solvers show whether the model is still an ODE.")
+if link.lesson:  # the settings row is hidden: say what the link chose
+    st.caption(f"Model: {choice.label} · inference solver: **{solver.label()}**"
+               + ("" if solver == trained else f" (trained with {trained.label()})"))
 link.publish({"model": model_url_name(choice.key), "integrator": solver.integrator, "steps": solver.steps},
              defaults={"model": default_model_name(), "integrator": trained.integrator, "steps": trained.steps})
 

@@ -373,15 +373,14 @@ runs = [r for r in list_runs(active=mgr.active_run_dirs()) if r.status != "runni
 if not runs:
     st.caption("Finished and stopped runs will appear here.")
 else:
-    def cell(value):  # an empty cell, never Python's None, for what a run did not record
-        return "" if value is None else value
+    def cell(value, fmt: str = "{}") -> str:  # text cells: an empty one, never Python's None, for what is missing
+        return "" if value is None else fmt.format(value)
 
     table = [{"run": r.name, "status": r.status, "recipe": cell(r.config.get("preset")), "solver": r.solver_label,
-              "t1": cell((r.config.get("model") or {}).get("t1", r.config.get("t1"))),
-              "lr": "" if r.config.get("lr") is None else f"{r.config['lr']:.3g}",
-              "epochs": cell(r.config.get("epochs")), "train images": cell(r.config.get("train_size")),
-              "test acc (%)": cell(run_accuracy(r)),
-              "duration (s)": "" if r.duration is None else round(r.duration, 1), "note": r.message or ""}
+              "t1": cell((r.config.get("model") or {}).get("t1", r.config.get("t1")), "{:g}"),
+              "lr": cell(r.config.get("lr"), "{:.3g}"), "epochs": cell(r.config.get("epochs")),
+              "train images": cell(r.config.get("train_size"), "{:,}"), "test acc (%)": cell(run_accuracy(r), "{:.2f}"),
+              "duration (s)": cell(r.duration, "{:.1f}"), "note": r.message or ""}
              for r in runs]
     st.dataframe(table, hide_index=True, width="stretch")
     by_name = {r.name: r for r in runs}

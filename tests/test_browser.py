@@ -435,8 +435,9 @@ def test_link_opens_the_configured_view_in_a_fresh_context(server, page):
     page.get_by_text("midpoint x3").first.wait_for(timeout=60_000)
     settle(page, 800)
     no_exception(page)
-    caption = page.get_by_text("inference solver:").first.inner_text()
-    assert "euler_1step" in caption and "midpoint x3" in caption, caption
+    solver = page.get_by_text("Inference solver:").first.inner_text()  # the solver popover's label
+    assert "midpoint x3" in solver and "as trained" not in solver, solver
+    assert page.get_by_role("combobox", name="Model").input_value().startswith("euler_1step")
     assert "model=euler_1step" in page.url and "steps=3" in page.url
     shot(page, "draw-link")
     # the "Copy link" box is built when opened (one rerun) and carries this view and its lesson form
@@ -450,7 +451,8 @@ def test_link_opens_the_configured_view_in_a_fresh_context(server, page):
     page.goto(f"{server}/draw?model=euler_1step&integrator=midpoint&steps=3&lesson=1")
     page.get_by_text("Lesson view").first.wait_for(timeout=60_000)
     settle(page, 500)
-    assert page.get_by_text("midpoint x3").first.is_visible()
+    said = page.locator("[data-testid=stCaptionContainer]").filter(has_text="inference solver: midpoint x3")
+    assert said.first.is_visible() and "euler_1step" in said.first.inner_text()  # the view says what it shows
     assert not page.locator(".st-key-odenet_locked").first.is_visible()
     assert errors == [], errors
 

@@ -280,3 +280,18 @@ def test_a_starting_job_stops_the_probe_and_no_probe_starts_while_it_trains(monk
     assert book.request(cfg, busy=False) is True  # afterwards it may run again
     book.give_way()
     book.job_done()
+
+
+def test_runs_table_mixes_missing_and_measured_values(runs):
+    """A run without an accuracy or duration beside one with them: one table, text cells, no None."""
+    second = _second_run(runs)
+    status = json.loads((second / "status.json").read_text())
+    status.pop("best_test_acc")
+    status.pop("duration")
+    (second / "status.json").write_text(json.dumps(status))
+    at = page("train")
+    assert not at.exception
+    df = at.dataframe[0].value
+    row = df[df["run"] == second.name].iloc[0]
+    assert row["test acc (%)"] == "" and row["duration (s)"] == ""
+    assert df[df["run"] == "fixture-run"].iloc[0]["test acc (%)"] == "10.00"
