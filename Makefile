@@ -28,5 +28,8 @@ test: lint
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+bench-quick: $(STAMP)
+	$(PY) benchmarks/run.py --quick
+
 clean-venv:
 	rm -rf $(VENV)

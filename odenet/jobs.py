@@ -273,6 +273,7 @@ class JobManager:
             if job.status == "queued":
                 self._queue.remove(job_id)
                 job.status, job.ended, job.message = "cancelled", time.time(), "cancelled before it started"
+                self._wake.notify_all()  # wake wait() on this job: it has ended
                 return True
             if job.status == "running":  # its Trainer may not exist yet: it will read this event
                 job.stop_event.set()

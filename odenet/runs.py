@@ -92,6 +92,14 @@ def _read_status(run: Path) -> dict[str, Any]:
         return {}
 
 
+def _mtime(path: Path) -> float:
+    """A directory's modification time for sorting; a run deleted meanwhile sorts last (no error)."""
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("-inf")
+
+
 def list_runs(runs_dir: str | Path | None = None, active: set[Path] | None = None) -> list[RunInfo]:
     """All run directories, newest first.  A run whose status says 'running' but whose
     process is gone (or that no active job owns, when ``active`` is given) is 'interrupted'."""
@@ -99,7 +107,9 @@ def list_runs(runs_dir: str | Path | None = None, active: set[Path] | None = Non
     if not root.is_dir():
         return []
     out = []
-    for run in sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True):
+    for run in sorted((p for p in root.iterdir() if p.is_dir()), key=_mtime, reverse=True):
+        if not run.is_dir():  # deleted since the listing (another visitor, New class)
+            continue
         st = _read_status(run)
         status = st.get("status", "unknown")
         if status == "running":
