@@ -76,3 +76,12 @@ def test_makefile_has_a_rule_for_every_phony_target():
         assert out.returncode == 0 and "No rule to make target" not in out.stderr, (target, out.stderr)
     dry = subprocess.run(["make", "-n", "-C", str(ROOT), "bench-quick"], capture_output=True, text=True, timeout=60)
     assert "benchmarks/run.py --quick" in dry.stdout
+
+
+def test_one_version_for_the_package_and_its_metadata():
+    import importlib.metadata
+
+    import odenet
+
+    assert importlib.metadata.version("odenet") == odenet.__version__
+    assert "version = " not in (ROOT / "pyproject.toml").read_text().split("[project]")[1].split("[")[0]
