@@ -129,6 +129,15 @@ def no_exception(pg) -> None:
     assert exc.count() == 0, exc.first.inner_text()
 
 
+def enter_presenter_token(pg, token: str) -> None:
+    """Type the token into the sidebar's Presenter box; Start is enabled afterwards."""
+    pg.get_by_text("Presenter").first.click()
+    field = pg.get_by_role("textbox", name="Presenter token")
+    field.fill(token)
+    field.press("Enter")
+    expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled()
+
+
 def shot(pg, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -544,11 +553,7 @@ def test_teacher_flow_reload_keeps_control_and_watchers_see_the_end(tmp_path_fac
             pg.set_default_timeout(90_000)
             pg.goto(f"{url}/train?train_size=60000")  # long enough to still run after the reload
             settle(pg)
-            pg.get_by_text("Presenter").first.click()
-            field = pg.get_by_role("textbox", name="Presenter token")
-            field.fill(token)
-            field.press("Enter")
-            expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled()
+            enter_presenter_token(pg, token)
             assert any(c["name"] == "odenet_browser" for c in teacher.cookies())
             pg.get_by_role("button", name="▶ Start").click()
             pg.get_by_text("img/s").first.wait_for(timeout=120_000)
@@ -595,11 +600,7 @@ def test_teacher_flow_gallery_and_new_class(tmp_path_factory, browser):
             pg.set_default_timeout(90_000)
             pg.goto(f"{url}/train?train_size=1000&epochs=1")  # the server's first page: no run exists yet
             settle(pg)
-            pg.get_by_text("Presenter").first.click()
-            field = pg.get_by_role("textbox", name="Presenter token")
-            field.fill(token)
-            field.press("Enter")
-            expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled()
+            enter_presenter_token(pg, token)
             pg.get_by_role("button", name="▶ Start").click()
             pg.get_by_text("It is now selectable on the other pages.").first.wait_for(timeout=180_000)
             settle(pg)
