@@ -17,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/python -m odenet.serve --server.port $(PORT) --server.address $(ADDRESS)
+	$(VENV)/bin/python -m odenet.app.serve --server.port $(PORT) --server.address $(ADDRESS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from odenet.access import presenter_token
+from odenet.app.access import presenter_token
+from odenet.app.room import mark_server_start
+from odenet.app.room_ui import room_sidebar
+from odenet.app.ui import PAGES, server_is_public
 from odenet.errors import OdenetError
-from odenet.room import mark_server_start
-from odenet.room_ui import room_sidebar
-from odenet.ui import PAGES, server_is_public
 
 st.set_page_config(page_title="odenet: Neural ODE lab", page_icon="🌀", layout="wide")
 mark_server_start()  # once per process: runs that exist now are never New class's to delete

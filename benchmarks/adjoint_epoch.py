@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
 from odenet import TrainConfig  # noqa: E402
-from odenet.data import load_mnist  # noqa: E402
-from odenet.training import Trainer  # noqa: E402
+from odenet.data.mnist import load_mnist  # noqa: E402
+from odenet.train.trainer import Trainer  # noqa: E402
 
 
 def summarize(out: dict) -> dict:

@@ -31,12 +31,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import odenet.adjoint as adjoint  # noqa: E402
+import odenet.ode.gradients as adjoint  # noqa: E402
 from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
 from odenet import RKNet, TrainConfig  # noqa: E402
-from odenet.data import load_mnist, normalize  # noqa: E402
-from odenet.solvers import SolverSpec  # noqa: E402
-from odenet.training import Trainer  # noqa: E402
+from odenet.data.mnist import load_mnist, normalize  # noqa: E402
+from odenet.ode.solvers import SolverSpec  # noqa: E402
+from odenet.train.trainer import Trainer  # noqa: E402
 
 
 def gradients(state: dict, config, gradient: str, steps: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from odenet.config import TrainConfig  # noqa: E402
-from odenet.data import MNISTSplit, load_mnist  # noqa: E402
-from odenet.jobs import JobManager  # noqa: E402
+from odenet.data.mnist import MNISTSplit, load_mnist  # noqa: E402
+from odenet.train.config import TrainConfig  # noqa: E402
+from odenet.train.jobs import JobManager  # noqa: E402
 from odenet.utils import amp_pays, pick_device  # noqa: E402
 
 try:

@@ -1,4 +1,4 @@
-"""Measure ``odenet.digitcheck.check_digit``: how often it warns on digits and on non-digits.
+"""Measure ``odenet.inspect.digitcheck.check_digit``: how often it warns on digits and on non-digits.
 
 Every input is made here and goes through the app's own preprocessing:
 
@@ -13,7 +13,7 @@ Every input is made here and goes through the app's own preprocessing:
   blows up into a blur) and noise pictures of four kinds (uniform, binary, gaussian, squares);
 * MNIST digits -> ``prepare_grey``.
 
-The check's thresholds (``odenet.digitcheck.THRESHOLDS``) were chosen from the ``--calibrate``
+The check's thresholds (``odenet.inspect.digitcheck.THRESHOLDS``) were chosen from the ``--calibrate``
 grid (seed 1, MNIST training images the check's statistics were not fitted on); the report uses
 seed 2 and MNIST test images.  Rates for all three shipped models, the model's accuracy on each
 digit category, the old ``ood_score`` check's rates, and check_digit's time per input.
@@ -44,9 +44,10 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from odenet import load_model  # noqa: E402
-from odenet.analysis import OOD_THRESHOLD, ood_score  # noqa: E402
-from odenet.data import load_mnist, normalize  # noqa: E402
-from odenet.digitcheck import (  # noqa: E402
+from odenet.data.mnist import load_mnist, normalize  # noqa: E402
+from odenet.data.preprocess import load_upload, prepare_canvas, prepare_grey  # noqa: E402
+from odenet.inspect.analysis import OOD_THRESHOLD, ood_score  # noqa: E402
+from odenet.inspect.digitcheck import (
     THRESHOLDS,
     Thresholds,
     check_digit,
@@ -57,10 +58,9 @@ from odenet.digitcheck import (  # noqa: E402
     is_dot,
     render_strokes,
 )
-from odenet.preprocess import load_upload, prepare_canvas, prepare_grey  # noqa: E402
 
 Stroke = list[tuple[float, float]]
-SIZE, PEN = 280, 20  # the Draw page's canvas: odenet.web.pen_canvas(size=280, pen_width=20)
+SIZE, PEN = 280, 20  # the Draw page's canvas: odenet.app.web.pen_canvas(size=280, pen_width=20)
 FONTS = [f"/usr/share/fonts/truetype/{p}" for p in (
     "dejavu/DejaVuSans-Bold.ttf", "dejavu/DejaVuSerif-Bold.ttf", "dejavu/DejaVuSansMono-Bold.ttf",
     "dejavu/DejaVuSansCondensed-Bold.ttf", "liberation/LiberationSans-Bold.ttf",
@@ -256,7 +256,7 @@ NON_DIGITS: dict[str, Callable[[np.random.Generator], list[Stroke]]] = {
 
 def pen(strokes: list[Stroke], rng: np.random.Generator) -> tuple[np.ndarray, bool | None]:
     """Preprocessed 28x28 of canvas strokes (pen width 16-24 px, mostly the page's 20) and
-    whether the strokes are a dot (:func:`odenet.digitcheck.is_dot`)."""
+    whether the strokes are a dot (:func:`odenet.inspect.digitcheck.is_dot`)."""
     width = PEN if rng.random() < 0.6 else float(rng.uniform(16, 24))
     return prepare_canvas(render_strokes(strokes, SIZE, width)).image28, is_dot(strokes, width)
 
@@ -264,7 +264,7 @@ def pen(strokes: list[Stroke], rng: np.random.Generator) -> tuple[np.ndarray, bo
 @dataclass
 class Category:
     """One set of inputs: preprocessed (28, 28) pictures, whether each is a dot
-    (:func:`odenet.digitcheck.is_dot`, None: not a drawing) and the digit labels (None: not digits)."""
+    (:func:`odenet.inspect.digitcheck.is_dot`, None: not a drawing) and the digit labels (None: not digits)."""
 
     is_digit: bool
     images: list[np.ndarray]
@@ -286,8 +286,8 @@ def _typed(rng: np.random.Generator, lo: int, hi: int, per_digit: int) -> Catego
 def build_sets(seed: int, n_pen: int = 500, n_each: int = 100, n_mnist: int = 2000,
                mnist_split: str = "test") -> dict[str, Category]:
     """All categories, made with ``seed``.  MNIST train pictures avoid the images
-    :func:`odenet.digitcheck.digit_stats` fits on."""
-    from odenet.digitcheck import FIT_IMAGES, HELD_OUT_IMAGES
+    :func:`odenet.inspect.digitcheck.digit_stats` fits on."""
+    from odenet.inspect.digitcheck import FIT_IMAGES, HELD_OUT_IMAGES
 
     rng = np.random.default_rng(seed)
     sets: dict[str, Category] = {}

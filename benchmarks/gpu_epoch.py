@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from odenet import TrainConfig  # noqa: E402
-from odenet.data import load_mnist  # noqa: E402
-from odenet.training import Trainer  # noqa: E402
+from odenet.data.mnist import load_mnist  # noqa: E402
+from odenet.train.trainer import Trainer  # noqa: E402
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The first-BatchNorm fold (odenet.models.conv_bn_from_patch_moments) on the GPU: one RK4 x1 epoch
+# The first-BatchNorm fold (odenet.model.rknet.conv_bn_from_patch_moments) on the GPU: one RK4 x1 epoch
 # with it (ODENET_FOLD_BN=1) and without (=0), alternating twice, fp32 and bf16 at batch 128 and
 # 512, then bf16+compile at batch 512 each way.  Needs what gpu_session.sh needs; writes
 # $OUT/gpu_fold.json (one row per epoch, with "fold_first_batchnorm").

@@ -5,7 +5,7 @@
     python benchmarks/gradients.py --device cuda --out gradients_cuda.json  # adds peak CUDA memory
 
 For each gradient method and step count: bytes autograd saves for backward (deterministic,
-``odenet.adjoint.saved_tensor_bytes``), wall time of forward + backward (best of
+``odenet.ode.gradients.saved_tensor_bytes``), wall time of forward + backward (best of
 ``--repeats``), NFE forward/backward, and the parameter gradient's relative error and cosine
 against backprop at the same steps.  Model: the shipped ``rk4_1step`` weights (random
 weights if they cannot be loaded), eval mode; data: the first MNIST test images (random
@@ -27,15 +27,15 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from odenet.adjoint import GRADIENT_METHODS, gradient_comparison  # noqa: E402
-from odenet.models import RKNet  # noqa: E402
+from odenet.model.rknet import RKNet  # noqa: E402
+from odenet.ode.gradients import GRADIENT_METHODS, gradient_comparison  # noqa: E402
 
 
 def load_inputs(batch: int, model_name: str, seed: int) -> tuple[RKNet, torch.Tensor, torch.Tensor, dict]:
     """The model and one batch: x (B, 1, 28, 28) normalised, y (B,)."""
     source = {}
     try:
-        from odenet.checkpoints import load_model
+        from odenet.train.checkpoints import load_model
 
         model = load_model(model_name)
         source["model"] = model_name
@@ -44,7 +44,7 @@ def load_inputs(batch: int, model_name: str, seed: int) -> tuple[RKNet, torch.Te
         model = RKNet()
         source["model"] = f"random weights (could not load {model_name!r}: {exc})"
     try:
-        from odenet.data import load_mnist, normalize
+        from odenet.data.mnist import load_mnist, normalize
 
         _, test = load_mnist()
         x, y = normalize(test.images[:batch]), test.labels[:batch]

@@ -31,13 +31,13 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 
 
 def start_server(runs: str, checkout: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """The app as `make run` starts it (``odenet.serve``), from ``checkout`` (default: this one) on a
+    """The app as `make run` starts it (``odenet.app.serve``), from ``checkout`` (default: this one) on a
     free loopback port with ``runs`` as its runs directory; returns the process and its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     checkout = checkout or ROOT
-    proc = subprocess.Popen([sys.executable, "-m", "odenet.serve", "--server.port",
+    proc = subprocess.Popen([sys.executable, "-m", "odenet.app.serve", "--server.port",
                              str(port), "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=checkout,
                             env={**os.environ, "ODENET_RUNS": runs,
                                  "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout),
@@ -54,7 +54,7 @@ def start_server(runs: str, checkout: Path | None = None) -> tuple[subprocess.Po
     raise RuntimeError("server did not start")
 
 
-CANVAS = "canvas[data-testid=pen-canvas]"  # odenet.web.pen_canvas
+CANVAS = "canvas[data-testid=pen-canvas]"  # odenet.app.web.pen_canvas
 PREDICTION = "[data-testid=pen-prediction]"  # its aria-live "Prediction: D"
 PEN_CLEAR = "[data-testid=pen-clear]"  # the one Clear on the Draw page (drawing and upload)
 PEN_NOTICE = "[data-testid=pen-notice]"  # the panel's "does not look like a digit" notice

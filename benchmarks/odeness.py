@@ -1,6 +1,6 @@
 """ODE-ness of the shipped models: accuracy with the training solver vs an accurate reference solve.
 
-Writes ``odenet/pretrained/odeness.json`` (read by the Home page, model labels and the README):
+Writes ``odenet/model/pretrained/odeness.json`` (read by the Home page, model labels and the README):
 for each shipped model, on the full MNIST test set, the training solver's accuracy, the reference
 (adaptive dopri5, rtol 1e-5, atol 1e-6) accuracy and evaluations per batch, and the gap.
 
@@ -20,9 +20,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from odenet.analysis import odeness_gap  # noqa: E402
-from odenet.checkpoints import PRETRAINED_DIR, file_sha256, load_model, pretrained_models  # noqa: E402
-from odenet.data import load_mnist  # noqa: E402
+from odenet.data.mnist import load_mnist  # noqa: E402
+from odenet.inspect.analysis import odeness_gap  # noqa: E402
+from odenet.train.checkpoints import PRETRAINED_DIR, file_sha256, load_model, pretrained_models  # noqa: E402
 from odenet.utils import atomic_write_text  # noqa: E402
 
 

@@ -1,6 +1,6 @@
 """Choose the training worker's thread policy by measurement.
 
-While a background job trains (odenet.jobs, in this process, like the app), the main
+While a background job trains (odenet.train.jobs, in this process, like the app), the main
 thread answers single-image predictions.  For each policy we report prediction latency
 p50/p95 and training images/s, side by side, plus the idle latency.
 
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from odenet import RKNet, TrainConfig  # noqa: E402
-from odenet.checkpoints import load_model, pretrained_models  # noqa: E402
-from odenet.data import load_mnist, normalize  # noqa: E402
-from odenet.jobs import JobLimits, JobManager  # noqa: E402
+from odenet.data.mnist import load_mnist, normalize  # noqa: E402
+from odenet.train.checkpoints import load_model, pretrained_models  # noqa: E402
+from odenet.train.jobs import JobLimits, JobManager  # noqa: E402
 
 
 def latencies(model, x, seconds: float) -> list[float]:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import notebook_reference as nb  # noqa: E402
 from odenet import RKNet, TrainConfig  # noqa: E402
-from odenet.data import MNIST_MEAN, MNIST_STD, default_cache_dir, iterate_batches, load_mnist  # noqa: E402
-from odenet.training import Trainer, evaluate  # noqa: E402
+from odenet.data.mnist import MNIST_MEAN, MNIST_STD, default_cache_dir, iterate_batches, load_mnist  # noqa: E402
+from odenet.train.trainer import Trainer, evaluate  # noqa: E402
 from odenet.utils import amp_pays, pick_device  # noqa: E402
 
 DEV = pick_device("auto")
@@ -222,7 +222,7 @@ def throughput_config(integ: str, steps: int, train, loader, n: int) -> None:
 def solver_cost_us(steps: int, reps: int = 20_000) -> float:
     """Microseconds per forward that odenet's solver (built per call, as RKNet does) costs over a
     hand-unrolled RK4 loop, measured with a 1-element state and an identity vector field."""
-    from odenet.solvers import FixedStepSolver
+    from odenet.ode.solvers import FixedStepSolver
 
     f = lambda t, y: y  # noqa: E731
     y0 = torch.ones(1)
@@ -323,13 +323,13 @@ def bench_time_to_98() -> None:
 
 
 def bench_inference() -> None:
-    from odenet.analysis import predict
-    from odenet.checkpoints import load_model, pretrained_models
+    from odenet.inspect.analysis import predict
+    from odenet.train.checkpoints import load_model, pretrained_models
 
     name = "rk4_1step" if "rk4_1step" in pretrained_models() else None
     model = load_model(name) if name else RKNet().eval()
     _, test = load_mnist()
-    from odenet.data import normalize
+    from odenet.data.mnist import normalize
 
     x = normalize(test.images[:1]).to(DEV)
     model = model.to(DEV)
@@ -428,7 +428,7 @@ def bench_app() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "odenet.serve", "--server.port",  # as `make run`
+    proc = subprocess.Popen([sys.executable, "-m", "odenet.app.serve", "--server.port",  # as `make run`
                              str(port), "--server.headless", "true"], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     url = f"http://localhost:{port}"

@@ -2,12 +2,12 @@
 
 Starts the app's server (as `make run` does) on loopback with a short disconnected-session TTL
 (``--ttl`` seconds, so a closed tab's session is dropped quickly), then for every page of
-``odenet.ui.PAGES``: ``--warmup`` visits (fills the shared caches), then ``--batches`` batches of
+``odenet.app.ui.PAGES``: ``--warmup`` visits (fills the shared caches), then ``--batches`` batches of
 ``--visits`` fresh sessions (a new browser context, open the page, wait until Streamlit finished,
 close).  After each batch it waits until the server reports no active session, then reads the
 server's resident memory.  The slope over the batches (MiB per 100 sessions) names the page whose
 sessions leave memory behind.  ``MALLOC_ARENA_MAX=16`` in the environment runs the server with glibc's
-default arena count instead of the two ``odenet.serve`` sets (see ``odenet.utils.limit_malloc_arenas``).
+default arena count instead of the two ``odenet.app.serve`` sets (see ``odenet.utils.limit_malloc_arenas``).
 
     python benchmarks/session_memory.py                  # writes benchmarks/session_memory.json
     python benchmarks/session_memory.py --pages draw --visits 20
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.load_test import ARGS, server_usage, start_server  # noqa: E402
 from benchmarks.page_times import CHROMIUM, wait_rendered  # noqa: E402
 from benchmarks.time_to_accuracy import cpu_name  # noqa: E402
-from odenet.ui import PAGES  # noqa: E402
+from odenet.app.ui import PAGES  # noqa: E402
 
 
 def active_sessions(url: str) -> int:

@@ -25,9 +25,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from odenet.analysis import SOLVER_INDEPENDENCE_BAR, solver_table  # noqa: E402
-from odenet.checkpoints import load_model  # noqa: E402
-from odenet.data import MNISTSplit, load_mnist  # noqa: E402
+from odenet.data.mnist import MNISTSplit, load_mnist  # noqa: E402
+from odenet.inspect.analysis import SOLVER_INDEPENDENCE_BAR, solver_table  # noqa: E402
+from odenet.train.checkpoints import load_model  # noqa: E402
 
 BAR_ACCURACY = 0.99
 BASELINE = "rk4_1step"  # the adaptive-cost baseline of the bar

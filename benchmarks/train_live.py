@@ -75,9 +75,9 @@ def main() -> None:
         run = next(Path(runs).iterdir())
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         # the same evaluation in this process, server stopped: what 10,000 images of inference cost here
-        from odenet.checkpoints import load_model
-        from odenet.data import load_mnist
-        from odenet.training import evaluate
+        from odenet.data.mnist import load_mnist
+        from odenet.train.checkpoints import load_model
+        from odenet.train.trainer import evaluate
 
         model, test = load_model(run / "last.pt"), load_mnist()[1]
         evaluate(model, test.subset(1000))  # warm-up

@@ -1,9 +1,8 @@
 """odenet: Neural ODEs from scratch (integrators, solvers, RKNet on MNIST)."""
 
-from .checkpoints import CheckpointError, load_checkpoint, load_model, pretrained_models, save_checkpoint
-from .config import PRESETS, ConfigError, TrainConfig
-from .errors import OdenetError
-from .integrators import (
+from odenet.errors import OdenetError
+from odenet.model.rknet import GradientNet, ModelConfig, ModelTrajectory, RKNet
+from odenet.ode.integrators import (
     METHODS,
     BogackiShampine32,
     ButcherTableau,
@@ -22,8 +21,7 @@ from .integrators import (
     get_method,
     method_names,
 )
-from .models import GradientNet, ModelConfig, ModelTrajectory, RKNet
-from .solvers import (
+from odenet.ode.solvers import (
     AdaptiveStepSolver,
     FixedStepSolver,
     IController,
@@ -35,6 +33,8 @@ from .solvers import (
     StepRecord,
     StepSizeTooSmall,
 )
+from odenet.train.checkpoints import CheckpointError, load_checkpoint, load_model, pretrained_models, save_checkpoint
+from odenet.train.config import PRESETS, ConfigError, TrainConfig
 
 __version__ = "0.2.0"
 

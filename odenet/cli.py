@@ -15,11 +15,11 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from .adjoint import GRADIENT_METHODS
-from .config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
-from .errors import OdenetError
-from .integrators import METHODS
-from .models import ModelConfig
+from odenet.errors import OdenetError
+from odenet.model.rknet import ModelConfig
+from odenet.ode.gradients import GRADIENT_METHODS
+from odenet.ode.integrators import METHODS
+from odenet.train.config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -143,8 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training import Trainer, new_run_dir
-    from .utils import safe_name
+    from odenet.train.trainer import Trainer, new_run_dir
+    from odenet.utils import safe_name
 
     if args.name is not None:
         safe_name(args.name)  # before anything is created: a bad --name writes nothing anywhere
@@ -197,9 +197,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .checkpoints import load_model
-    from .data import load_mnist
-    from .training import evaluate
+    from odenet.data.mnist import load_mnist
+    from odenet.train.checkpoints import load_model
+    from odenet.train.trainer import evaluate
 
     if args.test_size is not None and args.test_size < 1:
         raise ConfigError(f"--test-size must be at least 1 (got {args.test_size})")
@@ -224,10 +224,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .checkpoints import load_model
-    from .export import export_onnx
-    from .integrators import custom_method
-    from .solvers import SolverSpec
+    from odenet.model.export import export_onnx
+    from odenet.ode.integrators import custom_method
+    from odenet.ode.solvers import SolverSpec
+    from odenet.train.checkpoints import load_model
 
     parent = args.out.parent
     if not parent.is_dir():
@@ -256,9 +256,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _models() -> int:
-    """List the shipped models with their committed ODE-ness (``odenet/pretrained/odeness.json``,
+    """List the shipped models with their committed ODE-ness (``odenet/model/pretrained/odeness.json``,
     the source of the app's model lists): nothing is re-evaluated here."""
-    from .checkpoints import pretrained_models, summarize_checkpoint
+    from odenet.train.checkpoints import pretrained_models, summarize_checkpoint
 
     for name, path in pretrained_models().items():
         info = summarize_checkpoint(path, name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import os
 import re
 import tempfile
@@ -12,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
+from odenet.errors import ConfigError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "pick_device", "torch_threads", "amp_pays",
            "safe_name", "release_free_memory", "limit_malloc_arenas"]
@@ -56,6 +57,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` with the same atomic guarantee."""
     _atomic(Path(path), lambda fh: torch.save(obj, fh))
+
+
+def package_dir(package: str, name: str) -> Path:
+    """A data folder shipped inside ``package`` (``pretrained``, ``assets``), found through package
+    resources rather than ``__file__`` arithmetic, so the same code works from a checkout and from
+    an installed wheel. odenet is never imported from a zip, so the resource is a real folder."""
+    return Path(str(importlib.resources.files(package).joinpath(name)))
 
 
 def pick_device(requested: str | None = "auto") -> torch.device:
@@ -156,7 +164,7 @@ def limit_malloc_arenas(n: int = 2) -> bool:
     runtime into memory for each visitor, so every arena slowly kept tens of MB:
     ``benchmarks/session_memory.py`` measured +101 MiB over 30 Draw sessions with the default, and
     with two arenas +13.5 MiB over the first 10, then flat.  Call it before threads start
-    (``odenet.serve`` does).
+    (``odenet.app.serve`` does).
     """
     import ctypes
 

@@ -12,13 +12,9 @@ import threading
 
 import streamlit as st
 
-from odenet import plots
-from odenet.analysis import predict
-from odenet.digitcheck import check_digit, digit_stats
-from odenet.export import ExportError, cached_onnx_bytes, step_times
-from odenet.preprocess import ImageError, load_upload, prepare_canvas
-from odenet.room_ui import SHARE_KEY, maybe_share, share_toggle
-from odenet.ui import (
+from odenet.app import plots
+from odenet.app.room_ui import SHARE_KEY, maybe_share, share_toggle
+from odenet.app.ui import (
     PageLink,
     default_model_name,
     ensure_app_navigation,
@@ -31,7 +27,11 @@ from odenet.ui import (
     solver_params,
     solver_picker,
 )
-from odenet.web import drawing_image, drawing_tensor, pen_canvas
+from odenet.app.web import drawing_image, drawing_tensor, pen_canvas
+from odenet.data.preprocess import ImageError, load_upload, prepare_canvas
+from odenet.inspect.analysis import predict
+from odenet.inspect.digitcheck import check_digit, digit_stats
+from odenet.model.export import ExportError, cached_onnx_bytes, step_times
 
 # less empty space above the title, so that the canvas and its panel fit a 720-pixel-high projector
 COMPACT = "<style>[data-testid=stMainBlockContainer] { padding-top: 2.2rem; }</style>"
@@ -160,7 +160,7 @@ if x is None:
     st.stop()
 st.session_state["drawing"] = x  # the Trajectories page can use it
 
-# one check for every input (pen-up 28x28, upload, test hook): odenet.digitcheck, measured in docs/digit_check.md
+# one check for every input (pen-up 28x28, upload, test hook): odenet.inspect.digitcheck (docs/digit_check.md)
 check = check_digit(model, prepared if prepared is not None else image28,
                     strokes=None if use_upload or drawing is None else drawing.get("strokes"))
 notice_text = check.message or None
@@ -189,7 +189,7 @@ if not in_browser:  # the server answers: the panel beside the canvas shows it, 
 else:
     external = None
     notice = {"text": notice_text, "seq": seq[1]} if notice_text and seq is not None else None
-if sharing:  # the 28x28 only, with the prediction and the check's verdict (odenet.room)
+if sharing:  # the 28x28 only, with the prediction and the check's verdict (odenet.app.room)
     shared = pred or predict(model, x, solver)
     maybe_share(image28, shared.digit, shared.confidence, not_digit=not check.looks_like_digit,
                 drawing=("upload", upload_id) if use_upload else ("canvas", canvas_nonce))

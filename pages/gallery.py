@@ -5,9 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from odenet.room import NewClassPlan, NotPresenter, gallery, new_class, plan_new_class
-from odenet.room_ui import SHARE_TEXT, drawing_wall
-from odenet.ui import ensure_app_navigation, keep, manager, presenter_access
+from odenet.app.room import NewClassPlan, NotPresenter, gallery, new_class, plan_new_class
+from odenet.app.room_ui import SHARE_TEXT, drawing_wall
+from odenet.app.ui import ensure_app_navigation, keep, manager, presenter_access
 
 ensure_app_navigation()
 keep("gal_n")

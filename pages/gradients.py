@@ -5,11 +5,8 @@ import threading
 import streamlit as st
 import torch
 
-from odenet import plots
-from odenet.adjoint import GRADIENT_METHODS, gradient_comparison
-from odenet.data import normalize
-from odenet.integrators import METHODS
-from odenet.ui import (
+from odenet.app import plots
+from odenet.app.ui import (
     PageLink,
     default_model_name,
     ensure_app_navigation,
@@ -20,7 +17,10 @@ from odenet.ui import (
     model_param,
     model_url_name,
 )
-from odenet.urlstate import Param
+from odenet.app.urlstate import Param
+from odenet.data.mnist import normalize
+from odenet.ode.gradients import GRADIENT_METHODS, gradient_comparison
+from odenet.ode.integrators import METHODS
 
 STEP_CHOICES = [1, 2, 4, 8, 16, 32, 64]
 PARAMS = [model_param(), Param("integrator", "choice", "rk4", choices=list(METHODS)),

@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from odenet.checkpoints import pretrained_models, summarize_checkpoint
+from odenet.app.ui import PAGES, ensure_app_navigation
 from odenet.errors import OdenetError
-from odenet.ui import PAGES, ensure_app_navigation
+from odenet.train.checkpoints import pretrained_models, summarize_checkpoint
 
 # Graphviz DOT drawn by Streamlit's own bundled renderer (no CDN, no graphviz package): sending a
 # string costs nothing on the server.  Notation: h is the hidden state, Δt the step size.

@@ -8,12 +8,8 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from odenet import plots
-from odenet.analysis import rk_stages
-from odenet.integrators import TableauError
-from odenet.problems import BLOWUP_FACTOR, PROBLEMS, plot_range, solve_fixed
-from odenet.solvers import SolverError, SolverSpec
-from odenet.ui import (
+from odenet.app import plots
+from odenet.app.ui import (
     PageLink,
     add_custom_method,
     all_methods,
@@ -22,7 +18,11 @@ from odenet.ui import (
     keep,
     locked_controls,
 )
-from odenet.urlstate import Param
+from odenet.app.urlstate import Param
+from odenet.inspect.analysis import rk_stages
+from odenet.ode.integrators import TableauError
+from odenet.ode.problems import BLOWUP_FACTOR, PROBLEMS, plot_range, solve_fixed
+from odenet.ode.solvers import SolverError, SolverSpec
 
 DEFAULT_PROBLEM = "decay"
 DEFAULT_METHODS = ["euler", "modified_euler", "rk4"]

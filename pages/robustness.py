@@ -4,17 +4,8 @@ import threading
 
 import streamlit as st
 
-from odenet import plots
-from odenet.analysis import (
-    critical_step_sizes,
-    images_within_tolerance,
-    odeness_gap,
-    percent_decimals,
-    robustness_grid,
-    wilson_interval,
-)
-from odenet.integrators import METHODS
-from odenet.ui import (
+from odenet.app import plots
+from odenet.app.ui import (
     PageLink,
     default_model_name,
     ensure_app_navigation,
@@ -25,7 +16,16 @@ from odenet.ui import (
     model_param,
     model_url_name,
 )
-from odenet.urlstate import Param
+from odenet.app.urlstate import Param
+from odenet.inspect.analysis import (
+    critical_step_sizes,
+    images_within_tolerance,
+    odeness_gap,
+    percent_decimals,
+    robustness_grid,
+    wilson_interval,
+)
+from odenet.ode.integrators import METHODS
 
 STEP_CHOICES = [1, 2, 3, 4, 6, 8, 12, 16, 32]
 SIZES = [200, 500, 1000, 2000, 5000, 10000]

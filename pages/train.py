@@ -7,18 +7,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from odenet import load_model, plots
-from odenet.adjoint import GRADIENT_METHODS
-from odenet.analysis import adaptive_cost
-from odenet.config import APP_PURPOSE, OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
-from odenet.data import load_mnist
-from odenet.integrators import METHODS as BUILTIN
-from odenet.integrators import method_spec
-from odenet.jobs import JobRejected
-from odenet.models import ModelConfig
-from odenet.runs import RunBusy, delete_run, list_runs, read_metrics
-from odenet.throughput import describe_run, speed_book
-from odenet.ui import (
+from odenet import load_model
+from odenet.app import plots
+from odenet.app.ui import (
     PageLink,
     all_methods,
     ensure_app_navigation,
@@ -31,7 +22,17 @@ from odenet.ui import (
     presenter_access,
     require_mnist,
 )
-from odenet.urlstate import Param
+from odenet.app.urlstate import Param
+from odenet.data.mnist import load_mnist
+from odenet.inspect.analysis import adaptive_cost
+from odenet.model.rknet import ModelConfig
+from odenet.ode.gradients import GRADIENT_METHODS
+from odenet.ode.integrators import METHODS as BUILTIN
+from odenet.ode.integrators import method_spec
+from odenet.train.config import APP_PURPOSE, OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from odenet.train.jobs import JobRejected
+from odenet.train.runs import RunBusy, delete_run, list_runs, read_metrics
+from odenet.train.throughput import describe_run, speed_book
 
 ensure_app_navigation()
 keep("tr_*")
@@ -194,7 +195,7 @@ link.publish({"preset": st.session_state["tr_preset"], "integrator": integ, "ste
              defaults={"preset": "default", "integrator": "rk4", "steps": 1, "t1": 1.0, "gradient": "backprop",
                        "seed": 0, "epochs": recipe["tr_epochs"], "batch": recipe["tr_batch"], "lr": recipe["tr_lr"],
                        "train_size": recipe["tr_train_size"]})
-if config is not None:  # what this run does and how long it takes on this server (measured, see odenet.throughput)
+if config is not None:  # what this run does and how long it takes on this server (measured: odenet.train.throughput)
     probing = book.request(config, busy=mgr.current() is not None)
     st.caption(f"This run: {describe_run(config, book.get(config), probing)}")
 

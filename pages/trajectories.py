@@ -3,11 +3,8 @@
 import streamlit as st
 import torch
 
-from odenet import plots
-from odenet.analysis import join_views, per_image_cost
-from odenet.data import normalize
-from odenet.solvers import SolverSpec
-from odenet.ui import (
+from odenet.app import plots
+from odenet.app.ui import (
     PageLink,
     cached_animation_extras,
     cached_step_view,
@@ -24,7 +21,10 @@ from odenet.ui import (
     solver_picker,
     tensor_digest,
 )
-from odenet.urlstate import Param
+from odenet.app.urlstate import Param
+from odenet.data.mnist import normalize
+from odenet.inspect.analysis import join_views, per_image_cost
+from odenet.ode.solvers import SolverSpec
 
 INPUTS = {"random": "random test images", "class": "one class", "drawing": "current drawing"}
 CONTEXT = 150  # test images a drawing is shown among: the PCA is fitted on them (one path alone is a line)

@@ -1,4 +1,4 @@
-"""Gradients through a solve (odenet.adjoint): adjoint and checkpoint against backprop and
+"""Gradients through a solve (odenet.ode.gradients): adjoint and checkpoint against backprop and
 closed forms, memory, BatchNorm running statistics, counts and failure modes."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from odenet.adjoint import (
+from odenet.model.rknet import RKNet
+from odenet.ode.gradients import (
     GRADIENT_METHODS,
     RECONSTRUCTION_REFINEMENTS,
     BackwardStats,
@@ -19,9 +20,8 @@ from odenet.adjoint import (
     saved_tensor_bytes,
     solve_with_gradient,
 )
-from odenet.integrators import get_method
-from odenet.models import RKNet
-from odenet.solvers import MaxStepsExceeded, NonFiniteState, SolverError
+from odenet.ode.integrators import get_method
+from odenet.ode.solvers import MaxStepsExceeded, NonFiniteState, SolverError
 
 
 class LinearField(nn.Module):
@@ -419,7 +419,7 @@ def test_gradient_comparison_table():
     assert list(adj.nfe_forward) == [4, 8] and list(adj.nfe_backward) == [4, 8]
     assert (df.saved_bytes > 0).all()
     assert all(p.grad is None for p in model.parameters())  # the table does not touch .grad
-    from odenet.plots import gradient_costs
+    from odenet.app.plots import gradient_costs
 
     fig = gradient_costs(df)  # the page's four panels: ticks at the measured step counts only
     assert [list(ax.tickvals) for ax in (fig.layout.xaxis, fig.layout.xaxis4)] == [[1, 2], [1, 2]]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from odenet.data import load_mnist
-from odenet.preprocess import render_digit_on_canvas
+from odenet.data.mnist import load_mnist
+from odenet.data.preprocess import render_digit_on_canvas
 
 APP = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "app.py")
 
@@ -34,7 +34,7 @@ def test_home_explains_and_lists_models(runs):
 
 
 def test_home_links_every_page_from_the_one_page_list(runs):
-    from odenet.ui import PAGES
+    from odenet.app.ui import PAGES
 
     at = page("home")
     links = at.get("page_link")
@@ -76,7 +76,7 @@ def test_integrators_custom_tableau_valid_and_invalid(runs):
     # another visitor (a new session) sees only the built-in methods
     other = page("integrators")
     assert not any(k.startswith("custom_") for k in other.multiselect(key="int_methods").options)
-    from odenet.integrators import METHODS
+    from odenet.ode.integrators import METHODS
 
     assert not any(k.startswith("custom_") for k in METHODS)
 
@@ -105,7 +105,7 @@ def test_train_page_controls_and_invalid_input(runs):
 
 
 def test_train_page_starts_and_stops_a_job(runs):
-    from odenet.jobs import get_manager
+    from odenet.train.jobs import get_manager
 
     at = page("train")
     at.select_slider(key="tr_train_size").set_value(1000)
@@ -174,7 +174,7 @@ def test_trajectories_and_robustness_pages(runs):
 
 
 def test_missing_mnist_is_an_actionable_error_and_other_pages_work(runs, tmp_path, monkeypatch):
-    from odenet import data
+    from odenet.data import mnist as data
 
     monkeypatch.setenv("ODENET_DATA", str(tmp_path / "no-mnist-here"))
     monkeypatch.setattr(data, "packaged_mnist_path", lambda: None)
@@ -192,7 +192,7 @@ def test_missing_mnist_is_an_actionable_error_and_other_pages_work(runs, tmp_pat
 
 
 def test_draw_page_renders_with_every_shipped_model_and_a_run_checkpoint(runs):
-    from odenet.runs import available_models
+    from odenet.train.runs import available_models
 
     keys = [c.key for c in available_models()]
     assert "shipped:rk4_1step" in keys and "shipped:euler_1step" in keys and "run:fixture-run" in keys

@@ -1,4 +1,4 @@
-"""Browser tests: a real Streamlit server (started as `make run` does: `python -m odenet.serve`)
+"""Browser tests: a real Streamlit server (started as `make run` does: `python -m odenet.app.serve`)
 driven by Playwright in Debian's chromium.
 
 Screenshots of every page are saved to ``$ODENET_SCREENSHOTS`` (default ``artifacts/screenshots``)
@@ -58,7 +58,7 @@ def _app_server(tmp_path_factory, runs: Path, extra_env: dict | None = None):
            "ODENET_SPEED_PROBE": "0",  # no background training while tests time the pages (tested on its own)
            **(extra_env or {})}
     log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "odenet.serve", "--server.headless",  # as `make run` does
+    proc = subprocess.Popen([sys.executable, "-m", "odenet.app.serve", "--server.headless",  # as `make run` does
                              "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
@@ -260,7 +260,7 @@ def test_latest_input_wins_upload_then_drawing_then_clear(server, page, tmp_path
     import numpy as np
     from PIL import Image
 
-    from odenet.data import load_mnist
+    from odenet.data.mnist import load_mnist
 
     _, test = load_mnist()
     idx = int((test.labels == 0).nonzero()[0])  # a 0: neither of the shapes draw_digit makes
@@ -352,7 +352,7 @@ def test_draw_page_fits_a_projector(server, browser, width, height, name):
 
 
 def test_a_dot_and_a_scribble_get_the_not_a_digit_notice_and_a_digit_does_not(server, page):
-    """Issue #26: the check runs on the pen-up 28x28 (odenet.digitcheck) and its words appear in the
+    """Issue #26: the check runs on the pen-up 28x28 (odenet.inspect.digitcheck) and its words appear in the
     panel beside the canvas, for the drawing on screen only."""
     page.goto(f"{server}/draw")
     page.locator(CANVAS).wait_for()

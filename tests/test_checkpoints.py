@@ -6,7 +6,7 @@ import torch
 
 from benchmarks import notebook_reference as nb
 from odenet import CheckpointError, ModelConfig, RKNet, TrainConfig, load_checkpoint, load_model, save_checkpoint
-from odenet.checkpoints import MAX_CHECKPOINT_BYTES
+from odenet.train.checkpoints import MAX_CHECKPOINT_BYTES
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ def test_usage_without_arguments():
 def test_train_help_documents_every_config_option():
     from dataclasses import fields
 
-    from odenet.config import TrainConfig
-    from odenet.models import ModelConfig
+    from odenet.model.rknet import ModelConfig
+    from odenet.train.config import TrainConfig
 
     text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
     for f in (*fields(ModelConfig), *fields(TrainConfig)):
@@ -128,8 +128,9 @@ def test_evaluate_rejects_a_bad_test_size(capsys, size, fragment):
 
 
 def test_models_labels_solver_bound_from_committed_odeness(monkeypatch, capsys):
-    from odenet import analysis, training
-    from odenet.checkpoints import PRETRAINED_DIR
+    from odenet.inspect import analysis
+    from odenet.train import trainer as training
+    from odenet.train.checkpoints import PRETRAINED_DIR
 
     def no_eval(*a, **k):
         raise AssertionError("`models` must read the committed ODE-ness, not re-evaluate")

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from odenet import data
+from odenet.data import mnist as data
 
 
 @pytest.fixture(scope="module")

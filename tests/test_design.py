@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from odenet import ModelConfig, RKNet, SolverSpec, TrainConfig
-from odenet.config import APP_SETTINGS, PRESETS
-from odenet.data import load_mnist
-from odenet.jobs import JobLimits, JobManager
-from odenet.runs import config_solver_label
-from odenet.training import Ranks
+from odenet.data.mnist import load_mnist
+from odenet.train.config import APP_SETTINGS, PRESETS
+from odenet.train.jobs import JobLimits, JobManager
+from odenet.train.runs import config_solver_label
+from odenet.train.trainer import Ranks
 
 
 def test_notebook_preset_is_exactly_the_notebook_recipe():
@@ -76,7 +76,7 @@ def test_solver_passed_in_is_thread_safe_on_one_shared_model():
 
 
 def test_stop_before_the_trainer_exists_is_not_lost(tmp_path, monkeypatch):
-    import odenet.jobs as jobs
+    import odenet.train.jobs as jobs
 
     release = threading.Event()
     real = jobs.new_run_dir
@@ -126,7 +126,7 @@ def test_ranks_call_the_same_collectives_whatever_the_local_stop_flag():
 def test_trainer_construction_has_no_side_effects(monkeypatch):
     import torch.distributed as dist
 
-    from odenet.training import Trainer
+    from odenet.train.trainer import Trainer
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     called = []

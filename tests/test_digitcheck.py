@@ -1,4 +1,4 @@
-"""odenet.digitcheck: the Draw page's "does not look like a digit" check.
+"""odenet.inspect.digitcheck: the Draw page's "does not look like a digit" check.
 
 Inputs go through the app's own preprocessing: pen strokes drawn like the canvas
 (``render_strokes``: 280 px, pen 20 px, round caps) -> ``prepare_canvas``; uploads -> ``load_upload``.
@@ -16,8 +16,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from benchmarks.digit_check import pen_digit
 from odenet import load_model
-from odenet.data import load_mnist
-from odenet.digitcheck import (
+from odenet.data.mnist import load_mnist
+from odenet.data.preprocess import load_upload, prepare_canvas, prepare_grey
+from odenet.errors import OdenetError
+from odenet.inspect.digitcheck import (
     THRESHOLDS,
     DigitCheck,
     DigitCheckError,
@@ -29,8 +31,6 @@ from odenet.digitcheck import (
     is_dot,
     render_strokes,
 )
-from odenet.errors import OdenetError
-from odenet.preprocess import load_upload, prepare_canvas, prepare_grey
 
 BOLD = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf")
 

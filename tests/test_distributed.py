@@ -11,8 +11,8 @@ import torch
 import torch.multiprocessing as mp
 
 from odenet import TrainConfig
-from odenet.data import load_mnist
-from odenet.training import Trainer
+from odenet.data.mnist import load_mnist
+from odenet.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,9 +12,8 @@ import torch
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from odenet.checkpoints import load_model  # noqa: E402
-from odenet.data import load_mnist, normalize  # noqa: E402
-from odenet.export import (  # noqa: E402
+from odenet.data.mnist import load_mnist, normalize  # noqa: E402
+from odenet.model.export import (  # noqa: E402
     ExportError,
     cached_onnx_bytes,
     clear_onnx_cache,
@@ -22,8 +21,9 @@ from odenet.export import (  # noqa: E402
     export_onnx_bytes,
     step_times,
 )
-from odenet.integrators import custom_method, get_method  # noqa: E402
-from odenet.solvers import FixedStepSolver  # noqa: E402
+from odenet.ode.integrators import custom_method, get_method  # noqa: E402
+from odenet.ode.solvers import FixedStepSolver  # noqa: E402
+from odenet.train.checkpoints import load_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_cache_is_shared_thread_safe_and_bounded(model):
     assert first is cached_onnx_bytes(model, rk4, 1, 0.0, 1.0, key=("rk4_1step", 1))  # a hit: the same object
     other = cached_onnx_bytes(model, get_method("euler"), 2, 0.0, 1.0, key=("rk4_1step", 1))  # solver is in the key
     assert other != first
-    from odenet import export as export_mod
+    from odenet.model import export as export_mod
 
     for i in range(export_mod._CACHE_MAX + 2):
         cached_onnx_bytes(model, get_method("euler"), 1, 0.0, 1.0, key=("bound", i))

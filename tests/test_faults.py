@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from odenet import load_model
-from odenet.runs import list_runs
+from odenet.train.runs import list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITER = """

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from odenet.config import TrainConfig
-from odenet.data import load_mnist
-from odenet.jobs import JobManager
-from odenet.runs import list_runs
+from odenet.data.mnist import load_mnist
+from odenet.train.config import TrainConfig
+from odenet.train.jobs import JobManager
+from odenet.train.runs import list_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from odenet import integrators as I
-from odenet.integrators import ButcherTableau, TableauError, custom_method, get_method, rk_step
-from odenet.problems import PROBLEMS, convergence
+from odenet.ode import integrators as I
+from odenet.ode.integrators import ButcherTableau, TableauError, custom_method, get_method, rk_step
+from odenet.ode.problems import PROBLEMS, convergence
 
 FIXED = [k for k, m in I.METHODS.items()]
 

@@ -3,9 +3,9 @@ import time
 import pytest
 
 from odenet import TrainConfig
-from odenet.data import load_mnist
-from odenet.jobs import JobLimits, JobManager, JobRejected, QueueFull
-from odenet.runs import available_models, list_runs, read_metrics
+from odenet.data.mnist import load_mnist
+from odenet.train.jobs import JobLimits, JobManager, JobRejected, QueueFull
+from odenet.train.runs import available_models, list_runs, read_metrics
 
 
 @pytest.fixture(scope="module")
@@ -116,12 +116,12 @@ def test_nan_job_reports_divergence(manager):
 def test_worker_returns_freed_memory_after_every_job(manager, monkeypatch):
     """After each job (finished or failed) the worker hands the allocator's free pages back
     (glibc malloc_trim), so a long-running server's memory does not ratchet up job by job."""
-    import odenet.jobs
+    import odenet.train.jobs
     from odenet.utils import release_free_memory
 
     assert release_free_memory() is True  # glibc: the call exists here (Debian, the CI's image)
     calls = []
-    monkeypatch.setattr(odenet.jobs, "release_free_memory", lambda: calls.append(time.time()) or True)
+    monkeypatch.setattr(odenet.train.jobs, "release_free_memory", lambda: calls.append(time.time()) or True)
     first = manager.wait(manager.submit(cfg()).id, timeout=120)
     second = manager.wait(manager.submit(cfg(optimizer="sgd", lr=1e6, schedule="constant", momentum=0.0)).id,
                           timeout=120)
@@ -132,9 +132,9 @@ def test_worker_returns_freed_memory_after_every_job(manager, monkeypatch):
 
 def test_only_the_newest_ended_jobs_stay_in_memory(manager, monkeypatch):
     """Ended jobs beyond KEEP_ENDED_JOBS are forgotten by the manager (their runs stay on disk)."""
-    import odenet.jobs
+    import odenet.train.jobs
 
-    monkeypatch.setattr(odenet.jobs, "KEEP_ENDED_JOBS", 2)
+    monkeypatch.setattr(odenet.train.jobs, "KEEP_ENDED_JOBS", 2)
     ids = [manager.wait(manager.submit(cfg(train_size=256), name=f"j{i}").id, timeout=120).id for i in range(3)]
     assert [j.id for j in manager.jobs()] == ids[:0:-1]  # newest first, the oldest gone
     assert manager.snapshot(ids[0]) is None and manager.snapshot(ids[2]).status == "finished"

@@ -5,12 +5,12 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from odenet import plots
-from odenet.analysis import pca_fit, pca_project, plane_field, rk_stages, stage_states, step_view
-from odenet.checkpoints import load_model, pretrained_models
-from odenet.integrators import METHODS
-from odenet.problems import PROBLEMS
-from odenet.ui import link_box_key
+from odenet.app import plots
+from odenet.app.ui import link_box_key
+from odenet.inspect.analysis import pca_fit, pca_project, plane_field, rk_stages, stage_states, step_view
+from odenet.ode.integrators import METHODS
+from odenet.ode.problems import PROBLEMS
+from odenet.train.checkpoints import load_model, pretrained_models
 
 APP = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "app.py")
 
@@ -120,7 +120,7 @@ def test_gradients_link_round_trip():
 
 @pytest.fixture(scope="module")
 def rk4_view():
-    from odenet.data import load_mnist, normalize
+    from odenet.data.mnist import load_mnist, normalize
 
     model = load_model(pretrained_models()["rk4_1step"])
     x = normalize(load_mnist()[1].images[:20])

@@ -9,14 +9,14 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from odenet import TrainConfig
-from odenet.analysis import OOD_THRESHOLD, ood_score, pca_project
-from odenet.data import load_mnist
-from odenet.jobs import JobSnapshot
-from odenet.plots import training_curves
-from odenet.preprocess import prepare_grey
-from odenet.problems import PROBLEMS, AdaptiveStepSolver, convergence, reference_solution, solve_fixed
-from odenet.training import TrainEvent
-from odenet.ui import BoundedCache
+from odenet.app.plots import training_curves
+from odenet.app.ui import BoundedCache
+from odenet.data.mnist import load_mnist
+from odenet.data.preprocess import prepare_grey
+from odenet.inspect.analysis import OOD_THRESHOLD, ood_score, pca_project
+from odenet.ode.problems import PROBLEMS, AdaptiveStepSolver, convergence, reference_solution, solve_fixed
+from odenet.train.jobs import JobSnapshot
+from odenet.train.trainer import TrainEvent
 
 APP = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "app.py")
 

@@ -3,7 +3,7 @@ import torch
 
 from benchmarks import notebook_reference as nb
 from odenet import MaxStepsExceeded, RKNet, SolverSpec
-from odenet.models import GradientNet
+from odenet.model.rknet import GradientNet
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from odenet import RKNet, load_model
-from odenet.analysis import critical_step_sizes, odeness_gap
-from odenet.checkpoints import pretrained_models, shipped_odeness, summarize_checkpoint
-from odenet.data import load_mnist
+from odenet.data.mnist import load_mnist
+from odenet.inspect.analysis import critical_step_sizes, odeness_gap
+from odenet.train.checkpoints import pretrained_models, shipped_odeness, summarize_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_shipped_records_match_their_files_and_label_solver_bound_models():
     models = pretrained_models()
     for name, path in models.items():
         rec = shipped_odeness(name, path)
-        assert rec is not None, f"odenet/pretrained/odeness.json is missing or stale for {name}"
+        assert rec is not None, f"odenet/model/pretrained/odeness.json is missing or stale for {name}"
         label = summarize_checkpoint(path, name).label()
         assert ("works only with its training solver" in label) == rec["solver_bound"]
     assert shipped_odeness("euler_1step", models["euler_1step"])["solver_bound"]
@@ -56,7 +56,7 @@ def test_shipped_records_match_their_files_and_label_solver_bound_models():
 def test_shipped_kinetic_model_is_solver_independent_and_cheaper(test_split):
     """The third shipped model (issue #16): on 300 test images, every solver of the bar agrees
     within a point and the adaptive solve needs far fewer evaluations than rk4_1step's."""
-    from odenet.analysis import SOLVER_INDEPENDENCE_BAR, solver_table
+    from odenet.inspect.analysis import SOLVER_INDEPENDENCE_BAR, solver_table
 
     small = test_split.subset(300)
     kin = solver_table(load_model("rk4_kinetic"), small)

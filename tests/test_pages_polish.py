@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from odenet.integrators import METHODS
-from odenet.problems import PROBLEMS, solve_fixed
+from odenet.ode.integrators import METHODS
+from odenet.ode.problems import PROBLEMS, solve_fixed
 from tests.test_app import page
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def _gradient_frame() -> pd.DataFrame:
 
 
 def test_gradient_costs_gives_every_trace_a_distinct_dash_and_marker():
-    from odenet.plots import gradient_costs
+    from odenet.app.plots import gradient_costs
 
     fig = gradient_costs(_gradient_frame())
     by_panel: dict[tuple, list] = {}

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odenet.data import load_mnist
-from odenet.preprocess import (
+from odenet.data.mnist import load_mnist
+from odenet.data.preprocess import (
     MAX_UPLOAD_BYTES,
     ImageError,
     load_upload,

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from odenet import AdaptiveStepSolver, FixedStepSolver, SolverError, TrainConfig
-from odenet.config import ConfigError
-from odenet.integrators import METHODS, TableauError, custom_method
-from odenet.solvers import MAX_FIXED_STEPS, NonFiniteState
+from odenet.ode.integrators import METHODS, TableauError, custom_method
+from odenet.ode.solvers import MAX_FIXED_STEPS, NonFiniteState
+from odenet.train.config import ConfigError
 
 anything = st.one_of(st.none(), st.booleans(), st.integers(-5, 50), st.floats(allow_nan=True, allow_infinity=True),
                      st.text(max_size=3))

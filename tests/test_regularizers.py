@@ -1,18 +1,24 @@
-"""Keep-it-an-ODE options: regularisers, STEER, step adaptation (odenet.regularizers + Trainer)."""
+"""Keep-it-an-ODE options: regularisers, STEER, step adaptation (odenet.model.regularizers + Trainer)."""
 
 import pandas as pd
 import pytest
 import torch
 
-import odenet.training as training
+import odenet.train.trainer as training
 from odenet import TrainConfig, load_model
 from odenet.cli import build_parser
-from odenet.config import ConfigError
-from odenet.data import load_mnist
-from odenet.models import RKNet
-from odenet.regularizers import RecordingField, jacobian_frobenius, kinetic_energy, solver_accuracies, steer_solver
-from odenet.solvers import SolverSpec
-from odenet.training import Trainer
+from odenet.data.mnist import load_mnist
+from odenet.model.regularizers import (
+    RecordingField,
+    jacobian_frobenius,
+    kinetic_energy,
+    solver_accuracies,
+    steer_solver,
+)
+from odenet.model.rknet import RKNet
+from odenet.ode.solvers import SolverSpec
+from odenet.train.config import ConfigError
+from odenet.train.trainer import Trainer
 
 A = torch.tensor([[0.5, -1.0, 0.0], [2.0, 0.1, 0.3], [0.0, -0.4, 1.2]])
 
@@ -201,8 +207,8 @@ def test_step_log_counts_equal_solver_stats_adaptive_rknet():
 
 
 def test_per_image_cost_and_step_timeline():
-    from odenet import plots
-    from odenet.analysis import per_image_cost
+    from odenet.app import plots
+    from odenet.inspect.analysis import per_image_cost
 
     torch.manual_seed(0)
     model = RKNet(channels=8).eval()
@@ -223,9 +229,9 @@ def test_per_image_cost_and_step_timeline():
 def test_log_axis_ticks_are_readable():
     """Short log ranges get 1-2-5 ticks labelled in full, long ones powers of ten; the adaptive
     timeline and the convergence plot use them (plotly's own minor labels crowd as "2 3 4 .. 9")."""
-    from odenet import plots
-    from odenet.problems import PROBLEMS, convergence
-    from odenet.solvers import SolverSpec
+    from odenet.app import plots
+    from odenet.ode.problems import PROBLEMS, convergence
+    from odenet.ode.solvers import SolverSpec
 
     assert plots.log_ticks([0.11, 0.5, 1.17]) == {"tickvals": [0.1, 0.2, 0.5, 1.0],
                                                   "ticktext": ["0.1", "0.2", "0.5", "1"]}

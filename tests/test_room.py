@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odenet import address
-from odenet.address import AddressError, join_qr_png, lan_ipv4, page_url, public_url, route_source
-from odenet.room import (
+from odenet.app import address
+from odenet.app.address import AddressError, join_qr_png, lan_ipv4, page_url, public_url, route_source
+from odenet.app.room import (
     GALLERY_SIZE,
     Gallery,
     NotPresenter,
@@ -443,7 +443,7 @@ def test_new_class_refuses_a_run_a_live_process_trains(tmp_path):
 
 
 def test_new_class_never_touches_shipped_models(tmp_path, monkeypatch):
-    from odenet.checkpoints import PRETRAINED_DIR
+    from odenet.train.checkpoints import PRETRAINED_DIR
 
     before = sorted(p.name for p in PRETRAINED_DIR.iterdir())
     assert runs_since_start(PRETRAINED_DIR) == []  # even if the runs directory pointed at them
@@ -525,7 +525,7 @@ def test_a_local_lab_shows_no_join_block(monkeypatch):
 
 
 def test_copied_links_use_the_join_address_when_shared(monkeypatch, everywhere, runs):
-    from odenet.ui import link_box_key
+    from odenet.app.ui import link_box_key
     from tests.test_app import page
 
     _shared(monkeypatch)
@@ -537,7 +537,7 @@ def test_copied_links_use_the_join_address_when_shared(monkeypatch, everywhere, 
 
 
 def test_the_gallery_page_is_the_presenters(monkeypatch, everywhere):
-    from odenet.room import gallery
+    from odenet.app.room import gallery
     from tests.test_app import page
 
     _shared(monkeypatch)
@@ -558,7 +558,7 @@ def test_the_gallery_page_is_the_presenters(monkeypatch, everywhere):
 
 
 def test_new_class_from_the_gallery_page_needs_the_named_confirmation(monkeypatch, tmp_path):
-    from odenet.room import gallery
+    from odenet.app.room import gallery
     from tests.test_app import page
 
     gallery().clear(True)
@@ -584,7 +584,7 @@ def test_share_toggle_and_maybe_share(monkeypatch):
     more strokes of the same drawing, adds a new drawing; off takes this visitor's drawings down."""
     from streamlit.testing.v1 import AppTest
 
-    from odenet.room import gallery
+    from odenet.app.room import gallery
 
     gallery().clear(True)
 
@@ -592,7 +592,7 @@ def test_share_toggle_and_maybe_share(monkeypatch):
         import numpy as np
         import streamlit as st
 
-        from odenet.room_ui import maybe_share, share_toggle
+        from odenet.app.room_ui import maybe_share, share_toggle
 
         share_toggle()
         v = int(st.session_state.get("ink", 50))

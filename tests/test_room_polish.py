@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from odenet import plots
-from odenet.analysis import (
+from odenet.app import plots
+from odenet.data.mnist import load_mnist, normalize
+from odenet.inspect.analysis import (
     critical_step_sizes,
     images_within_tolerance,
     join_views,
@@ -19,8 +20,7 @@ from odenet.analysis import (
     step_view,
     wilson_interval,
 )
-from odenet.checkpoints import load_model, pretrained_models
-from odenet.data import load_mnist, normalize
+from odenet.train.checkpoints import load_model, pretrained_models
 from tests.test_app import page
 
 # -- the statistics --------------------------------------------------------------------------

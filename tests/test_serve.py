@@ -1,4 +1,4 @@
-"""odenet.serve: what `make run` does before the server listens."""
+"""odenet.app.serve: what `make run` does before the server listens."""
 
 import os
 import subprocess
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import streamlit.config
 
-from odenet import serve, ui
-from odenet.integrators import get_method
-from odenet.problems import PROBLEMS
+from odenet.app import serve, ui
+from odenet.ode.integrators import get_method
+from odenet.ode.problems import PROBLEMS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def test_server_caps_malloc_arenas_unless_the_user_set_them(monkeypatch, user_va
     monkeypatch.setattr(serve, "warm_caches", lambda: None)
     monkeypatch.setattr(streamlit.web.cli, "main", lambda: None)
     monkeypatch.setenv("ODENET_WARM_PAGES", "0")
-    monkeypatch.setattr(sys, "argv", ["odenet.serve"])
+    monkeypatch.setattr(sys, "argv", ["odenet.app.serve"])
     if user_value is None:
         monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     else:

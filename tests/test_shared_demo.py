@@ -7,10 +7,10 @@ import threading
 import pytest
 
 from odenet import TrainConfig, load_model
-from odenet.access import Busy, Limits, WorkLimiter, is_public_address, presenter_token, token_matches
-from odenet.data import load_mnist
-from odenet.runs import RunBusy, delete_run, list_runs, remove_stale_temp_files
-from odenet.training import Trainer
+from odenet.app.access import Busy, Limits, WorkLimiter, is_public_address, presenter_token, token_matches
+from odenet.data.mnist import load_mnist
+from odenet.train.runs import RunBusy, delete_run, list_runs, remove_stale_temp_files
+from odenet.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_public_addresses_need_the_token():
 
 
 def test_shared_override_from_the_environment(monkeypatch):
-    from odenet.access import shared_override
+    from odenet.app.access import shared_override
     from odenet.errors import OdenetError
 
     monkeypatch.delenv("ODENET_SHARED", raising=False)
@@ -48,7 +48,7 @@ def test_token_from_env_or_generated_once(monkeypatch, capsys):
     assert not token_matches("s3cret-tokeN", "s3cret-token") and not token_matches("", "s3cret-token")
     assert not token_matches(None, "s3cret-token")
     monkeypatch.delenv("ODENET_PRESENTER_TOKEN")
-    import odenet.access as access
+    import odenet.app.access as access
 
     monkeypatch.setattr(access, "_generated", None)
     first = presenter_token()
@@ -123,7 +123,7 @@ def test_temp_files_of_killed_writes_are_removed(tmp_path, small):
 
 
 def test_disk_full_fails_the_run_and_keeps_the_last_checkpoint(tmp_path, small, monkeypatch):
-    import odenet.training as training
+    import odenet.train.trainer as training
 
     real = training.save_checkpoint
     calls = {"n": 0}
@@ -146,7 +146,7 @@ def test_disk_full_fails_the_run_and_keeps_the_last_checkpoint(tmp_path, small, 
 
 
 def test_a_job_belongs_to_its_session(tmp_path, small):
-    from odenet.jobs import JobLimits, JobManager, NotYourJob
+    from odenet.train.jobs import JobLimits, JobManager, NotYourJob
 
     m = JobManager(tmp_path / "runs", JobLimits(max_epochs=50, max_images=10**8), data_loader=lambda: small)
     try:
@@ -162,7 +162,7 @@ def test_a_job_belongs_to_its_session(tmp_path, small):
 
 
 def test_manager_start_removes_temp_files_left_by_a_killed_server(tmp_path, small):
-    from odenet.jobs import JobManager
+    from odenet.train.jobs import JobManager
 
     run = _finished_run(tmp_path, small)
     (run / ".best.pt.x1y2.tmp").write_bytes(b"torn")
@@ -171,7 +171,7 @@ def test_manager_start_removes_temp_files_left_by_a_killed_server(tmp_path, smal
 
 
 def test_train_page_on_a_shared_server_needs_the_presenter_token(tmp_path, monkeypatch):
-    import odenet.ui as ui
+    import odenet.app.ui as ui
     from tests.test_app import page
 
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
@@ -202,13 +202,13 @@ def test_train_page_reads_and_writes_its_settings_in_the_url(tmp_path, monkeypat
     assert any("Ignored epochs='abc'" in w.value for w in at.warning)
     at.number_input(key="tr_steps").set_value(5).run()
     assert at.query_params["steps"] == "5" and at.query_params["integrator"] == "euler"
-    from odenet.jobs import get_manager
+    from odenet.train.jobs import get_manager
 
     assert get_manager().jobs() == []  # a link never starts a job
 
 
 def test_stopping_another_visitors_job_needs_a_confirmation(tmp_path, monkeypatch):
-    from odenet.jobs import get_manager
+    from odenet.train.jobs import get_manager
     from tests.test_app import page
 
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
@@ -228,7 +228,7 @@ def test_stopping_another_visitors_job_needs_a_confirmation(tmp_path, monkeypatc
 
 
 def test_expensive_page_work_is_limited_per_visitor(tmp_path, monkeypatch):
-    from odenet.access import work_limiter
+    from odenet.app.access import work_limiter
     from tests.test_app import page
 
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))

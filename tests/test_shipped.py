@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from odenet import TrainConfig, load_model, pretrained_models
-from odenet.data import load_mnist, normalize
-from odenet.preprocess import prepare_canvas, render_digit_on_canvas
-from odenet.runs import available_models
-from odenet.training import Trainer, evaluate
+from odenet.data.mnist import load_mnist, normalize
+from odenet.data.preprocess import prepare_canvas, render_digit_on_canvas
+from odenet.train.runs import available_models
+from odenet.train.trainer import Trainer, evaluate
 
 SHIPPED = pretrained_models()
 

@@ -6,9 +6,9 @@ import torch
 from scipy.integrate import solve_ivp
 
 from odenet import AdaptiveStepSolver, FixedStepSolver, MaxStepsExceeded, SolverError
-from odenet.integrators import METHODS, Euler, RungeKutta4, custom_method
-from odenet.problems import PROBLEMS
-from odenet.solvers import IController, SolverSpec, StepSizeTooSmall
+from odenet.ode.integrators import METHODS, Euler, RungeKutta4, custom_method
+from odenet.ode.problems import PROBLEMS
+from odenet.ode.solvers import IController, SolverSpec, StepSizeTooSmall
 
 f_decay = PROBLEMS["decay"].f
 
@@ -231,7 +231,7 @@ def test_adaptive_dopri5_costs_six_evaluations_per_step_and_log_matches_stats():
 
 
 def test_fixed_step_blow_up_is_reported_not_returned():
-    from odenet.solvers import NonFiniteState
+    from odenet.ode.solvers import NonFiniteState
 
     s = FixedStepSolver(lambda t, y: y**3, 0.0, 10.0, "euler", steps=5)
     with pytest.raises(NonFiniteState, match=r"NaN or infinite at t1=10.0 after 5 steps of Euler"):

@@ -8,8 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from odenet import TrainConfig
-from odenet.plots import training_curves
-from odenet.runs import list_runs
+from odenet.app.plots import training_curves
+from odenet.train.runs import list_runs
 from tests.test_app import APP
 
 

@@ -9,11 +9,12 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import odenet.ui as ui
-from odenet.config import APP_PURPOSE, PRESETS, TrainConfig
-from odenet.identity import browser_owner, forget_presenters, is_remembered_presenter
-from odenet.jobs import FEW_IMAGES, JobManager, get_manager
-from odenet.throughput import (
+import odenet.app.ui as ui
+from odenet.app.identity import browser_owner, forget_presenters, is_remembered_presenter
+from odenet.app.ui import link_box_key
+from odenet.train.config import APP_PURPOSE, PRESETS, TrainConfig
+from odenet.train.jobs import FEW_IMAGES, JobManager, get_manager
+from odenet.train.throughput import (
     TEST_SIZE,
     Speed,
     SpeedBook,
@@ -23,7 +24,6 @@ from odenet.throughput import (
     probe_speed,
     speed_from_events,
 )
-from odenet.ui import link_box_key
 from tests.test_app import APP, page
 
 
@@ -136,7 +136,7 @@ def test_expected_time_counts_training_and_every_evaluation():
 
 
 def test_the_recipe_picker_shows_the_time_measured_here(runs, monkeypatch):
-    from odenet.throughput import speed_book
+    from odenet.train.throughput import speed_book
 
     at = page("train")
     opts = at.selectbox(key="tr_preset").options
@@ -167,13 +167,13 @@ def test_a_finished_job_records_its_speed(tmp_path):
     done = mgr.wait(mgr.submit(cfg).id, timeout=180)
     speed = speed_from_events(done.events, cfg, "job")
     assert speed is not None and speed.train_ips > 10 and speed.eval_ips > 10
-    from odenet.throughput import speed_book
+    from odenet.train.throughput import speed_book
 
     assert speed_book().get(cfg) is not None
 
 
 def test_short_run_verdict_names_too_few_images():
-    from odenet.training import TrainEvent
+    from odenet.train.trainer import TrainEvent
     from tests.test_live import _snap
 
     cfg = TrainConfig.for_app("default", train_size=1000)
@@ -268,7 +268,7 @@ def test_a_starting_job_stops_the_probe_and_no_probe_starts_while_it_trains(monk
     def slow_probe(c, **kw):  # 400 batches: would run for a while unless stopped
         return real_probe(c, batches=400, **kw)
 
-    monkeypatch.setattr("odenet.throughput.probe_speed", slow_probe)
+    monkeypatch.setattr("odenet.train.throughput.probe_speed", slow_probe)
     assert book.request(cfg, busy=False)
     time.sleep(1.0)
     t = time.monotonic()

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from odenet import TrainConfig, load_model
-from odenet.config import PRESETS, ConfigError
-from odenet.data import load_mnist
-from odenet.training import Trainer, evaluate, new_run_dir
+from odenet.data.mnist import load_mnist
+from odenet.train.config import PRESETS, ConfigError
+from odenet.train.trainer import Trainer, evaluate, new_run_dir
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from odenet.urlstate import Param, encode, lesson_mode, parse, query_string
+from odenet.app.urlstate import Param, encode, lesson_mode, parse, query_string
 
 PARAMS = [
     Param("model", "choice", "rk4_1step", choices=lambda: ["rk4_1step", "euler_1step", "run:my-run"]),

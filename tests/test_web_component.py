@@ -1,4 +1,4 @@
-"""The in-browser pen canvas (odenet.web): JS preprocessing parity (node), and a real `streamlit run`
+"""The in-browser pen canvas (odenet.app.web): JS preprocessing parity (node), and a real `streamlit run`
 app driven by Playwright in Debian's chromium: browser 28x28 and probabilities equal Python's,
 live prediction during the stroke, undo/clear, the wasm-failure report, nothing fetched off-host."""
 
@@ -25,10 +25,10 @@ from benchmarks.draw_latency import (
     wait_ready,
     wait_settled,
 )
-from odenet.checkpoints import load_model
-from odenet.integrators import get_method
-from odenet.preprocess import prepare_canvas, render_digit_on_canvas
-from odenet.web import ASSET_DIR, assets_available, drawing_image, drawing_tensor
+from odenet.app.web import ASSET_DIR, assets_available, drawing_image, drawing_tensor
+from odenet.data.preprocess import prepare_canvas, render_digit_on_canvas
+from odenet.ode.integrators import get_method
+from odenet.train.checkpoints import load_model
 from tests.test_export import torch_step_probs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +73,7 @@ def test_js_preprocess_matches_prepare_canvas(tmp_path):
     places, random pen strokes (PIL), transparent and coloured ink."""
     from PIL import Image, ImageDraw
 
-    from odenet.data import load_mnist
+    from odenet.data.mnist import load_mnist
 
     _, test = load_mnist()
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""A tiny app around odenet.web.pen_canvas for the browser tests and the latency benchmark.
+"""A tiny app around odenet.app.web.pen_canvas for the browser tests and the latency benchmark.
 
 ``?model=broken`` hands the component bytes that are not an ONNX model (the wasm-failure path);
 ``?steps=N`` exports the shipped rk4 x1 model with N Euler steps instead of its own solver.
@@ -8,10 +8,10 @@ import json
 
 import streamlit as st
 
-from odenet.checkpoints import load_model, pretrained_models
-from odenet.export import cached_onnx_bytes, step_times
-from odenet.integrators import get_method
-from odenet.web import pen_canvas
+from odenet.app.web import pen_canvas
+from odenet.model.export import cached_onnx_bytes, step_times
+from odenet.ode.integrators import get_method
+from odenet.train.checkpoints import load_model, pretrained_models
 
 st.set_page_config(page_title="pen canvas test", layout="wide")
 

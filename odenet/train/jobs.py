@@ -1,0 +1,437 @@
+"""Background training jobs for the app: one runs at a time, others wait in a queue.
+
+The manager is process-wide (every browser tab and session sees the same jobs).  It owns
+one worker thread that never touches Streamlit; pages only read :meth:`JobManager.snapshot`
+and call :meth:`submit` / :meth:`stop`.  All state changes happen under one lock.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from odenet.errors import OdenetError
+from odenet.train.config import TrainConfig
+from odenet.train.throughput import speed_book, speed_from_events
+from odenet.train.trainer import Trainer, TrainEvent, default_runs_dir, new_run_dir
+from odenet.utils import release_free_memory
+
+__all__ = ["JobLimits", "Job", "JobSnapshot", "JobManager", "get_manager", "QueueFull", "JobRejected", "NotYourJob"]
+
+ACTIVE = ("queued", "running")
+# Ended jobs (with their event lists) kept in memory for the pages' live views; their runs stay
+# on disk and in the Runs table.  Bounded, so a server that runs for days does not grow with them.
+KEEP_ENDED_JOBS = 50
+
+
+class JobRejected(OdenetError, ValueError):
+    """A job was refused (over the per-job caps); the message says which cap and how to change it."""
+
+
+class NotYourJob(JobRejected):
+    """A visitor tried to stop a job another visitor started."""
+
+
+class QueueFull(JobRejected):
+    """Too many jobs are already waiting."""
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """Server-wide caps so one user cannot occupy the machine indefinitely.
+
+    Defaults come from ``ODENET_MAX_EPOCHS``, ``ODENET_MAX_IMAGES`` (epochs x train images),
+    ``ODENET_MAX_QUEUE`` and ``ODENET_TRAIN_THREADS`` (intra-op threads of the worker;
+    0 = torch's default).
+    """
+
+    max_epochs: int = 20
+    max_images: int = 1_200_000
+    max_queue: int = 4
+    train_threads: int = 0
+
+    @classmethod
+    def from_env(cls) -> JobLimits:
+        def get(name: str, default: int) -> int:
+            raw = os.environ.get(name)
+            try:
+                return int(raw) if raw is not None else default
+            except ValueError:
+                return default
+
+        d = cls()
+        return cls(get("ODENET_MAX_EPOCHS", d.max_epochs), get("ODENET_MAX_IMAGES", d.max_images),
+                   get("ODENET_MAX_QUEUE", d.max_queue), get("ODENET_TRAIN_THREADS", d.train_threads))
+
+    def check(self, cfg: TrainConfig) -> None:
+        if cfg.epochs > self.max_epochs:
+            raise JobRejected(f"epochs={cfg.epochs} is over this server's cap of {self.max_epochs} per job "
+                              f"(set ODENET_MAX_EPOCHS to change it)")
+        if cfg.epochs * cfg.train_size > self.max_images:
+            raise JobRejected(f"epochs x train_size = {cfg.epochs * cfg.train_size:,} images is over this server's "
+                              f"cap of {self.max_images:,} per job (set ODENET_MAX_IMAGES to change it)")
+
+
+@dataclass
+class Job:
+    """A training job's full state (mutated only by the manager under its lock)."""
+
+    id: int
+    config: TrainConfig
+    name: str | None
+    owner: str
+    status: str = "queued"  # queued | running | finished | stopped | failed | cancelled
+    run_dir: Path | None = None
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    ended: float | None = None
+    events: list[TrainEvent] = field(default_factory=list)
+    message: str = ""
+    best_test_acc: float | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event, repr=False)  # handed to the Trainer
+
+
+# Below this many training images a run has not had the chance to learn: the app's recipes pass 90%
+# test accuracy after 7,000-10,000 images (benchmarks/classroom.json), and 1,000 images end near 20%.
+FEW_IMAGES = 10_000
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """An immutable copy of a job for rendering: never changes under the reader."""
+
+    id: int
+    config: TrainConfig
+    owner: str
+    status: str
+    run_dir: Path | None
+    submitted: float
+    started: float | None
+    ended: float | None
+    events: tuple[TrainEvent, ...]
+    message: str
+    best_test_acc: float | None
+    queue_position: int | None
+
+    @property
+    def last_batch(self) -> TrainEvent | None:
+        return next((e for e in reversed(self.events) if e.kind == "batch"), None)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of optimisation steps done, 0..1."""
+        ev = self.last_batch
+        return 0.0 if ev is None or not ev.total_steps else min(1.0, ev.step / ev.total_steps)
+
+    @property
+    def last_test_acc(self) -> float | None:
+        """Best full-test accuracy, else the latest evaluation's (a run stopped mid-epoch)."""
+        if self.best_test_acc is not None:
+            return self.best_test_acc
+        return next((e.test_acc for e in reversed(self.events) if e.kind == "eval" and e.test_acc is not None), None)
+
+    @property
+    def phase(self) -> str:
+        """What the worker is doing now: 'starting', 'training' or 'evaluating on N test images'.
+
+        The Trainer reports an evaluation when it ends; it is under way when the last report is
+        a batch after which one is due (the epoch's last batch, or every ``eval_every``)."""
+        ev = self.events[-1] if self.events else None
+        if ev is None or ev.kind == "start":
+            return "starting"
+        c = self.config
+        if ev.kind == "batch":
+            if ev.batch == ev.batches_per_epoch:
+                return "evaluating on 10,000 test images"
+            if c.eval_every and ev.batch % c.eval_every == 0:
+                return f"evaluating on {c.eval_size or 10_000:,} test images"
+        return "training"
+
+    @property
+    def verdict(self) -> str | None:
+        """Why a finished or stopped run is not a success (None if it looks fine), naming the real
+        cause: too few training images seen (below :data:`FEW_IMAGES`, where RKNet has not learned
+        yet whatever its settings), accuracy near chance (< 20% for 10 classes), or a final
+        training loss above the first one."""
+        acc = self.last_test_acc
+        losses = [e.train_loss for e in self.events if e.kind == "batch" and e.train_loss is not None]
+        ev = self.last_batch
+        seen = 0 if ev is None else ev.step * self.config.batch_size
+        rose = len(losses) >= 2 and losses[-1] > 1.5 * losses[0]
+        if acc is not None and acc < 0.9 and seen < FEW_IMAGES and not rose:
+            return (f"Only {seen:,} training images were seen: too few for RKNet to learn much (runs here pass "
+                    f"90% after about {FEW_IMAGES:,}). Choose more training images or epochs, or the classroom "
+                    "recipe for a quick demo.")
+        if acc is not None and acc < 0.2:
+            return "That is near chance (10%): the model did not learn; check the learning rate and t1."
+        if rose:
+            return f"The training loss rose from {losses[0]:.3g} to {losses[-1]:.3g}: lower the learning rate."
+        return None
+
+    def _eval_rate(self) -> float:
+        """Seconds per test image, from the evaluations so far or (none yet) the training speed."""
+        evals = [e for e in self.events if e.kind == "eval" and e.eval_seconds]
+        if evals:
+            c, bpe = self.config, max(1, evals[-1].batches_per_epoch)
+            images = sum(10_000 if e.batch == bpe else (c.eval_size or 10_000) for e in evals)
+            return evals[-1].eval_seconds / images
+        ev = self.last_batch
+        ips = ev.images_per_s if ev is not None and ev.images_per_s else 500.0
+        return 1.0 / (4 * ips)  # inference without backward, in batches of 1000: ~4x training speed
+
+    def _evals_left(self) -> list[int]:
+        """Test images of every evaluation still to come (mid-epoch subsets and full epoch ends)."""
+        ev, c = self.last_batch, self.config
+        if ev is None or not ev.batches_per_epoch:
+            return []
+        bpe, done = ev.batches_per_epoch, ev.step
+        out = []
+        for step in range(done + 1 if self.phase == "training" else done, ev.total_steps + 1):
+            b = (step - 1) % bpe + 1
+            if b == bpe:
+                out.append(10_000)
+            elif c.eval_every and b % c.eval_every == 0:
+                out.append(c.eval_size or 10_000)
+        return out
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Remaining time: training steps at the measured training speed plus the evaluations
+        still to come at the measured (or estimated) evaluation speed.  None before the first
+        report."""
+        ev = self.last_batch
+        if ev is None or ev.step == 0 or self.status != "running":
+            return None
+        evals = [e for e in self.events if e.kind == "eval" and e.eval_seconds]
+        train_s = ev.elapsed - (evals[-1].eval_seconds if evals else 0.0)
+        return max(0.0, train_s / ev.step * (ev.total_steps - ev.step)) + self._eval_rate() * sum(self._evals_left())
+
+    def estimated_duration(self) -> float:
+        """Rough total seconds for a queued job, from its size (used for queue waits)."""
+        c = self.config
+        nfe = c.model.solver.nfe_estimate  # evaluations per forward (one step's worth when adaptive)
+        return c.epochs * c.train_size / 1000.0 * (0.5 + 0.04 * nfe * (3 if c.model.adaptive else 1))
+
+
+class JobManager:
+    """Runs submitted :class:`TrainConfig` jobs one at a time in a daemon worker thread."""
+
+    def __init__(self, runs_dir: str | Path | None = None, limits: JobLimits | None = None,
+                 data_loader: Any = None) -> None:
+        self.runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+        self.limits = limits or JobLimits.from_env()
+        self._data_loader = data_loader  # callable -> (train, test); default: odenet.data.mnist.load_mnist
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._ids = itertools.count(1)
+        self._jobs: dict[int, Job] = {}
+        self._queue: deque[int] = deque()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        from odenet.train.runs import remove_stale_temp_files  # temp files of writes a killed server left behind
+
+        remove_stale_temp_files(self.runs_dir)
+
+    # -- public API -----------------------------------------------------------------------
+    def submit(self, config: TrainConfig, name: str | None = None, owner: str = "anonymous") -> JobSnapshot:
+        """Queue a job (it starts at once if nothing runs).  Raises JobRejected over the caps."""
+        self.limits.check(config)
+        with self._lock:
+            if len(self._queue) >= self.limits.max_queue:
+                raise QueueFull(f"{len(self._queue)} jobs are already waiting (cap {self.limits.max_queue}); "
+                                f"try again when the current job ends")
+            job = Job(next(self._ids), config, name, owner)
+            self._jobs[job.id] = job
+            self._queue.append(job.id)
+            self._ensure_worker()
+            self._wake.notify_all()
+            return self._snap(job)
+
+    def stop(self, job_id: int, requester: str | None = None, presenter: bool = True) -> bool:
+        """Stop a running job (within one batch) or cancel a queued one.  True if it acted.
+
+        A job belongs to the session that submitted it: with ``presenter=False`` only its owner
+        (``requester``) may stop it, and :class:`NotYourJob` says so to anyone else.
+        """
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return False
+            if not presenter and requester != job.owner:
+                raise NotYourJob(f"job #{job.id} was started by another visitor; only they or the presenter can "
+                                 f"stop it")
+            if job.status == "queued":
+                self._queue.remove(job_id)
+                job.status, job.ended, job.message = "cancelled", time.time(), "cancelled before it started"
+                self._wake.notify_all()  # wake wait() on this job: it has ended
+                return True
+            if job.status == "running":  # its Trainer may not exist yet: it will read this event
+                job.stop_event.set()
+                return True
+            return False
+
+    def snapshot(self, job_id: int) -> JobSnapshot | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return None if job is None else self._snap(job)
+
+    def current(self) -> JobSnapshot | None:
+        """The running job, if any."""
+        with self._lock:
+            job = next((j for j in self._jobs.values() if j.status == "running"), None)
+            return None if job is None else self._snap(job)
+
+    def queued(self) -> list[JobSnapshot]:
+        with self._lock:
+            return [self._snap(self._jobs[i]) for i in self._queue]
+
+    def jobs(self) -> list[JobSnapshot]:
+        """All jobs this process knows, newest first."""
+        with self._lock:
+            return [self._snap(j) for j in sorted(self._jobs.values(), key=lambda j: -j.id)]
+
+    def active_run_dirs(self) -> set[Path]:
+        with self._lock:
+            return {j.run_dir.resolve() for j in self._jobs.values() if j.status == "running" and j.run_dir}
+
+    def wait_until_start_estimate(self, job_id: int) -> float | None:
+        """Seconds until a queued job should start (remaining time of the running job plus
+        estimates of those ahead of it); None if it is not queued."""
+        with self._lock:
+            if job_id not in self._queue:
+                return None
+            cur = self.current()
+            wait = 0.0
+            if cur is not None:
+                wait += cur.eta_seconds if cur.eta_seconds is not None else cur.estimated_duration()
+            for i in self._queue:
+                if i == job_id:
+                    break
+                wait += self._snap(self._jobs[i]).estimated_duration()
+            return wait
+
+    def wait(self, job_id: int, timeout: float | None = None) -> JobSnapshot | None:
+        """Block until the job is no longer queued/running (tests, CLI); None for an unknown job
+        (or one so old that it is no longer kept, see KEEP_ENDED_JOBS)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while (job := self._jobs.get(job_id)) is not None and job.status in ACTIVE:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._wake.wait(left if left is not None else 1.0)
+            return None if job is None else self._snap(job)
+
+    def close(self) -> None:
+        """Stop the running job, cancel the queue and end the worker."""
+        with self._lock:
+            self._closed = True
+            for i in list(self._queue):
+                self.stop(i)
+            for job in self._jobs.values():
+                if job.status == "running":
+                    job.stop_event.set()
+            self._wake.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=60)
+
+    # -- internals ----------------------------------------------------------------------
+    def _snap(self, job: Job) -> JobSnapshot:
+        pos = (list(self._queue).index(job.id) + 1) if job.id in self._queue else None
+        return JobSnapshot(job.id, job.config, job.owner, job.status, job.run_dir, job.submitted, job.started,
+                           job.ended, tuple(job.events), job.message, job.best_test_acc, pos)
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._loop, name="odenet-train-worker", daemon=True)
+            self._worker.start()
+
+    def _loop(self) -> None:
+        if self.limits.train_threads > 0:
+            torch.set_num_threads(self.limits.train_threads)
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._wake.wait()
+                if self._closed and not self._queue:
+                    return
+                job = self._jobs[self._queue.popleft()]
+                job.status, job.started = "running", time.time()
+            speed_book().give_way()  # a speed probe stops and waits: it would slow and reseed this job
+            try:
+                self._run(job)
+            finally:
+                speed_book().job_done()
+            release_free_memory()  # the job's model and activations are freed now: back to the system
+
+    def _run(self, job: Job) -> None:
+        def on_event(ev: TrainEvent) -> None:
+            with self._lock:
+                job.events.append(ev)
+                if ev.kind == "eval" and ev.test_acc is not None and ev.batch == ev.batches_per_epoch:
+                    job.best_test_acc = max(job.best_test_acc or 0.0, ev.test_acc)
+
+        status, message = "failed", ""
+        try:
+            run_dir = new_run_dir(self.runs_dir, job.name, job.config)
+            with self._lock:
+                job.run_dir = run_dir
+            trainer = Trainer(job.config, data=self._data_loader, run_dir=run_dir, callback=on_event,
+                              stop_event=job.stop_event)
+            res = trainer.run()
+            status, message = res.status, res.message
+            # what this server really does with this solver: the Train page's time estimates
+            speed_book().record(job.config, speed_from_events(res.history, job.config, f"job #{job.id} here"))
+            with self._lock:
+                job.best_test_acc = res.best_test_acc
+        except torch.OutOfMemoryError as exc:
+            message = f"out of memory: {str(exc).splitlines()[0]}; use a smaller batch size or fewer steps"
+        except Exception as exc:  # a failing job must never take the server down
+            message = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        with self._lock:
+            job.status, job.message, job.ended = status, message, time.time()
+            ended = sorted(j.id for j in self._jobs.values() if j.status not in ACTIVE)
+            for old_id in ended[:-KEEP_ENDED_JOBS]:  # a demo server runs for days: keep the newest ended jobs
+                del self._jobs[old_id]
+            self._wake.notify_all()
+
+
+_MANAGERS: dict[Path, JobManager] = {}
+_MANAGER_LOCK = threading.Lock()
+
+
+@atexit.register
+def close_all_managers() -> None:
+    """Stop running jobs and join the workers before the interpreter exits: a daemon thread
+    killed inside torch leaves its C++ threads joinable ("terminate called without an active
+    exception") and a run directory stuck at "running"."""
+    with _MANAGER_LOCK:
+        managers = list(_MANAGERS.values())
+        _MANAGERS.clear()
+    for m in managers:
+        m.close()
+
+
+def get_manager() -> JobManager:
+    """The process-wide manager for the current runs directory (created on first use).
+
+    A server has one runs directory, hence one manager and one job at a time; keying by
+    directory only matters to tests that point ``ODENET_RUNS`` elsewhere.
+    """
+    key = default_runs_dir().resolve()
+    with _MANAGER_LOCK:
+        if key not in _MANAGERS:
+            _MANAGERS[key] = JobManager(key)
+        return _MANAGERS[key]
+

@@ -1,0 +1,592 @@
+"""The training engine: one Trainer for the CLI, the app's background job and the tests.
+
+Progress is reported as :class:`TrainEvent` values through a callback (and recorded in the
+run directory's ``metrics.jsonl``).  ``stop()`` is cooperative: the current batch finishes,
+a consistent checkpoint is written, and ``run()`` returns with status ``"stopped"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from odenet.data.mnist import MNISTSplit, iterate_batches, load_mnist, normalize
+from odenet.errors import OdenetError
+from odenet.model.regularizers import Regularized, solver_accuracies, steer_solver
+from odenet.model.rknet import RKNet
+from odenet.ode.solvers import SolverSpec
+from odenet.train.checkpoints import save_checkpoint
+from odenet.train.config import TrainConfig
+from odenet.utils import amp_pays, atomic_write_text, pick_device, safe_name
+
+__all__ = ["TrainEvent", "TrainResult", "TrainingDiverged", "Trainer", "Ranks", "MetricsWindow", "evaluate",
+           "default_runs_dir", "new_run_dir"]
+
+
+ADAPT_HOLDOUT = 500  # held-out training images on which step adaptation compares solvers
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class TrainingDiverged(OdenetError, RuntimeError):
+    """The loss became NaN or infinite; training stopped and no bad weights were saved."""
+
+
+@dataclass
+class TrainEvent:
+    """One progress report.  ``kind`` is 'start', 'batch', 'eval', 'epoch', 'solver' or 'end'.
+
+    Batch events carry ``train_loss``/``train_acc`` averaged since the last batch event,
+    ``images_per_s`` over that window and ``nfe`` per forward pass; eval events carry
+    ``test_loss``/``test_acc`` and ``eval_seconds`` (all evaluation time so far, so training
+    time is ``elapsed - eval_seconds``); 'end' carries ``status`` and ``message``.  With
+    regularisers on, batch events also carry their raw window means ``kinetic``/``jacobian``.
+    'solver' events (step adaptation) carry the new ``solver_steps`` and a ``message`` saying why.
+    """
+
+    kind: str
+    epoch: int = 0
+    batch: int = 0
+    batches_per_epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    elapsed: float = 0.0
+    train_loss: float | None = None
+    train_acc: float | None = None
+    images_per_s: float | None = None
+    nfe: float | None = None
+    lr: float | None = None
+    test_loss: float | None = None
+    test_acc: float | None = None
+    eval_seconds: float | None = None
+    status: str | None = None
+    message: str | None = None
+    kinetic: float | None = None
+    jacobian: float | None = None
+    solver_steps: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class TrainResult:
+    status: str  # finished | stopped | failed
+    model: RKNet
+    run_dir: Path | None
+    best_test_acc: float | None
+    final_test_acc: float | None
+    elapsed: float
+    message: str = ""
+    history: list[TrainEvent] = field(default_factory=list)
+
+
+def default_runs_dir() -> Path:
+    """``$ODENET_RUNS`` if set, else ``runs`` in the working directory (the checkout, for ``make``).
+
+    Never a path inside the installed package: a wheel's site-packages is not ours to write."""
+    env = os.environ.get("ODENET_RUNS")
+    return Path(env) if env else Path.cwd() / "runs"
+
+
+def new_run_dir(runs_dir: Path | None = None, name: str | None = None, config: TrainConfig | None = None) -> Path:
+    """Create a fresh run directory; never reuses (so never overwrites) an existing run."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    if name is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        label = config.model.label().replace(" ", "") if config is not None else "run"
+        name = f"{stamp}-{label}"
+    base = safe_name(name)
+    for i in range(1000):
+        cand = runs_dir / (base if i == 0 else f"{base}-{i}")
+        try:
+            cand.mkdir()
+            return cand
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a unique run directory for {base!r} under {runs_dir}")
+
+
+def dist_rank_world() -> tuple[int, int]:
+    """(rank, world size) of the current process group, (0, 1) when not distributed."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@torch.no_grad()
+def evaluate(model: RKNet, split: MNISTSplit, batch_size: int = 1000,
+             device: torch.device | str | None = None, solver: SolverSpec | None = None) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy in [0, 1]) of ``model`` on ``split`` in eval mode, solved
+    with ``solver`` (default: the model's own).
+
+    Under torch.distributed each rank evaluates its shard and the sums are all-reduced.
+    """
+    was_training = model.training
+    model.eval()
+    device = device or next(model.parameters()).device
+    rank, world = dist_rank_world()
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    for x, y in iterate_batches(split, batch_size, device=device, shard=(rank, world)):
+        logits = model(x, solver=solver)
+        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += y.shape[0]
+    if world > 1:
+        dist.all_reduce(sums)
+    model.train(was_training)
+    n = max(1.0, float(sums[2]))
+    return float(sums[0]) / n, float(sums[1]) / n
+
+
+def lr_factor(step: int, total: int, warmup: float = 0.25, start: float = 0.04, end: float = 1e-3) -> float:
+    """Learning-rate multiplier: linear warm-up from ``start`` over ``warmup * total`` steps,
+    then cosine decay to ``end`` (one-cycle); ``warmup=0`` is plain cosine.  Works for any
+    ``total >= 1`` (torch's OneCycleLR fails on very short runs)."""
+    w = int(warmup * total)
+    if step < w:
+        return start + (1 - start) * step / w
+    frac = min(1.0, (step - w) / max(1, total - w))
+    return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+def _ema_update(decay: float) -> Callable[..., None]:
+    """EMA step for AveragedModel with a warm-up: the decay grows as (1 + n) / (10 + n) up to
+    ``decay``, so the average does not drag the random initial weights through a short run."""
+
+    @torch.no_grad()
+    def update(ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        if ema[0].is_floating_point():  # called once per dtype group
+            torch._foreach_lerp_(ema, current, 1.0 - d)
+        else:  # BatchNorm's step counters: keep the live model's
+            for e, c in zip(ema, current):
+                e.copy_(c)
+
+    return update
+
+
+class Ranks:
+    """Everything the training loop needs from torch.distributed, as no-ops at world size 1.
+
+    Every rank calls the same collectives in the same order: :meth:`decide` reduces the stop
+    and divergence flags only on sync steps, and on the other steps a multi-rank run ignores
+    its local stop flag (acting on it alone would send ranks down different paths into the next
+    collective and hang).  ``all_reduce`` is injectable for tests.
+    """
+
+    def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None, sync_every: int = 1,
+                 all_reduce: Callable[[torch.Tensor], Any] | None = None) -> None:
+        self.rank, self.world = rank, world
+        self.device = device or torch.device("cpu")
+        self.sync_every = max(1, sync_every)
+        self._all_reduce = all_reduce or dist.all_reduce
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Element-wise sum over ranks (in place; identity at world size 1)."""
+        if self.world > 1:
+            self._all_reduce(t)
+        return t
+
+    def decide(self, step: int, stop_requested: bool, loss: torch.Tensor) -> tuple[bool, bool]:
+        """(stop, diverged) agreed by every rank.  Reads the loss (a host sync) only on sync steps."""
+        sync = step % self.sync_every == 0
+        if self.world == 1:
+            return stop_requested, sync and not math.isfinite(loss.item())
+        if not sync:
+            return False, False
+        flags = torch.tensor([float(stop_requested), float(not math.isfinite(loss.item()))], device=self.device)
+        self.sum(flags)
+        return bool(flags[0] > 0), bool(flags[1] > 0)
+
+    def average_buffers(self, model: torch.nn.Module) -> None:
+        """Average BatchNorm running statistics over ranks (DDP keeps them per rank), so every
+        rank evaluates and saves the same model."""
+        if self.world > 1:
+            for buf in model.buffers():
+                if buf.is_floating_point():
+                    self.sum(buf)
+                    buf.div_(self.world)
+
+
+class MetricsWindow:
+    """Training loss/accuracy/NFE accumulated on the device between reports (no per-batch sync)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct
+        self.regs = torch.zeros(2, dtype=torch.float64, device=device)  # kinetic, jacobian sums (per batch)
+        self.reg_names: set[str] = set()
+        self.batches = 0
+        self.n = 0
+        self.nfe = 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, nfe: int,
+            regs: dict[str, torch.Tensor] | None = None) -> None:
+        for i, name in enumerate(("kinetic", "jacobian")):
+            if regs and name in regs:
+                self.regs[i] += regs[name].detach().double()
+                self.reg_names.add(name)
+        self.batches += 1
+        self.sums[0] += loss.detach().double() * y.shape[0]
+        self.sums[1] += (logits.detach().argmax(1) == y).sum()
+        self.n += y.shape[0]
+        self.nfe += nfe
+
+    def report(self, ranks: Ranks, batch_size: int) -> dict[str, float]:
+        """Reduce over ranks, return the window's means and start a new window."""
+        totals = torch.cat([self.sums, self.regs, torch.tensor([self.n, self.nfe, self.batches],
+                                                               dtype=self.sums.dtype, device=self.sums.device)])
+        loss_sum, correct, kin, jac, n, nfe, batches = ranks.sum(totals).tolist()
+        now = time.perf_counter()
+        out = {"train_loss": loss_sum / n, "train_acc": correct / n, "images_per_s": n / (now - self.started),
+               "nfe": nfe * batch_size / n}
+        for name, v in (("kinetic", kin), ("jacobian", jac)):
+            if name in self.reg_names:
+                out[name] = v / batches
+        self.sums.zero_()
+        self.regs.zero_()
+        self.n = self.nfe = self.batches = 0
+        self.started = time.perf_counter()
+        return out
+
+
+class Trainer:
+    """Train an RKNet from a :class:`TrainConfig`.
+
+    ``data`` (train, test), or a callable returning it, defaults to the packaged MNIST;
+    ``run_dir`` (optional) receives config.json, metrics.jsonl, status.json, last.pt and
+    best.pt; ``callback`` gets every :class:`TrainEvent`; ``stop_event`` (optional) is the
+    event that :meth:`stop` sets, so a caller can hold it before the trainer exists.  Under
+    torchrun, :meth:`run` joins (and leaves) the process group; construction has no side effects.
+    """
+
+    def __init__(self, config: TrainConfig,
+                 data: tuple[MNISTSplit, MNISTSplit] | Callable[[], tuple[MNISTSplit, MNISTSplit]] | None = None,
+                 run_dir: str | Path | None = None, callback: Callable[[TrainEvent], None] | None = None,
+                 stop_event: threading.Event | None = None) -> None:
+        self.config = config
+        self._data = data
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.callback = callback
+        self._stop = stop_event if stop_event is not None else threading.Event()
+        self.device = pick_device(config.device)
+        self.history: list[TrainEvent] = []
+        self.ranks = Ranks()
+        self.amp = False
+        self.step = 0
+        self.best_acc: float | None = None
+        self.final_acc: float | None = None
+        self._model: RKNet | None = None
+        self._ema: torch.optim.swa_utils.AveragedModel | None = None
+        self._total = 0
+        self._bpe = 0
+        self._eval_seconds = 0.0
+        self._start = 0.0
+        self._status: dict[str, Any] = {}
+        self.solver: SolverSpec = config.model.solver  # the training solver now (step adaptation changes it)
+        self._holdout: tuple[torch.Tensor, torch.Tensor] | None = None  # step adaptation's held-out batch
+        self._steer_gen: torch.Generator | None = None
+
+    # -- control ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to stop after the current batch (thread-safe)."""
+        self._stop.set()
+
+    # -- helpers ------------------------------------------------------------------------
+    def _emit(self, ev: TrainEvent) -> None:
+        """Report ``ev`` to the caller, then append it to metrics.jsonl (OSError if that fails)."""
+        self.history.append(ev)
+        if self.callback is not None:
+            self.callback(ev)
+        if self.run_dir is not None:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(ev.to_dict()) + "\n")
+
+    def _write_status(self, **info: Any) -> None:
+        if self.run_dir is None:
+            return
+        self._status.update(info)
+        atomic_write_text(self.run_dir / "status.json", json.dumps(self._status, indent=2))
+
+    def _join_process_group(self) -> bool:
+        """Under torchrun (WORLD_SIZE > 1, no group yet) start the group: gloo on CPU, NCCL on
+        CUDA with one GPU per local rank.  Returns True if this trainer owns the group."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available() or dist.is_initialized():
+            return False
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        return True
+
+    def _build(self, total: int) -> tuple[RKNet, torch.optim.Optimizer, Any]:
+        cfg = self.config
+        model = RKNet(cfg.model).to(self.device).to(memory_format=torch.channels_last)
+        decay, no_decay = [], []
+        for p in model.parameters():
+            (no_decay if p.dim() == 1 else decay).append(p)  # no weight decay on biases / BN
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if cfg.optimizer == "adamw":
+            opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        elif cfg.optimizer == "adam":
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+        sched = None
+        if cfg.schedule != "constant":
+            warm = 0.25 if cfg.schedule == "onecycle" else 0.0
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, warm))
+        return model, opt, sched
+
+    # -- main loop ----------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        """Train to the end, or until stopped or diverged (status 'stopped' / 'failed' with the
+        reason in ``message``).  Any other error is recorded in status.json and re-raised."""
+        cfg = self.config
+        owns_group = self._join_process_group()
+        rank, world = dist_rank_world()
+        sync_every = 1 if self.device.type == "cpu" else cfg.log_every  # no per-batch host sync on GPU
+        self.ranks = Ranks(rank, world, self.device, sync_every)
+        if rank != 0:  # only rank 0 reports and writes the run directory
+            self.run_dir, self.callback = None, None
+        self._start = time.perf_counter()
+        self._status = {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
+                        "started": _now(), "config": cfg.to_dict()}
+        if self.run_dir is not None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.json", cfg.to_json())
+            self._write_status()
+        try:
+            status, message = self._train()
+        except TrainingDiverged as exc:
+            status, message = "failed", str(exc)
+        except OSError as exc:  # disk full, run directory removed, ...: the run fails, the caller keeps going
+            if self._model is None:
+                raise
+            status = "failed"
+            message = (f"could not write the run's files ({exc.strerror or exc}"
+                       f"{': ' + str(exc.filename) if exc.filename else ''}); the last complete checkpoint is kept")
+        except BaseException as exc:  # record the failure in the run directory, then let the caller see it
+            with contextlib.suppress(OSError):
+                self._write_status(status="failed", message=f"{type(exc).__name__}: {exc}", ended=_now())
+            raise
+        finally:
+            if owns_group:
+                # DDP's C++ reducer holds threads of the group: collect it (it sits in reference cycles)
+                # before the group goes, or the interpreter's exit aborts with "terminate called without an
+                # active exception" (seen on rank 1 of the torchrun test)
+                gc.collect()
+                dist.destroy_process_group()
+        elapsed = time.perf_counter() - self._start
+        model = self._final_model()
+        model.eval()
+        with contextlib.suppress(OSError):  # a full disk must not hide the run's real outcome from the caller
+            self._emit(TrainEvent("end", step=self.step, total_steps=self._total, elapsed=elapsed, status=status,
+                                  message=message, test_acc=self.final_acc))
+        with contextlib.suppress(OSError):
+            self._write_status(status=status, message=message, best_test_acc=self.best_acc,
+                               final_test_acc=self.final_acc, ended=_now(), duration=elapsed, steps=self.step,
+                               final_solver=self.solver.label())
+        return TrainResult(status, model, self.run_dir, self.best_acc, self.final_acc, elapsed, message, self.history)
+
+    def _average_buffers(self) -> None:
+        """BatchNorm statistics averaged over ranks, for the trained model and its EMA copy."""
+        self.ranks.average_buffers(self._model)
+        if self._ema is not None:
+            self.ranks.average_buffers(self._ema.module)
+
+    def _result_model(self) -> RKNet:
+        """What the run produces: the exponential moving average of the weights when ``config.ema``
+        is set (evaluated and saved), else the trained model itself."""
+        return self._ema.module if self._ema is not None else self._model
+
+    def _final_model(self) -> RKNet:
+        """The result model, rebuilt with the final solver when step adaptation changed it."""
+        model = self._result_model()
+        if self.solver == model.config.solver:
+            return model
+        final = RKNet(model.config.with_solver(self.solver)).to(self.device)
+        final.load_state_dict(model.state_dict())
+        return final
+
+    def _metrics(self, epoch: int) -> dict[str, Any]:
+        return {"epoch": epoch, "step": self.step, "best_test_acc": self.best_acc, "test_acc": self.final_acc,
+                "elapsed": time.perf_counter() - self._start}
+
+    def _save(self, name: str, epoch: int) -> None:
+        if self.run_dir is not None:
+            model = self._result_model()
+            save_checkpoint(self.run_dir / name, model, self.config, self._metrics(epoch),
+                            model_config=model.config.with_solver(self.solver))
+
+    def _evaluate(self, epoch: int, batch: int, split: MNISTSplit, full: bool) -> None:
+        """Evaluate, report, and keep best.pt when a full-test-set accuracy improves."""
+        self._average_buffers()
+        t = time.perf_counter()
+        loss, acc = evaluate(self._result_model(), split, device=self.device,  # fp32: what users of the model see
+                             solver=self.solver)
+        self._eval_seconds += time.perf_counter() - t
+        self.final_acc = acc
+        self._emit(TrainEvent("eval", epoch=epoch, batch=batch, batches_per_epoch=self._bpe, step=self.step,
+                              total_steps=self._total, elapsed=time.perf_counter() - self._start, test_loss=loss,
+                              test_acc=acc, eval_seconds=self._eval_seconds))
+        if full and (self.best_acc is None or acc > self.best_acc):
+            self.best_acc = acc
+            self._save("best.pt", epoch)
+        self._model.train()
+
+    def _train(self) -> tuple[str, str]:
+        """Set up model, optimiser and data, then run the epochs; returns (status, message)."""
+        cfg, ranks = self.config, self.ranks
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)  # same on every rank: shards of one permutation
+        batch_size = max(1, cfg.batch_size // ranks.world)  # per rank; the global batch stays cfg.batch_size
+        data = self._data() if callable(self._data) else self._data
+        train, test = data if data is not None else load_mnist()
+        train_size = cfg.train_size
+        if cfg.adapt_every:  # held out: the last images of the training split, never trained on
+            n_hold = min(ADAPT_HOLDOUT, len(train) // 5)
+            hold = MNISTSplit(train.images[-n_hold:], train.labels[-n_hold:]).to(self.device)
+            self._holdout = (normalize(hold.images), hold.labels)
+            train_size = min(train_size, len(train) - n_hold)
+            if train_size < cfg.batch_size:
+                raise OdenetError(f"step adaptation holds out {n_hold} training images, leaving {train_size}, fewer "
+                                  f"than batch_size={cfg.batch_size}")
+        self._bpe = (train_size // ranks.world) // batch_size
+        self._total = cfg.epochs * self._bpe
+        self._model, opt, sched = self._build(self._total)
+        if cfg.ema > 0:  # weights and BatchNorm statistics averaged over the last ~1/(1-ema) steps
+            self._ema = torch.optim.swa_utils.AveragedModel(self._model, multi_avg_fn=_ema_update(cfg.ema),
+                                                            use_buffers=True)
+        if cfg.steer:  # its own stream, so STEER leaves the data order and initialisation unchanged
+            self._steer_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        train = train.subset(train_size).to(self.device)  # resident on the device: no host copies
+        test = test.to(self.device)
+        model_fwd: Any = self._model
+        if cfg.kinetic or cfg.jacobian:
+            model_fwd = Regularized(self._model, cfg.kinetic, cfg.jacobian)
+        if ranks.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            model_fwd = DistributedDataParallel(model_fwd, device_ids=[self.device.index]
+                                                if self.device.type == "cuda" else None)
+        if cfg.compile:
+            model_fwd = torch.compile(model_fwd)
+        self.amp = cfg.amp if cfg.amp is not None else amp_pays(self.device)
+        self._emit(TrainEvent("start", batches_per_epoch=self._bpe, total_steps=self._total,
+                              message=f"{cfg.model.label()}{' (bf16 autocast)' if self.amp else ''}"))
+        self._model.train()
+        try:
+            return self._epochs(model_fwd, opt, sched, train, test, gen, batch_size)
+        finally:
+            del model_fwd  # the DDP/compiled wrapper must not outlive the process group
+
+    def _epochs(self, model_fwd: Any, opt: torch.optim.Optimizer, sched: Any, train: MNISTSplit, test: MNISTSplit,
+                gen: torch.Generator, batch_size: int) -> tuple[str, str]:
+        cfg, ranks = self.config, self.ranks
+        for epoch in range(1, cfg.epochs + 1):
+            batches = iterate_batches(train, batch_size, shuffle=True, generator=gen, augment=cfg.augment,
+                                      drop_last=True, shard=(ranks.rank, ranks.world))
+            stopped_at = self._run_epoch(epoch, batches, model_fwd, opt, sched, test, batch_size)
+            if stopped_at is not None:
+                self._average_buffers()
+                self._save("last.pt", epoch)
+                return "stopped", f"stopped by request at epoch {epoch}, batch {stopped_at}"
+            self._evaluate(epoch, self._bpe, test, full=True)
+            self._emit(TrainEvent("epoch", epoch=epoch, batch=self._bpe, batches_per_epoch=self._bpe, step=self.step,
+                                  total_steps=self._total, elapsed=time.perf_counter() - self._start,
+                                  test_acc=self.final_acc))
+            self._save("last.pt", epoch)
+        return "finished", ""
+
+    def _adapt_steps(self, epoch: int, batch: int) -> None:
+        """Step adaptation (Ott et al. 2021): double ``steps`` when accuracy on the held-out batch
+        under the training solver and under twice its steps differ by more than the threshold."""
+        cfg, spec = self.config, self.solver
+        if self._holdout is None or spec.steps * 2 > cfg.adapt_max_steps:
+            return
+        finer = spec.replace(steps=spec.steps * 2)
+        accs = torch.tensor(solver_accuracies(self._model, *self._holdout, [spec, finer]), dtype=torch.float64,
+                            device=self.device)
+        acc, acc_fine = (self.ranks.sum(accs) / self.ranks.world).tolist()  # every rank takes the same decision
+        gap = abs(acc - acc_fine)
+        if gap <= cfg.adapt_threshold:
+            return
+        self.solver = finer
+        self._emit(TrainEvent("solver", epoch=epoch, batch=batch, batches_per_epoch=self._bpe, step=self.step,
+                              total_steps=self._total, elapsed=time.perf_counter() - self._start,
+                              solver_steps=finer.steps,
+                              message=f"steps {spec.steps} -> {finer.steps}: held-out accuracy {100 * acc:.1f}% with "
+                                      f"{spec.label()} vs {100 * acc_fine:.1f}% with {finer.label()} (gap "
+                                      f"{100 * gap:.1f} > {100 * cfg.adapt_threshold:g} points)"))
+
+    def _run_epoch(self, epoch: int, batches: Any, model_fwd: Any, opt: torch.optim.Optimizer, sched: Any,
+                   test: MNISTSplit, batch_size: int) -> int | None:
+        """One pass over the batches; returns the batch at which a stop was agreed, else None."""
+        cfg, ranks, model = self.config, self.ranks, self._model
+        eval_split = test.subset(cfg.eval_size)
+        window = MetricsWindow(self.device)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+        for batch, (x, y) in enumerate(batches, start=1):
+            spec = steer_solver(self.solver, cfg.steer, self._steer_gen)
+            regs: dict[str, torch.Tensor] | None = None
+            with autocast:
+                out = model_fwd(x, solver=spec)  # (B, 10) logits, or (logits, penalty, terms) when regularised
+                if isinstance(out, tuple):
+                    logits, penalty, regs = out
+                else:
+                    logits, penalty = out, None
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                if penalty is not None:
+                    loss = loss + penalty
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.step += 1
+            stop, diverged = ranks.decide(self.step, self._stop.is_set(), loss)
+            if diverged:
+                raise TrainingDiverged(f"training diverged: loss became {loss.item()} at epoch {epoch}, batch {batch} "
+                                       f"(lr={cfg.lr}, optimizer={cfg.optimizer}); lower the learning rate")
+            opt.step()
+            if sched is not None:
+                sched.step()
+            if self._ema is not None:
+                self._ema.update_parameters(model)
+            window.add(loss, logits, y, model.last_stats.nfe, regs)
+            if cfg.adapt_every and self.step % cfg.adapt_every == 0:
+                self._adapt_steps(epoch, batch)
+            last = batch == self._bpe
+            if batch % cfg.log_every == 0 or last or stop:
+                stats = window.report(ranks, batch_size)
+                if not math.isfinite(stats["train_loss"]):
+                    raise TrainingDiverged(f"training diverged: mean loss {stats['train_loss']} at epoch {epoch}, "
+                                           f"batch {batch}; lower the learning rate")
+                self._emit(TrainEvent("batch", epoch=epoch, batch=batch, batches_per_epoch=self._bpe, step=self.step,
+                                      total_steps=self._total, elapsed=time.perf_counter() - self._start,
+                                      lr=opt.param_groups[0]["lr"], **stats))
+            if not stop and ranks.world == 1:  # a stop requested while reporting takes effect now
+                stop = self._stop.is_set()
+            if stop:
+                return batch
+            if cfg.eval_every and batch % cfg.eval_every == 0 and not last:
+                self._evaluate(epoch, batch, eval_split, full=cfg.eval_size is None)
+        return None
