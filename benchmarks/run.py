@@ -24,7 +24,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import notebook_reference as nb  # noqa: E402
+from benchmarks.training import notebook_reference as nb  # noqa: E402
 from odenet import RKNet, TrainConfig  # noqa: E402
 from odenet.data.mnist import MNIST_MEAN, MNIST_STD, default_cache_dir, iterate_batches, load_mnist  # noqa: E402
 from odenet.train.trainer import Trainer, evaluate  # noqa: E402

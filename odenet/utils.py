@@ -140,7 +140,7 @@ def release_free_memory() -> bool:
 
     A training job allocates and frees activations of tens of MB in several threads; glibc keeps
     much of it in per-thread arenas, so a long-running server's resident memory swings with each
-    job without leaking (``benchmarks/job_memory.py``).  The job worker calls this after every job.
+    job without leaking (``benchmarks/training/job_memory.py``).  The job worker calls this after every job.
     """
     import ctypes
 
@@ -162,7 +162,7 @@ def limit_malloc_arenas(n: int = 2) -> bool:
     up to its trim threshold, which grows to twice the largest block freed so far.  The Streamlit
     server runs every session's script in a new thread and reads the Draw page's 14 MB wasm
     runtime into memory for each visitor, so every arena slowly kept tens of MB:
-    ``benchmarks/session_memory.py`` measured +101 MiB over 30 Draw sessions with the default, and
+    ``benchmarks/app/session_memory.py`` measured +101 MiB over 30 Draw sessions with the default, and
     with two arenas +13.5 MiB over the first 10, then flat.  Call it before threads start
     (``odenet.app.serve`` does).
     """

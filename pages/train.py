@@ -241,7 +241,7 @@ def fmt_eta(sec):
 
 # 1 s until this visitor's view has drawn the watched job's first report (Start -> first point within
 # ~2 s), then 2 s: every refresh redraws two charts here and in the browser, and on a 2-core CPU a 1-s
-# refresh slowed the classroom run's 97% from 39.0 to 51.9 s (one run each, benchmarks/train_live.py)
+# refresh slowed the classroom run's 97% from 39.0 to 51.9 s (one run each, benchmarks/training/train_live.py)
 LIVE_FAST, LIVE_SLOW = 1.0, 2.0
 _watched = st.session_state.get("watch_job") or (running.id if running is not None else None)
 

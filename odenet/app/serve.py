@@ -71,7 +71,7 @@ def warm_pages(timeout: float = 120.0) -> list[str]:
     imports (plotly's per-trace validators, pyarrow for tables), the process-wide caches of its
     default view (the Integrators page's convergence runs, the Draw page's ONNX export) and
     Streamlit's own first use of each element.  That put single first visits over 2 s while
-    every later first visit from a new session stayed under it (benchmarks/page_times.py).
+    every later first visit from a new session stayed under it (benchmarks/app/page_times.py).
     """
     import logging
 

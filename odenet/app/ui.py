@@ -494,7 +494,7 @@ class PageLink:
         base = f"{room}/{self.page}" if room else (st.context.url or f"/{self.page}").split("?")[0]
         with self._slot.container():
             # built only while open: st.code needs a 1.6 MB highlighter script that, loaded on every
-            # first visit, cost Integrators 0.4 s of its first render (benchmarks/page_times.py)
+            # first visit, cost Integrators 0.4 s of its first render (benchmarks/app/page_times.py)
             box = st.expander("🔗 Copy link to this view", key=link_box_key(self.page), on_change="rerun")
             if box.open:
                 with box:

@@ -309,7 +309,7 @@ def critical_step_sizes(grid: pd.DataFrame, reference_acc: float, span: float,
 
 
 # The Draw page's first out-of-distribution check, superseded by odenet.inspect.digitcheck (which keeps it as
-# one of its ink statistics, 'grey'); benchmarks/digit_check.py reports its rates beside the new check's.
+# one of its ink statistics, 'grey'); benchmarks/app/digit_check.py reports its rates beside the new check's.
 # Its idea (numbers in its docstring): MNIST digits after MNIST-style preprocessing are crisp
 # strokes (about half of the inked pixels are fully dark or fully bright), random noise shrunk
 # into the 20x20 box becomes a uniform grey blur.  An energy score (-logsumexp of the logits)

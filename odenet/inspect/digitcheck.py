@@ -27,7 +27,7 @@ The shape statistics alone misfire on unusual digits (bold MNIST strokes, a '4' 
 overshoots); the distance alone misses a dot with rk4_1step and euler_1step (distance ~0.9-1.0)
 and puts some typed '1's with a foot beyond 1.4 with rk4_kinetic: each needs
 the other.  Thresholds were calibrated and the rates
-measured by ``benchmarks/digit_check.py`` (``docs/digit_check.md``).
+measured by ``benchmarks/app/digit_check.py`` (``docs/digit_check.md``).
 """
 
 from __future__ import annotations

@@ -299,7 +299,7 @@ class RKNet(nn.Module):
         weights fold in the batch statistics (:func:`conv_bn_from_patch_moments`); the
         result, the gradients and the running statistics are those of ``self.sampling(x)``.
         On a GPU the fold's extra small kernels cost more than BatchNorm's passes (an H200
-        epoch took 1.28 s instead of 0.79 s at batch 512, ``benchmarks/gpu_fold.sh``), so it
+        epoch took 1.28 s instead of 0.79 s at batch 512, ``benchmarks/training/gpu_fold.sh``), so it
         is used on CPUs only."""
         conv, bn = self.sampling[0], self.sampling[1]
         if not (self.fold_first_batchnorm and x.device.type == "cpu" and self.training and bn.training

@@ -29,12 +29,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "notebook": dict(optimizer="adam", lr=0.1, weight_decay=0.0, schedule="constant", batch_size=128, epochs=20,
                      augment=False, amp=False),
     # "fast": a fixed 3-epoch schedule measured to pass 98% test accuracy after ~23 s and end at ~99.1%
-    # after ~115 s of training on a 2-core AMX CPU (benchmarks/time_to_accuracy.py; README "Training recipe")
+    # after ~115 s of training on a 2-core AMX CPU (benchmarks/training/time_to_accuracy.py; README "Training recipe")
     "fast": dict(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle", batch_size=128, epochs=3,
                  augment=True, ema=0.995, label_smoothing=0.1),
     # "classroom": one short epoch for a live demo: >= 97% shown within 60 s on a 2-core CPU without AMX
-    # (fp32). Chosen among variants on held-out training images (benchmarks/classroom.py --holdout),
-    # then measured on the test set (benchmarks/classroom.json)
+    # (fp32). Chosen among variants on held-out training images (benchmarks/training/classroom.py --holdout),
+    # then measured on the test set (benchmarks/training/classroom.json)
     "classroom": dict(optimizer="adamw", lr=8e-3, weight_decay=1e-4, schedule="onecycle", batch_size=64, epochs=1,
                       train_size=20_000, augment=False, ema=0.99, label_smoothing=0.1),
 }
@@ -44,13 +44,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 # images.  The CLI runs the presets as they are (``--preset notebook`` is the notebook's 20 epochs).
 APP_SETTINGS: dict[str, Any] = dict(epochs=1, eval_size=1000, log_every=5)
 APP_RECIPES: dict[str, dict[str, Any]] = {
-    # 30,000 images: ~97.5% on the full test set (benchmarks/train_live.py)
+    # 30,000 images: ~97.5% on the full test set (benchmarks/training/train_live.py)
     "default": dict(train_size=30_000),
     # the notebook's optimiser (Adam, lr 0.1, constant), cut to the same 30,000 images as default
     "notebook": dict(train_size=30_000),
     # the quickest route to 99%: one epoch of all 60,000 images with EMA, label smoothing, augmentation
     "fast": dict(train_size=60_000),
-    # a live demo in a lecture: >= 97% shown within 60 s on a 2-core CPU (benchmarks/classroom.py)
+    # a live demo in a lecture: >= 97% shown within 60 s on a 2-core CPU (benchmarks/training/classroom.py)
     "classroom": dict(),
 }
 APP_PURPOSE: dict[str, str] = {

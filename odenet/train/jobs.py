@@ -102,7 +102,7 @@ class Job:
 
 
 # Below this many training images a run has not had the chance to learn: the app's recipes pass 90%
-# test accuracy after 7,000-10,000 images (benchmarks/classroom.json), and 1,000 images end near 20%.
+# test accuracy after 7,000-10,000 images (benchmarks/training/classroom.json), and 1,000 images end near 20%.
 FEW_IMAGES = 10_000
 
 

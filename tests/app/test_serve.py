@@ -1,0 +1,97 @@
+"""odenet.app.serve: what `make run` does before the server listens."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import streamlit.config
+
+from odenet.app import serve, ui
+from odenet.ode.integrators import get_method
+from odenet.ode.problems import PROBLEMS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_warm_pages_runs_every_page_and_fills_the_first_visit_caches(tmp_path, monkeypatch):
+    """Issue #12: each page's first visit on a fresh server must not pay for its default view's
+    shared work; warm_pages runs every page once (no page may raise) and leaves the caches full."""
+    monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
+    calls = []
+    monkeypatch.setattr(ui, "_CONVERGENCE", ui.BoundedCache(max_entries=64))
+    real = ui.convergence
+    monkeypatch.setattr(ui, "convergence", lambda p, m: calls.append((p.key, m.name)) or real(p, m))
+    assert serve.warm_pages() == []
+    defaults = [get_method(k) for k in ("euler", "modified_euler", "rk4")]
+    # the Integrators page's default convergence runs, once each
+    assert sorted(calls) == sorted(("decay", m.name) for m in defaults)
+    for m in defaults:
+        assert (PROBLEMS["decay"].key, m.name, m.order, repr(m.tableau)) in ui._CONVERGENCE
+    # AppTest's parse of Streamlit's config is dropped, so `streamlit run` parses it with its flags
+    assert streamlit.config._config_options is None
+
+
+_COUNT_ARENAS = """
+import ctypes, os, sys, tempfile, threading
+from odenet.utils import limit_malloc_arenas
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.fopen.restype, libc.fopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes, libc.fclose.argtypes = [ctypes.c_int, ctypes.c_void_p], [ctypes.c_void_p]
+if sys.argv[1] == "cap":
+    assert limit_malloc_arenas(2)
+together = threading.Barrier(8)
+def work():
+    libc.malloc(4096)  # a thread's first malloc picks (or makes) its arena
+    together.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+path = os.path.join(tempfile.mkdtemp(), "info.xml")
+f = libc.fopen(path.encode(), b"w")
+libc.malloc_info(0, f)
+libc.fclose(f)
+print(open(path).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.parametrize("mode, low, high", [("cap", 1, 2), ("default", 5, 64)])
+def test_limit_malloc_arenas_caps_the_arenas_of_new_threads(mode, low, high):
+    """Eight threads that malloc at once get their own glibc arenas by default (8 per core) and
+    share two after ``limit_malloc_arenas(2)``, which the server calls (see its docstring)."""
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", _COUNT_ARENAS, mode], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert low <= int(out.stdout.split()[-1]) <= high
+
+
+def test_limit_malloc_arenas_rejects_zero():
+    from odenet.utils import limit_malloc_arenas
+
+    with pytest.raises(ValueError, match="n >= 1"):
+        limit_malloc_arenas(0)
+
+
+@pytest.mark.parametrize("user_value, expected", [(None, [2]), ("8", [])])
+def test_server_caps_malloc_arenas_unless_the_user_set_them(monkeypatch, user_value, expected):
+    """`make run` caps the arenas before any thread starts; a MALLOC_ARENA_MAX the user set wins."""
+    import streamlit.web.cli
+
+    import odenet.utils
+
+    calls: list[int] = []
+    monkeypatch.setattr(odenet.utils, "limit_malloc_arenas", lambda n=2: calls.append(n) or True)
+    monkeypatch.setattr(serve, "warm_imports", lambda: None)
+    monkeypatch.setattr(serve, "warm_caches", lambda: None)
+    monkeypatch.setattr(streamlit.web.cli, "main", lambda: None)
+    monkeypatch.setenv("ODENET_WARM_PAGES", "0")
+    monkeypatch.setattr(sys, "argv", ["odenet.app.serve"])
+    if user_value is None:
+        monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    else:
+        monkeypatch.setenv("MALLOC_ARENA_MAX", user_value)
+    serve.main([])
+    assert calls == expected

@@ -1,0 +1,357 @@
+"""The in-browser pen canvas (odenet.app.web): JS preprocessing parity (node), and a real `streamlit run`
+app driven by Playwright in Debian's chromium: browser 28x28 and probabilities equal Python's,
+live prediction during the stroke, undo/clear, the wasm-failure report, nothing fetched off-host."""
+
+import json
+import random
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.app.draw_latency import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    digit_strokes,
+    draw_stroke,
+    instance_state,
+    rgba_array,
+    server_seq_shown,
+    streamlit_server,
+    wait_ready,
+    wait_settled,
+)
+from odenet.app.web import ASSET_DIR, assets_available, drawing_image, drawing_tensor
+from odenet.data.preprocess import prepare_canvas, render_digit_on_canvas
+from odenet.ode.integrators import get_method
+from odenet.train.checkpoints import load_model
+from tests.unit.test_export import torch_step_probs
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "tests" / "support" / "pen_canvas_app.py"
+NODE = shutil.which("node")
+
+NODE_HARNESS = """
+import { readFileSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+const [mod, inPath, outPath, w, h] = process.argv.slice(2);
+const { prepareCanvas } = await import(pathToFileURL(mod).href);
+const W = +w, H = +h, buf = readFileSync(inPath), n = buf.length / (W * H * 4), out = new Uint8Array(n * 785);
+for (let i = 0; i < n; i++) {
+  const r = prepareCanvas(buf.subarray(i * W * H * 4, (i + 1) * W * H * 4), W, H, {});
+  out[i * 785] = r.blank ? 1 : 0;
+  out.set(r.u8, i * 785 + 1);
+}
+writeFileSync(outPath, out);
+"""
+
+
+def python_u8(rgba: np.ndarray) -> tuple[bool, np.ndarray]:
+    p = prepare_canvas(rgba)
+    return p.blank, np.rint(p.image28 * 255).astype(np.int64)
+
+
+def torch_width1_bug(rgba: np.ndarray) -> bool:
+    """torch 2.14's antialiased bilinear resize returns row 0 everywhere when the output is 1 px wide;
+    the JS port computes the real filter, so such (needle-thin) crops are left out of the comparison."""
+    arr = rgba.astype(np.float32) / 255
+    grey = (arr[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)) * arr[..., 3]
+    rows, cols = np.where(grey > 0.1)
+    if rows.size == 0:
+        return False
+    h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    return max(1, round(w * 20.0 / max(h, w))) == 1 and h > 1
+
+
+@pytest.mark.skipif(NODE is None, reason="node is not installed")
+def test_js_preprocess_matches_prepare_canvas(tmp_path):
+    """preprocess.js == prepare_canvas to the grey level on MNIST digits painted at many sizes and
+    places, random pen strokes (PIL), transparent and coloured ink."""
+    from PIL import Image, ImageDraw
+
+    from odenet.data.mnist import load_mnist
+
+    _, test = load_mnist()
+    rng = np.random.default_rng(0)
+    canvases = []
+    for i in range(40):
+        canvases.append(render_digit_on_canvas(test.images[i].numpy(), 280, offset=tuple(rng.integers(-60, 60, 2)),
+                                               scale=float(rng.uniform(0.3, 1.2))))
+    for _ in range(40):
+        im = Image.new("RGBA", (280, 280), (0, 0, 0, int(rng.choice([0, 255]))))
+        pts = [tuple(rng.integers(0, 280, 2).tolist()) for _ in range(int(rng.integers(1, 8)))]
+        colour = (255, 255, 255, 255) if rng.random() < 0.7 else tuple(int(v) for v in rng.integers(60, 256, 4))
+        ImageDraw.Draw(im).line(pts, fill=colour, width=int(rng.integers(2, 30)), joint="curve")
+        canvases.append(np.asarray(im))
+    canvases.append(np.zeros((280, 280, 4), np.uint8))  # blank
+    canvases = [c for c in canvases if not torch_width1_bug(c)]
+    batch = tmp_path / "canvases.bin"
+    np.stack(canvases).astype(np.uint8).tofile(batch)
+    (tmp_path / "harness.mjs").write_text(NODE_HARNESS)
+    subprocess.run([NODE, str(tmp_path / "harness.mjs"), str(ASSET_DIR / "preprocess.js"), str(batch),
+                    str(tmp_path / "out.bin"), "280", "280"], check=True, timeout=60)
+    out = np.fromfile(tmp_path / "out.bin", np.uint8).reshape(len(canvases), 785)
+    for i, rgba in enumerate(canvases):
+        blank, ref = python_u8(rgba)
+        assert bool(out[i, 0]) == blank, i
+        if not blank:
+            assert np.abs(out[i, 1:].astype(np.int64) - ref.ravel()).max() == 0, i
+
+
+def test_drawing_helpers():
+    assert drawing_image(None) is None
+    assert drawing_image({"blank": True, "image28": [0] * 784}) is None
+    img = np.zeros((28, 28), np.uint8)
+    img[10:18, 12:15] = 255
+    t = drawing_tensor({"blank": False, "image28": img.ravel().tolist()})
+    assert t.shape == (1, 1, 28, 28)
+    with pytest.raises(ValueError, match="784"):
+        drawing_image({"blank": False, "image28": [1, 2, 3]})
+
+
+def test_vendored_runtime_matches_its_manifest():
+    """The shipped files hash to vendor/VERSION.json, and the gzip-compressed wasm inflates to the
+    pinned onnxruntime-web release's wasm (its sha256 before compression), a wasm module."""
+    import gzip
+    import hashlib
+
+    vendor = ASSET_DIR / "vendor"
+    manifest = json.loads((vendor / "VERSION.json").read_text())
+    assert set(manifest["files"]) == {"ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm.gz"}
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
+    packed = (vendor / "ort-wasm-simd-threaded.wasm.gz").read_bytes()
+    wasm = gzip.decompress(packed)
+    assert wasm[:4] == b"\0asm"
+    # onnxruntime-web 1.30.0's own ort-wasm-simd-threaded.wasm (npm), not just what the build wrote down
+    release = "3398c10d07d229bd91b364548e130e0e51a8e5704b88c7c083ebbeb78842dee2"
+    assert hashlib.sha256(wasm).hexdigest() == manifest["uncompressed"]["ort-wasm-simd-threaded.wasm"] == release
+    assert len(packed) < 0.3 * len(wasm)  # what the compression is for: 3.7 of 14.2 MB per visitor
+
+
+# -- real browser --------------------------------------------------------------------------------
+_BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)"),
+    pytest.mark.skipif(not assets_available(), reason="odenet/web assets not built (cd odenet/web && npm run build)"),
+]
+
+
+def browser_test(fn):
+    """Mark a test as a browser test that needs chromium and the built assets."""
+    for mark in _BROWSER_MARKS:
+        fn = mark(fn)
+    return fn
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("log") / "server.log"
+    with streamlit_server(APP, log_path=log) as url:
+        yield url
+    text = log.read_text()
+    assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1300, "height": 950})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    pg.requests = []
+    pg.on("request", lambda r: pg.requests.append(r.url))
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    yield pg
+    ctx.close()
+
+
+def assert_local_only(pg) -> None:
+    outside = [u for u in pg.requests
+               if urlparse(u).scheme not in ("data", "blob") and urlparse(u).hostname not in ("localhost", "127.0.0.1")]
+    assert outside == [], outside
+    assert pg.errors == []
+
+
+def live_prediction(pg) -> str:
+    return pg.get_by_test_id("pen-prediction").inner_text()
+
+
+@pytest.fixture(scope="module")
+def rk4_model():
+    return load_model("rk4_1step")
+
+
+@browser_test
+def test_browser_parity_20_drawings(server, page, rk4_model):
+    """20 drawn digits: the browser's 28x28 equals prepare_canvas of the same canvas pixels, its
+    per-step probabilities equal PyTorch's within 1e-3 with the same argmax; 'Prediction: D' is in
+    the aria-live region before the pen is lifted; the server receives every drawing."""
+    page.goto(server)
+    assert wait_ready(page) == "true"
+    live = page.locator("[data-testid=pen-prediction][aria-live=polite]")
+    assert live.count() == 1
+    rng = random.Random(1)
+    worst_grey, worst_prob = 0, 0.0
+    seen_during = []
+    for k in range(20):
+        strokes = digit_strokes(k % 10, rng)
+        for j, stroke in enumerate(strokes):
+            seq = instance_state(page)["seq"]
+            last = j == len(strokes) - 1
+
+            def during(pg):
+                pg.wait_for_function("() => /^Prediction: \\d$/.test(document.querySelector("
+                                     "'[data-testid=stBidiComponentIsolated]').shadowRoot.querySelector("
+                                     "'[data-testid=pen-prediction]').textContent)", timeout=10_000)
+                seen_during.append(live.inner_text())
+
+            draw_stroke(page, stroke, during=during if last else None)
+            wait_settled(page, seq + 1)
+        server_seq_shown(page, seq + 1)
+        st = instance_state(page, pixels=True)
+        rgba = rgba_array(st)
+        blank, ref_u8 = python_u8(rgba)
+        assert not blank and st["blank"] is False
+        got_u8 = np.asarray(st["u8"], np.int64).reshape(28, 28)
+        worst_grey = max(worst_grey, int(np.abs(got_u8 - ref_u8).max()))
+        x = prepare_canvas(rgba).tensor
+        with torch.no_grad():
+            ref = rk4_model.trajectory(x).logits.softmax(-1)[:, 0].numpy()  # (steps + 1, 10)
+        got = np.asarray(st["probs"], np.float64)
+        assert got.shape == ref.shape
+        worst_prob = max(worst_prob, float(np.abs(got - ref).max()))
+        assert got[-1].argmax() == ref[-1].argmax()
+        page.get_by_test_id("pen-clear").click()
+        wait_settled(page, seq + 2)
+        assert live.inner_text() == "Draw a digit"
+    print(f"browser parity, 20 drawings: max grey-level diff {worst_grey}, max prob diff {worst_prob:.2e}")
+    assert worst_grey <= 1, worst_grey
+    assert worst_prob <= 1e-3, worst_prob
+    assert len(seen_during) == 20
+    confidences = page.get_by_test_id("pen-bars").inner_text() + page.get_by_test_id("pen-confidence").inner_text()
+    assert "100.0%" not in confidences
+    # the runtime came compressed, once; ort fetched no wasm of its own
+    wasm_requests = [u for u in page.requests if urlparse(u).path.endswith((".wasm", ".wasm.gz"))]
+    assert len(wasm_requests) == 1, wasm_requests
+    assert wasm_requests[0].endswith("/vendor/ort-wasm-simd-threaded.wasm.gz"), wasm_requests
+    assert_local_only(page)
+
+
+@browser_test
+def test_undo_clear_and_server_copy(server, page):
+    """Undo removes the last stroke and clear empties the canvas; each sends the new state to Python."""
+    page.goto(server)
+    assert wait_ready(page) == "true"
+    rng = random.Random(5)
+    for stroke in digit_strokes(4, rng):  # two strokes
+        seq = instance_state(page)["seq"]
+        draw_stroke(page, stroke)
+        wait_settled(page, seq + 1)
+    server_seq_shown(page, seq + 1)
+    assert instance_state(page)["strokes"] == 2
+    page.get_by_test_id("pen-undo").click()
+    wait_settled(page, seq + 2)
+    server_seq_shown(page, seq + 2)
+    assert instance_state(page)["strokes"] == 1
+    server_text = page.get_by_text("server:").inner_text()
+    summary = json.loads(server_text.split("server:", 1)[1])
+    assert summary["wasm"] is True and summary["blank"] is False and summary["prediction"] in range(10)
+    page.get_by_test_id("pen-clear").click()
+    wait_settled(page, seq + 3)
+    server_seq_shown(page, seq + 3)
+    st = instance_state(page)
+    assert st["strokes"] == 0 and st["blank"] is True
+    assert json.loads(page.get_by_text("server:").inner_text().split("server:", 1)[1])["blank"] is True
+    # the toolbar is above the drawing area, never over it
+    canvas = page.get_by_test_id("pen-canvas").bounding_box()
+    for btn in ("pen-undo", "pen-clear"):
+        b = page.get_by_test_id(btn).bounding_box()
+        assert b["y"] + b["height"] <= canvas["y"]
+    assert_local_only(page)
+
+
+@browser_test
+def test_multi_step_chart_matches_pytorch(server, page, rk4_model):
+    """An Euler x4 export: five rows of probabilities, each equal to PyTorch's at its step time."""
+    page.goto(f"{server}/?steps=4")
+    assert wait_ready(page) == "true"
+    seq = instance_state(page)["seq"]
+    draw_stroke(page, digit_strokes(7, random.Random(3))[0])
+    wait_settled(page, seq + 1)
+    st = instance_state(page, pixels=True)
+    ref = torch_step_probs(rk4_model, get_method("euler"), 4, prepare_canvas(rgba_array(st)).tensor)[:, 0]
+    got = np.asarray(st["probs"])
+    assert got.shape == (5, 10)
+    assert np.abs(got - ref).max() <= 1e-3
+    assert page.locator("[data-testid=pen-steps] polyline").count() == 10
+    assert_local_only(page)
+
+
+@browser_test
+def test_wasm_failure_is_reported_and_drawing_still_sent(server, page):
+    """A model the browser cannot load: the server hears wasm=False (before anything is drawn) and
+    still gets the 28x28, so the page can predict server-side."""
+    page.goto(f"{server}/?model=broken")
+    assert wait_ready(page) == "false"
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stText]')].some("
+                           "e => e.textContent.includes('\"wasm\": false'))")
+    assert "unavailable" in page.get_by_test_id("pen-status").inner_text()
+    seq = instance_state(page)["seq"]
+    draw_stroke(page, digit_strokes(1, random.Random(0))[0])
+    wait_settled(page, seq + 1)
+    server_seq_shown(page, seq + 1)
+    st = instance_state(page)
+    assert st["probs"] is None and sum(st["u8"]) > 0
+    summary = json.loads(page.get_by_text("server:").inner_text().split("server:", 1)[1])
+    assert summary["wasm"] is False and summary["error"] and summary["blank"] is False
+    assert_local_only(page)
+
+
+REMOUNT = """async () => {
+  const url = performance.getEntriesByType('resource').map((e) => e.name).find((n) => /pen_canvas\\.js/.test(n));
+  const mod = await import(url);  // the module Streamlit loaded: same registry, same instances map
+  const host = document.createElement('div');
+  document.body.appendChild(host);
+  const sent = [];
+  const comp = { parentElement: host, data: { size: 280, strokes: [[[10, 10], [200, 200]]] },
+                 setStateValue: (k, v) => sent.push(k) };
+  const count = () => host.querySelectorAll('canvas[data-testid=pen-canvas]').length;
+  const cleanup = mod.default(comp);
+  const before = count();
+  cleanup();
+  const afterCleanup = count();
+  mod.default(comp);  // Streamlit mounts the component again into the same element
+  const after = count();
+  const drawn = host.querySelector('canvas[data-testid=pen-canvas]').getContext('2d')
+    .getImageData(0, 0, 280, 280).data.some((v, i) => i % 4 === 3 && v > 0);
+  host.remove();
+  return { before, afterCleanup, after, drawn };
+}"""
+
+
+@browser_test
+def test_cleanup_then_remount_into_the_same_element_leaves_one_canvas(server, page):
+    """The soak saw two pen canvases in one element container (one dead: not in the registry):
+    Streamlit ran the component's cleanup and mounted it again into the same element, and the
+    cleanup had left its DOM behind.  Now the cleanup removes it, and the remount redraws the
+    strokes it is given."""
+    page.goto(server)
+    assert wait_ready(page) == "true"
+    res = page.evaluate(REMOUNT)
+    assert res == {"before": 1, "afterCleanup": 0, "after": 1, "drawn": True}, res
+    assert page.errors == []

@@ -1,0 +1,87 @@
+"""Defects from issue 27's review, each with a test that failed before its fix."""
+
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from odenet.data.mnist import load_mnist
+from odenet.train.config import TrainConfig
+from odenet.train.jobs import JobManager
+from odenet.train.runs import list_runs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cancelling_a_queued_job_wakes_its_waiter(tmp_path):
+    release = threading.Event()
+
+    def slow_data():  # the first job holds the worker, using no CPU, until released
+        release.wait(60)
+        return load_mnist()
+
+    mgr = JobManager(runs_dir=tmp_path / "runs", data_loader=slow_data)
+    cfg = TrainConfig.for_app("default", train_size=256, batch_size=128, device="cpu")
+    first, queued = mgr.submit(cfg), mgr.submit(cfg)
+    result = {}
+
+    def waiter():
+        t = time.monotonic()
+        result["snap"] = mgr.wait(queued.id, timeout=30)
+        result["seconds"] = time.monotonic() - t
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.3)
+    assert mgr.stop(queued.id)
+    thread.join(35)
+    try:
+        assert result["snap"].status == "cancelled" and result["seconds"] < 5  # not the 30-s timeout
+    finally:
+        mgr.stop(first.id)
+        release.set()
+        mgr.wait(first.id, timeout=120)
+
+
+def test_a_run_deleted_while_listing_is_skipped(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    (root / "b").mkdir(parents=True)
+    ghost = root / "a"  # listed as a directory, deleted (another visitor, New class) before it is sorted
+    real_iterdir, real_is_dir = Path.iterdir, Path.is_dir
+    seen = {"ghost": 0}
+
+    def iterdir(self):
+        return iter([*real_iterdir(self), ghost] if self == root else list(real_iterdir(self)))
+
+    def is_dir(self):
+        if self == ghost:
+            seen["ghost"] += 1
+            return seen["ghost"] == 1  # a directory when listed, gone afterwards
+        return real_is_dir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    assert [r.name for r in list_runs(root)] == ["b"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make not installed")
+def test_makefile_has_a_rule_for_every_phony_target():
+    text = (ROOT / "Makefile").read_text()
+    phony = next(line for line in text.splitlines() if line.startswith(".PHONY:")).split(":", 1)[1].split()
+    for target in phony:
+        out = subprocess.run(["make", "-n", "-C", str(ROOT), target], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "No rule to make target" not in out.stderr, (target, out.stderr)
+    dry = subprocess.run(["make", "-n", "-C", str(ROOT), "bench-quick"], capture_output=True, text=True, timeout=60)
+    assert "benchmarks/run.py --quick" in dry.stdout
+
+
+def test_one_version_for_the_package_and_its_metadata():
+    import importlib.metadata
+
+    import odenet
+
+    assert importlib.metadata.version("odenet") == odenet.__version__
+    assert "version = " not in (ROOT / "pyproject.toml").read_text().split("[project]")[1].split("[")[0]
