@@ -35,7 +35,7 @@ from odenet.train.config import TrainConfig
 from odenet.utils import amp_pays, atomic_write_text, pick_device, safe_name
 
 __all__ = ["TrainEvent", "TrainResult", "TrainingDiverged", "Trainer", "Ranks", "MetricsWindow", "evaluate",
-           "default_runs_dir", "new_run_dir"]
+           "default_runs_dir", "new_run_dir", "decay_groups"]
 
 
 ADAPT_HOLDOUT = 500  # held-out training images on which step adaptation compares solvers
@@ -166,6 +166,16 @@ def lr_factor(step: int, total: int, warmup: float = 0.25, start: float = 0.04, 
         return start + (1 - start) * step / w
     frac = min(1.0, (step - w) / max(1, total - w))
     return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two optimiser param groups: conv/linear weights (ndim > 1) decay by ``weight_decay``;
+    biases and BatchNorm scales/shifts (ndim 1) get none, since shrinking them towards zero
+    only shifts activations and fights the normalisation.  Every optimizer uses these groups,
+    so ``--weight_decay`` means the same thing for adamw, adam and sgd."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def _ema_update(decay: float) -> Callable[..., None]:
@@ -342,14 +352,11 @@ class Trainer:
     def _build(self, total: int) -> tuple[RKNet, torch.optim.Optimizer, Any]:
         cfg = self.config
         model = RKNet(cfg.model).to(self.device).to(memory_format=torch.channels_last)
-        decay, no_decay = [], []
-        for p in model.parameters():
-            (no_decay if p.dim() == 1 else decay).append(p)  # no weight decay on biases / BN
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = decay_groups(model, cfg.weight_decay)
         if cfg.optimizer == "adamw":
             opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         elif cfg.optimizer == "adam":
-            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            opt = torch.optim.Adam(groups, lr=cfg.lr)
         else:
             opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
         sched = None

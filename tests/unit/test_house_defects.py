@@ -7,11 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from odenet.data.mnist import load_mnist
-from odenet.train.config import TrainConfig
+from odenet.train.config import OPTIMIZERS, TrainConfig
 from odenet.train.jobs import JobManager
 from odenet.train.runs import list_runs
+from odenet.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,3 +87,26 @@ def test_one_version_for_the_package_and_its_metadata():
 
     assert importlib.metadata.version("odenet") == odenet.__version__
     assert "version = " not in (ROOT / "pyproject.toml").read_text().split("[project]")[1].split("[")[0]
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_weight_decay_only_on_conv_and_linear_weights(optimizer):
+    """The CLI says weight decay is not applied to biases and BatchNorm: for every optimizer the
+    RKNet's conv/linear weights sit in a decaying group and every bias / BN parameter in a
+    zero-decay one (adam used to decay all 22 tensors)."""
+    cfg = TrainConfig.from_dict(dict(optimizer=optimizer, weight_decay=1e-3, device="cpu"))
+    model, opt, _ = Trainer(cfg)._build(total=10)
+    decay_of = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    weights = {name for name, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    norms = {name for name, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    kinds = {"decayed": 0, "bias": 0, "norm": 0}
+    assert len(decay_of) == len(list(model.parameters()))  # every parameter is optimised exactly once
+    for name, p in model.named_parameters():
+        owner, leaf = name.rsplit(".", 1)
+        if owner in weights and leaf == "weight":
+            assert decay_of[id(p)] == 1e-3, name
+            kinds["decayed"] += 1
+        else:
+            assert decay_of[id(p)] == 0.0, name
+            kinds["norm" if owner in norms else "bias"] += 1
+    assert kinds == {"decayed": 6, "bias": 6, "norm": 10}
