@@ -3,9 +3,10 @@
 import streamlit as st
 
 from odenet.app.access import presenter_token
+from odenet.app.nav import PAGES
 from odenet.app.room import mark_server_start
 from odenet.app.room_ui import room_sidebar
-from odenet.app.ui import PAGES, server_is_public
+from odenet.app.visitor import server_is_public
 from odenet.errors import OdenetError
 
 st.set_page_config(page_title="odenet: Neural ODE lab", page_icon="🌀", layout="wide")

@@ -13,21 +13,20 @@ import threading
 import streamlit as st
 
 from odenet.app import plots
-from odenet.app.room_ui import SHARE_KEY, maybe_share, share_toggle
-from odenet.app.ui import (
+from odenet.app.links import (
     PageLink,
     default_model_name,
-    ensure_app_navigation,
-    keep,
     locked_controls,
     model_key,
     model_param,
-    model_picker,
     model_url_name,
     solver_params,
-    solver_picker,
 )
+from odenet.app.nav import ensure_app_navigation
+from odenet.app.room_ui import SHARE_KEY, maybe_share, share_toggle
+from odenet.app.state import keep
 from odenet.app.web import drawing_image, drawing_tensor, pen_canvas
+from odenet.app.widgets import model_picker, solver_picker
 from odenet.data.preprocess import ImageError, load_upload, prepare_canvas
 from odenet.inspect.analysis import predict
 from odenet.inspect.digitcheck import check_digit, digit_stats

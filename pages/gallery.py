@@ -5,9 +5,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from odenet.app.nav import ensure_app_navigation
 from odenet.app.room import NewClassPlan, NotPresenter, gallery, new_class, plan_new_class
 from odenet.app.room_ui import SHARE_TEXT, drawing_wall
-from odenet.app.ui import ensure_app_navigation, keep, manager, presenter_access
+from odenet.app.state import keep
+from odenet.app.visitor import presenter_access
+from odenet.train.jobs import get_manager
 
 ensure_app_navigation()
 keep("gal_n")
@@ -31,7 +34,7 @@ def _clear() -> None:
 
 
 def _new_class(runs: Sequence[Path], confirm_key: str) -> None:
-    mgr = manager()
+    mgr = get_manager()
     try:
         res = new_class(presenter, active=mgr.active_run_dirs(), runs_dir=mgr.runs_dir, only=runs)
     except NotPresenter as exc:
@@ -53,7 +56,7 @@ _NAMED = "_gal_named"  # session key: what the New class confirmation below name
 
 
 def new_class_plan() -> tuple[NewClassPlan, tuple]:
-    mgr = manager()
+    mgr = get_manager()
     plan = plan_new_class(active=mgr.active_run_dirs(), runs_dir=mgr.runs_dir)
     return plan, (plan.drawings, plan.fingerprint, len(plan.training))
 

@@ -6,18 +6,11 @@ import streamlit as st
 import torch
 
 from odenet.app import plots
-from odenet.app.ui import (
-    PageLink,
-    default_model_name,
-    ensure_app_navigation,
-    heavy_work,
-    locked_controls,
-    model_and_test,
-    model_key,
-    model_param,
-    model_url_name,
-)
+from odenet.app.links import PageLink, default_model_name, locked_controls, model_key, model_param, model_url_name
+from odenet.app.nav import ensure_app_navigation
 from odenet.app.urlstate import Param
+from odenet.app.visitor import heavy_work
+from odenet.app.widgets import model_and_test
 from odenet.data.mnist import normalize
 from odenet.ode.gradients import GRADIENT_METHODS, gradient_comparison
 from odenet.ode.integrators import METHODS

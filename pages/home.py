@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from odenet.app.ui import PAGES, ensure_app_navigation
+from odenet.app.nav import PAGES, ensure_app_navigation
 from odenet.errors import OdenetError
 from odenet.train.checkpoints import pretrained_models, summarize_checkpoint
 

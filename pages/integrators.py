@@ -9,15 +9,10 @@ import streamlit as st
 import torch
 
 from odenet.app import plots
-from odenet.app.ui import (
-    PageLink,
-    add_custom_method,
-    all_methods,
-    cached_convergence,
-    ensure_app_navigation,
-    keep,
-    locked_controls,
-)
+from odenet.app.cache import cached_convergence
+from odenet.app.links import PageLink, locked_controls
+from odenet.app.nav import ensure_app_navigation
+from odenet.app.state import add_custom_method, all_methods, keep
 from odenet.app.urlstate import Param
 from odenet.inspect.analysis import rk_stages
 from odenet.ode.integrators import TableauError

@@ -9,20 +9,12 @@ import streamlit as st
 
 from odenet import load_model
 from odenet.app import plots
-from odenet.app.ui import (
-    PageLink,
-    all_methods,
-    ensure_app_navigation,
-    forget,
-    heavy_work,
-    keep,
-    locked_controls,
-    manager,
-    owner_id,
-    presenter_access,
-    require_mnist,
-)
+from odenet.app.links import PageLink, locked_controls
+from odenet.app.nav import ensure_app_navigation
+from odenet.app.state import all_methods, forget, keep
 from odenet.app.urlstate import Param
+from odenet.app.visitor import heavy_work, owner_id, presenter_access
+from odenet.app.widgets import require_mnist
 from odenet.data.mnist import load_mnist
 from odenet.inspect.analysis import adaptive_cost
 from odenet.model.rknet import ModelConfig
@@ -30,14 +22,14 @@ from odenet.ode.gradients import GRADIENT_METHODS
 from odenet.ode.integrators import METHODS as BUILTIN
 from odenet.ode.integrators import method_spec
 from odenet.train.config import APP_PURPOSE, OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
-from odenet.train.jobs import JobRejected
+from odenet.train.jobs import JobRejected, get_manager
 from odenet.train.runs import RunBusy, delete_run, list_runs, read_metrics
 from odenet.train.throughput import describe_run, speed_book
 
 ensure_app_navigation()
 keep("tr_*")
 st.title("Train RKNet live")
-mgr = manager()
+mgr = get_manager()
 owner = owner_id()  # the browser: a reload or a second tab keeps control of a job, another browser does not
 TRAIN_SIZES = [1000, 2000, 5000, 10000, 15000, 20000, 30000, 60000]  # every recipe's size is one of them
 RECIPE_KEYS = {"tr_epochs": "epochs", "tr_batch": "batch_size", "tr_optimizer": "optimizer", "tr_lr": "lr",

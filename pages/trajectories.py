@@ -4,24 +4,21 @@ import streamlit as st
 import torch
 
 from odenet.app import plots
-from odenet.app.ui import (
+from odenet.app.cache import cached_animation_extras, cached_step_view, tensor_digest
+from odenet.app.links import (
     PageLink,
-    cached_animation_extras,
-    cached_step_view,
     default_model_name,
-    ensure_app_navigation,
-    heavy_work,
-    keep,
     locked_controls,
-    model_and_test,
     model_key,
     model_param,
     model_url_name,
     solver_params,
-    solver_picker,
-    tensor_digest,
 )
+from odenet.app.nav import ensure_app_navigation
+from odenet.app.state import keep
 from odenet.app.urlstate import Param
+from odenet.app.visitor import heavy_work
+from odenet.app.widgets import model_and_test, solver_picker
 from odenet.data.mnist import normalize
 from odenet.inspect.analysis import join_views, per_image_cost
 from odenet.ode.solvers import SolverSpec

@@ -27,7 +27,7 @@ def _isolated_runs(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True)
 def _streamlit_steady_navigation(monkeypatch):
     """AppTest re-detects Streamlit's legacy ``pages/`` mode on every run; a real server leaves
-    it for good after its first request (see odenet.app.ui.ensure_app_navigation, tested for real
+    it for good after its first request (see odenet.app.nav.ensure_app_navigation, tested for real
     in tests/browser/test_browser.py).  Give AppTest the server's steady state."""
     try:
         from streamlit.runtime.pages_manager import PagesManager

@@ -1,7 +1,7 @@
 """Page render times in a real browser (Debian chromium + Playwright), the README's table.
 
 Starts ``streamlit run app.py`` on a free port with an empty runs directory, then for every page
-of ``odenet.app.ui.PAGES`` measures, until Streamlit reports the script run finished
+of ``odenet.app.nav.PAGES`` measures, until Streamlit reports the script run finished
 (``[data-testid=stApp][data-test-script-state=notRunning]``) and the page's heading is shown:
 
 * ``cold``: the first visit of the page on this server (a fresh browser context, ``goto``),
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.app.load_test import start_server  # noqa: E402  (one way to start the app for benchmarks)
-from odenet.app.ui import PAGES  # noqa: E402
+from odenet.app.nav import PAGES  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

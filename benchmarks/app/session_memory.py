@@ -2,7 +2,7 @@
 
 Starts the app's server (as `make run` does) on loopback with a short disconnected-session TTL
 (``--ttl`` seconds, so a closed tab's session is dropped quickly), then for every page of
-``odenet.app.ui.PAGES``: ``--warmup`` visits (fills the shared caches), then ``--batches`` batches of
+``odenet.app.nav.PAGES``: ``--warmup`` visits (fills the shared caches), then ``--batches`` batches of
 ``--visits`` fresh sessions (a new browser context, open the page, wait until Streamlit finished,
 close).  After each batch it waits until the server reports no active session, then reads the
 server's resident memory.  The slope over the batches (MiB per 100 sessions) names the page whose
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.app.load_test import ARGS, server_usage, start_server  # noqa: E402
 from benchmarks.app.page_times import CHROMIUM, wait_rendered  # noqa: E402
 from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
-from odenet.app.ui import PAGES  # noqa: E402
+from odenet.app.nav import PAGES  # noqa: E402
 
 
 def active_sessions(url: str) -> int:

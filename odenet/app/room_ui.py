@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from odenet.app import ui
+from odenet.app import visitor
 from odenet.app.address import AddressError, join_qr_png
 from odenet.app.room import GALLERY_SIZE, SharedDrawing, as_image28, gallery, tally, tile
 
@@ -31,12 +31,12 @@ def room_sidebar() -> None:
     """On a shared server, the sidebar's "Join this class" block: the address the room opens
     (``ODENET_PUBLIC_URL`` or this machine's LAN address) as text and as a QR code.  Nothing on a
     local lab.  Call once per run from app.py (every page)."""
-    if not ui.server_is_public():
+    if not visitor.server_is_public():
         return
     with st.sidebar.container(key="odenet_join"):
         st.markdown("**Join this class**")
         try:
-            url = ui.join_url(strict=True)
+            url = visitor.join_url(strict=True)
         except AddressError as exc:
             st.error(str(exc))
             return
@@ -50,7 +50,7 @@ def room_sidebar() -> None:
 
 def _withdraw_if_off() -> None:
     if not st.session_state.get(SHARE_KEY):
-        gallery().withdraw(ui.visitor_id())
+        gallery().withdraw(visitor.visitor_id())
         st.session_state.pop(_LAST, None)
 
 
@@ -58,7 +58,7 @@ def share_toggle() -> bool:
     """The "Share my drawings with the room" toggle (off by default, kept across pages) with the
     sentence saying exactly what is shared; turning it off removes this visitor's drawings from
     the gallery.  Returns whether sharing is on.  The page keeps :data:`SHARE_KEY` with
-    :func:`odenet.app.ui.keep` at its top (keep() re-asserts every kept widget, so it must run before
+    :func:`odenet.app.state.keep` at its top (keep() re-asserts every kept widget, so it must run before
     any of them is drawn)."""
     on = st.toggle("Share my drawings with the room", key=SHARE_KEY, on_change=_withdraw_if_off)
     st.caption(SHARE_TEXT)
@@ -83,7 +83,7 @@ def maybe_share(image28: Any, digit: int, confidence: float, not_digit: bool, dr
     same = last is not None and last["drawing"] == drawing
     if same and last["digest"] == digest:
         return None
-    item = gallery().add(image, digit, confidence, not_digit, ui.visitor_id(), said=said,
+    item = gallery().add(image, digit, confidence, not_digit, visitor.visitor_id(), said=said,
                          replaces=last["id"] if same else None)
     st.session_state[_LAST] = {"drawing": drawing, "id": item.id, "digest": digest}
     return item

@@ -39,7 +39,7 @@ def warm_imports() -> None:
     import plotly.graph_objects  # noqa: F401
     import torch  # noqa: F401
 
-    from odenet.app import plots, ui  # noqa: F401
+    from odenet.app import cache, links, nav, plots, widgets  # noqa: F401
     from odenet.data import preprocess  # noqa: F401
     from odenet.inspect import analysis  # noqa: F401
     from odenet.ode import problems  # noqa: F401
@@ -50,7 +50,7 @@ def warm_caches() -> None:
     """Read MNIST and every shipped model into the caches the pages use; failures are left to
     the pages, which report them (a missing MNIST is an actionable message there)."""
     try:
-        from odenet.app.ui import cached_model
+        from odenet.app.cache import cached_model
         from odenet.data.mnist import load_mnist
         from odenet.train.checkpoints import pretrained_models
         from odenet.train.runs import available_models
@@ -78,7 +78,7 @@ def warm_pages(timeout: float = 120.0) -> list[str]:
     import streamlit.config
     from streamlit.testing.v1 import AppTest
 
-    from odenet.app.ui import PAGES
+    from odenet.app.nav import PAGES
 
     failed: list[str] = []
     # AppTest's bare-mode warnings ("missing ScriptRunContext") mean nothing to a server's user

@@ -34,7 +34,7 @@ def test_home_explains_and_lists_models(runs):
 
 
 def test_home_links_every_page_from_the_one_page_list(runs):
-    from odenet.app.ui import PAGES
+    from odenet.app.nav import PAGES
 
     at = page("home")
     links = at.get("page_link")

@@ -6,7 +6,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from odenet.app import plots
-from odenet.app.ui import link_box_key
+from odenet.app.links import link_box_key
 from odenet.inspect.analysis import pca_fit, pca_project, plane_field, rk_stages, stage_states, step_view
 from odenet.ode.integrators import METHODS
 from odenet.ode.problems import PROBLEMS

@@ -9,8 +9,8 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from odenet import TrainConfig
+from odenet.app.cache import BoundedCache
 from odenet.app.plots import training_curves
-from odenet.app.ui import BoundedCache
 from odenet.data.mnist import load_mnist
 from odenet.data.preprocess import prepare_grey
 from odenet.inspect.analysis import OOD_THRESHOLD, ood_score, pca_project

@@ -525,7 +525,7 @@ def test_a_local_lab_shows_no_join_block(monkeypatch):
 
 
 def test_copied_links_use_the_join_address_when_shared(monkeypatch, everywhere, runs):
-    from odenet.app.ui import link_box_key
+    from odenet.app.links import link_box_key
     from tests.app.test_app import page
 
     _shared(monkeypatch)

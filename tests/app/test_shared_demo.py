@@ -171,12 +171,12 @@ def test_manager_start_removes_temp_files_left_by_a_killed_server(tmp_path, smal
 
 
 def test_train_page_on_a_shared_server_needs_the_presenter_token(tmp_path, monkeypatch):
-    import odenet.app.ui as ui
+    import odenet.app.visitor as visitor
     from tests.app.test_app import page
 
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("ODENET_PRESENTER_TOKEN", "correct horse")
-    monkeypatch.setattr(ui, "server_is_public", lambda: True)
+    monkeypatch.setattr(visitor, "server_is_public", lambda: True)
     at = page("train")
     assert at.button(key="btn_start").disabled
     at.text_input(key="_presenter_token").set_value("wrong").run()

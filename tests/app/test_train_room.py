@@ -9,9 +9,9 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import odenet.app.ui as ui
+import odenet.app.visitor as app_visitor
 from odenet.app.identity import browser_owner, forget_presenters, is_remembered_presenter
-from odenet.app.ui import link_box_key
+from odenet.app.links import link_box_key
 from odenet.train.config import APP_PURPOSE, PRESETS, TrainConfig
 from odenet.train.jobs import FEW_IMAGES, JobManager, get_manager
 from odenet.train.throughput import (
@@ -33,7 +33,7 @@ def tiny(**kw) -> TrainConfig:
 
 def as_browser(monkeypatch, owner: str | None) -> None:
     """Make every session in this test look like it comes from one browser (the cookie's owner)."""
-    monkeypatch.setattr(ui, "browser_id", lambda: owner)
+    monkeypatch.setattr(app_visitor, "browser_id", lambda: owner)
 
 
 # -- who controls a job ---------------------------------------------------------------------------
@@ -75,7 +75,7 @@ def test_the_starter_keeps_stop_after_a_reload_another_browser_does_not(runs, mo
 def test_the_presenter_stays_the_presenter_after_a_reload(runs, monkeypatch):
     forget_presenters()
     monkeypatch.setenv("ODENET_PRESENTER_TOKEN", "correct horse")
-    monkeypatch.setattr(ui, "server_is_public", lambda: True)
+    monkeypatch.setattr(app_visitor, "server_is_public", lambda: True)
     as_browser(monkeypatch, "browser-presenter")
     at = page("train")
     at.text_input(key="_presenter_token").set_value("correct horse").run()
