@@ -16,6 +16,7 @@ import torch
 from benchmarks.app.draw_latency import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    JS_INSTANCE,
     digit_strokes,
     draw_stroke,
     instance_state,
@@ -137,7 +138,8 @@ def test_vendored_runtime_matches_its_manifest():
 _BROWSER_MARKS = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)"),
-    pytest.mark.skipif(not assets_available(), reason="odenet/web assets not built (cd odenet/web && npm run build)"),
+    pytest.mark.skipif(not assets_available(),
+                       reason="odenet/app/web assets not built (cd odenet/app/web && npm ci && npm run build)"),
 ]
 
 
@@ -355,3 +357,72 @@ def test_cleanup_then_remount_into_the_same_element_leaves_one_canvas(server, pa
     res = page.evaluate(REMOUNT)
     assert res == {"before": 1, "afterCleanup": 0, "after": 1, "drawn": True}, res
     assert page.errors == []
+
+
+ORT_COUNTER = """async () => {
+  // count onnxruntime's own sessions, whatever the component says: wrap create and release of the
+  // module instance the component imported (the same URL, so the same module)
+  const url = performance.getEntriesByType('resource').map((e) => e.name).find((n) => /ort\\.wasm\\.bundle/.test(n));
+  const S = (await import(url)).InferenceSession;
+  const c = globalThis.ortCount = { created: 0, released: 0, before: 1, tracked: new Set(), peak: 1 };
+  const live = () => c.before + c.tracked.size;  // one session was created before this ran
+  const create = S.create.bind(S);
+  S.create = async (...args) => {
+    const s = await create(...args);
+    c.created++; c.tracked.add(s); c.peak = Math.max(c.peak, live());
+    return s;
+  };
+  const release = S.prototype.release;
+  S.prototype.release = function () {
+    c.released++;
+    if (!c.tracked.delete(this)) c.before--;
+    return release.call(this);
+  };
+}"""
+SESSIONS = ("() => ({created: ortCount.created, released: ortCount.released, peak: ortCount.peak,"
+            " live: ortCount.before + ortCount.tracked.size, counted: globalThis.odenetPenCanvas.sessions})")
+
+
+@browser_test
+def test_switching_models_and_remounting_keeps_at_most_two_sessions_and_bounded_stats(server, page):
+    """Three models, each picked twice, and two unmount/mount cycles: onnxruntime never holds more
+    than the current session plus the one loading (it used to keep every session it ever made), and
+    after many strokes every stats array holds only its window (it grew for the page's lifetime)."""
+    page.goto(f"{server}/?lab=1")
+    assert wait_ready(page) == "true"
+    page.evaluate(ORT_COUNTER)
+    page.evaluate("() => { globalThis.odenetPenCanvas.statsWindow = 8; }")
+    rng = random.Random(7)
+
+    def draw(digit: int) -> None:
+        seq = instance_state(page)["seq"]
+        draw_stroke(page, digit_strokes(digit, rng)[0])
+        wait_settled(page, seq + 1)
+
+    for _ in range(2):
+        for digit, label in enumerate(("euler x2", "euler x3", "own solver")):
+            before = page.evaluate(f"() => ({JS_INSTANCE})('pen').sessionUrl")
+            page.locator("[data-testid=stRadio]").get_by_text(label, exact=True).click()
+            page.wait_for_function(f"(u) => {{ const i = ({JS_INSTANCE})('pen'); "
+                                   "return i && i.sessionUrl !== u && i.wasm === true; }", arg=before)
+            draw(digit)
+        page.get_by_text("hide canvas").click()  # unmount ...
+        page.locator("canvas[data-testid=pen-canvas]").wait_for(state="detached")
+        page.get_by_text("hide canvas").click()  # ... and mount again
+        assert wait_ready(page) == "true"
+        draw(3)
+    for k in range(10):
+        draw(k)
+    seq = instance_state(page)["seq"]
+    page.get_by_test_id("pen-clear").click()
+    wait_settled(page, seq + 1)
+    count = page.evaluate(SESSIONS)
+    assert count["peak"] <= 2 and count["live"] == 1, count
+    assert count["created"] >= 4, count  # the models really were loaded again and again
+    assert count["counted"] == {"created": count["created"] + 1, "released": count["released"], "live": 1}, count
+    stats = instance_state(page)["stats"]
+    assert stats["updates"] > 8 and len(stats["latencies"]) == 8 and len(stats["changeToShownMs"]) == 8, stats
+    for name in ("inferMs", "latencies", "editLatencies", "changeToShownMs", "strokeUpdates"):
+        assert len(stats[name]) <= 8, (name, stats[name])
+    assert page.evaluate("() => globalThis.odenetPenCanvas.instances.size") == 1
+    assert_local_only(page)

@@ -1,7 +1,7 @@
 // Copy the pinned onnxruntime-web runtime into assets/vendor, which the Streamlit server serves
 // as the component's asset_dir (no CDN: the browser fetches nothing from outside the app).
 //
-//   cd odenet/web && npm ci && npm run build
+//   cd odenet/app/web && npm ci && npm run build
 //
 // Copies the wasm-only ESM bundle (JS glue included) unmodified and writes its single-threaded-capable
 // SIMD wasm gzip-compressed (14.2 MB -> 3.7 MB: Streamlit serves component assets uncompressed, so a

@@ -47,26 +47,83 @@ function loadRuntime() {
   return runtime;
 }
 
-const sessions = new Map(); // model URL -> Promise<InferenceSession>, shared by every instance on the page
 const instances = new WeakMap(); // parentElement -> PenCanvas
-const registry = (globalThis.odenetPenCanvas ??= { instances: new Map() }); // for tests and benchmarks
+// for tests and benchmarks: the live instances by key, the inference sessions created and released on
+// this page, and how many of the latest values each stats array keeps
+const registry = (globalThis.odenetPenCanvas ??= { instances: new Map() });
+registry.sessions ??= { created: 0, released: 0, live: 0 };
+registry.statsWindow ??= 2048; // > the 1,755 updates of the draw-latency benchmark's 30 drawings
+
+/** Append ``value`` to a stats array, keeping only the latest ``registry.statsWindow`` values: a page
+ * left open on a projector for a whole lesson must not grow without bound. */
+function record(values, value) {
+  values.push(value);
+  const extra = values.length - Math.max(1, registry.statsWindow);
+  if (extra > 0) values.splice(0, extra);
+}
 
 function modelUrl(url) {
   return /^[a-z]+:/i.test(url) ? url : new URL(url.replace(/^\//, ''), APP_BASE).href;
 }
 
-function loadSession(url) {
-  if (!sessions.has(url)) {
-    const p = (async () => {
+// -- inference sessions: one per model URL that an instance uses or is loading, shared by every
+// instance on the page. A session holds the model's weights and wasm memory, so it is released as
+// soon as no instance needs it: an instance that switches model releases the previous one when the
+// new one is ready (it predicts with the old one meanwhile), and a load it no longer waits for is
+// released as it completes. A canvas that unmounts parks its session briefly, since Streamlit often
+// mounts it again at once; a parked session is released when any other model is asked for, or after
+// PARK_MS. So one canvas holds at most its current session plus one loading.
+const PARK_MS = 30_000;
+const sessions = new Map(); // model URL -> {promise, users: Set<PenCanvas>, parked: timer id or null}
+
+function dispose(url, entry) {
+  if (sessions.get(url) === entry) sessions.delete(url);
+  clearTimeout(entry.parked);
+  entry.dropped = true;
+  // a load still running releases its session as it completes (see acquireSession)
+  entry.promise.then((session) => releaseNow(session), () => {});
+}
+
+function releaseNow(session) {
+  if (session.odenetReleased) return;
+  session.odenetReleased = true;
+  registry.sessions.released++;
+  registry.sessions.live--;
+  session.release().catch(() => {});
+}
+
+function acquireSession(url, user) {
+  for (const [other, entry] of sessions) if (other !== url && entry.parked !== null) dispose(other, entry);
+  let entry = sessions.get(url);
+  if (!entry) {
+    entry = { users: new Set(), parked: null, dropped: false };
+    const e = entry;
+    entry.promise = (async () => {
       const [resp] = await Promise.all([fetch(url), loadRuntime()]);
       if (!resp.ok) throw new Error(`model download failed: HTTP ${resp.status}`);
       const bytes = new Uint8Array(await resp.arrayBuffer());
-      return ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+      const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all' });
+      registry.sessions.created++;
+      registry.sessions.live++;
+      if (e.dropped) releaseNow(session); // nobody waits for it any more
+      return session;
     })();
-    p.catch(() => sessions.delete(url)); // a failed load may be retried by a later render
-    sessions.set(url, p);
+    // a failed load is forgotten, so a later render may retry it
+    entry.promise.catch(() => { if (sessions.get(url) === e) sessions.delete(url); });
+    sessions.set(url, entry);
   }
-  return sessions.get(url);
+  clearTimeout(entry.parked);
+  entry.parked = null;
+  entry.users.add(user);
+  return entry.promise;
+}
+
+/** ``user`` no longer needs the session of ``url``; the last user releases it (or parks it, on unmount). */
+function releaseSession(url, user, park = false) {
+  const entry = url === null ? undefined : sessions.get(url);
+  if (!entry || !entry.users.delete(user) || entry.users.size) return;
+  if (park) entry.parked = setTimeout(() => dispose(url, entry), PARK_MS);
+  else dispose(url, entry);
 }
 
 /** Confidence as text; never "100.0%" (a float32 softmax saturates, the model is not certain). */
@@ -102,8 +159,10 @@ class PenCanvas {
     this.rafPending = false;
     this.sendPending = false;
     this.forceNext = false;
-    this.session = null;
-    this.sessionUrl = null;
+    this.session = null; // the InferenceSession predictions run on, loaded from heldUrl
+    this.heldUrl = null;
+    this.sessionUrl = null; // the model URL asked for last (loading while it differs from heldUrl)
+    this.retired = []; // model URLs to let go of once the inference in flight is over
     this.wasm = null; // null: loading, true: ready, false: failed
     this.error = null;
     this.seq = 0;
@@ -113,7 +172,8 @@ class PenCanvas {
     this.external = null; // a result the server computed (an upload, or a drawing when wasm is unavailable)
     this.externalId = null;
     this.dirtySince = null; // time of the oldest canvas change not yet on screen
-    // for tests and benchmarks: inference times, pen-up -> final prediction shown, change -> shown, rates
+    // for tests and benchmarks: inference times, pen-up -> final prediction shown, change -> shown, rates;
+    // each array keeps the latest registry.statsWindow values (see record)
     this.stats = { updates: 0, inferMs: [], latencies: [], editLatencies: [], changeToShownMs: [], strokeUpdates: [], upTime: null,
       strokeStart: 0, strokeCount: 0, loadMs: null, upKind: null };
     this.build();
@@ -241,27 +301,40 @@ class PenCanvas {
   }
 
   async useModel(url) {
+    const asked = this.sessionUrl;
+    if (asked !== null && asked !== this.heldUrl) this.letGo(asked); // a load nobody waits for any more
     this.sessionUrl = url;
     this.wasm = null;
     this.renderStatus();
     const t0 = performance.now();
     try {
-      const session = await loadSession(url);
-      if (this.sessionUrl !== url) return; // a newer model was asked for meanwhile
+      const session = await acquireSession(url, this);
+      if (this.sessionUrl !== url || this.destroyed) return; // a newer model was asked for meanwhile
+      if (this.heldUrl !== url) this.letGo(this.heldUrl); // the previous model, now replaced
       this.session = session;
+      this.heldUrl = url;
       this.wasm = true;
       this.error = null;
       this.stats.loadMs = performance.now() - t0;
       this.schedule(true);
     } catch (err) {
-      if (this.sessionUrl !== url) return;
+      if (this.sessionUrl !== url || this.destroyed) return;
+      this.letGo(this.heldUrl);
       this.session = null;
+      this.heldUrl = null;
       this.wasm = false;
       this.error = String(err && err.message ? err.message : err);
       // tell the server at once so the page can switch to server-side inference
       this.setStateValue?.('runtime', { wasm: false, error: this.error });
     }
     this.renderStatus();
+  }
+
+  /** Stop using the session of ``url``: at once, or after the inference in flight (it may run on it). */
+  letGo(url, park = false) {
+    if (url === null) return;
+    if (this.busy) this.retired.push([url, park]);
+    else releaseSession(url, this, park);
   }
 
   renderStatus() {
@@ -356,7 +429,7 @@ class PenCanvas {
     const st = this.stats;
     st.upTime = performance.now();
     const secs = (st.upTime - st.strokeStart) / 1000;
-    if (secs > 0.2) st.strokeUpdates.push(st.strokeCount / secs);
+    if (secs > 0.2) record(st.strokeUpdates, st.strokeCount / secs);
     st.upKind = 'pen';
     this.finish();
   }
@@ -404,7 +477,7 @@ class PenCanvas {
 
   recordLatency() {
     const st = this.stats;
-    if (st.upTime !== null) (st.upKind === 'pen' ? st.latencies : st.editLatencies).push(performance.now() - st.upTime);
+    if (st.upTime !== null) record(st.upKind === 'pen' ? st.latencies : st.editLatencies, performance.now() - st.upTime);
     st.upTime = null;
   }
 
@@ -420,7 +493,7 @@ class PenCanvas {
   }
 
   async tick() {
-    if (this.busy || (this.doneVersion === this.version && !this.forceNext)) return; // a run in flight re-schedules
+    if (this.destroyed || this.busy || (this.doneVersion === this.version && !this.forceNext)) return; // a run in flight re-schedules
     this.busy = true;
     this.forceNext = false;
     const version = this.version;
@@ -443,19 +516,20 @@ class PenCanvas {
           && version === this.sentVersion) {
         probs = ext.probs; // no wasm here: the server's answer for the drawing it was sent
       } else if (!prep.blank && this.session) {
+        const session = this.session; // kept until this run is over (see letGo)
         const t0 = performance.now();
         const input = new ort.Tensor('float32', prep.input, [1, 1, 28, 28]);
-        const out = await this.session.run({ [this.session.inputNames[0]]: input });
-        const flat = out[this.session.outputNames[0]].data; // (steps + 1) x 1 x classes
+        const out = await session.run({ [session.inputNames[0]]: input });
+        const flat = out[session.outputNames[0]].data; // (steps + 1) x 1 x classes
         const classes = this.labels.length;
         probs = [];
         for (let i = 0; i < flat.length / classes; i++) probs.push(Array.from(flat.subarray(i * classes, (i + 1) * classes)));
-        this.stats.inferMs.push(performance.now() - t0);
+        record(this.stats.inferMs, performance.now() - t0);
       }
       this.last = { u8: prep.u8, probs, blank: prep.blank, version };
       this.render(prep, probs);
       this.doneVersion = version;
-      if (since !== null) this.stats.changeToShownMs.push(performance.now() - since);
+      if (since !== null) record(this.stats.changeToShownMs, performance.now() - since);
       this.stats.updates++;
       if (this.current) this.stats.strokeCount++;
       if (this.sendPending && version === this.version && !this.current) {
@@ -469,6 +543,10 @@ class PenCanvas {
       this.renderStatus();
     } finally {
       this.busy = false;
+      for (const [url, park] of this.retired.splice(0)) {
+        // unless asked for again meanwhile (a quick switch back to the same model)
+        if (this.destroyed || (url !== this.heldUrl && url !== this.sessionUrl)) releaseSession(url, this, park);
+      }
     }
     if (this.doneVersion !== this.version || this.forceNext) this.schedule();
   }
@@ -563,6 +641,8 @@ class PenCanvas {
     // the same element, and a root left behind there was a second, dead canvas above the live one
     this.destroyed = true;
     this.root.remove();
+    if (this.sessionUrl !== this.heldUrl) this.letGo(this.sessionUrl); // a load in progress
+    this.letGo(this.heldUrl, true); // parked: Streamlit may mount the canvas again at once
     if (this.data?.instance && registry.instances.get(this.data.instance) === this) registry.instances.delete(this.data.instance);
   }
 }
