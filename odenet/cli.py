@@ -1,4 +1,4 @@
-"""Command line: ``python -m odenet train|evaluate|export|models``.
+"""Command line: ``python -m odenet train|evaluate|export|models|plane``.
 
 Train options are generated from :class:`TrainConfig`'s fields, so the CLI and the app
 cannot drift apart.
@@ -15,6 +15,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+from odenet.data.mnist import TEST_SIZE
 from odenet.errors import OdenetError
 from odenet.model.rknet import ModelConfig
 from odenet.ode.gradients import GRADIENT_METHODS
@@ -57,7 +58,7 @@ FIELD_HELP: dict[str, str] = {
     "adapt_threshold": "step adaptation: accuracy difference (fraction, 0.005 = half a point) that doubles the steps",
     "adapt_max_steps": "step adaptation: never more steps than this",
     "train_size": "number of training images used (1..60000, first N)",
-    "eval_size": "test images used by mid-epoch evaluations (epoch ends always use all 10000)",
+    "eval_size": f"test images used by mid-epoch evaluations (epoch ends always use all {TEST_SIZE})",
     "eval_every": "evaluate every N batches (0 = at epoch ends only)",
     "log_every": "report training loss/accuracy every N batches",
     "augment": "random small rotations/shifts/scaling of training images",
@@ -114,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=None, help="also copy the final checkpoint to this path")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     e = sub.add_parser("evaluate", help="test loss/accuracy of a checkpoint",
-                       description="Evaluate a checkpoint on the 10,000 MNIST test images, optionally with "
+                       description=f"Evaluate a checkpoint on the {TEST_SIZE:,} MNIST test images, optionally with "
                                    "another integrator or step count than it was trained with.")
     e.add_argument("checkpoint", help="checkpoint file or shipped model name (see `models`)")
     e.add_argument("--integrator", choices=list(METHODS), help="evaluate with this integrator")
@@ -139,7 +140,63 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--steps", type=int, help="number of fixed steps (default: as trained)")
     x.add_argument("--adaptive", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("models", help="list the shipped pretrained models")
+    _add_plane_parser(sub)
     return parser
+
+
+def _add_plane_parser(sub: Any) -> None:
+    from odenet.data.toy2d import DATASETS
+    from odenet.plane.classifier import MAX_AUGMENT, PlaneConfig
+
+    d = PlaneConfig()
+    p = sub.add_parser("plane", help="train a Neural ODE classifier on 2-D points (seconds on a CPU)",
+                       description="Train a Neural ODE on labelled points in the plane, optionally with augmented "
+                                   "dimensions (ANODE), and print its train/test accuracy.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", choices=list(DATASETS), default=None, help="a generated dataset (default: moons)")
+    src.add_argument("--data", type=Path, help="your own points: CSV with the header x,y,label (labels 0..K-1, "
+                     "K <= 10)")
+    p.add_argument("--test", type=Path, help="test points for --data (default: 30%% of --data held out)")
+    p.add_argument("--n", type=int, default=1000, help="points of a generated dataset (default: 1000)")
+    p.add_argument("--noise", type=float, default=0.1, help="noise of a generated dataset (default: 0.1)")
+    p.add_argument("--augment", type=int, default=d.augment, help=f"extra zero dimensions, 0..{MAX_AUGMENT} (ANODE; "
+                   f"default: {d.augment})")
+    p.add_argument("--width", type=int, default=d.width, help=f"hidden units of the vector field (default: {d.width})")
+    p.add_argument("--integrator", choices=list(METHODS), default=d.solver.integrator,
+                   help=f"integration method (default: {d.solver.integrator})")
+    p.add_argument("--steps", type=int, default=d.solver.steps, help=f"fixed solver steps (default: {d.solver.steps})")
+    p.add_argument("--adaptive", action="store_true", help="adaptive steps (bosh3, dopri5)")
+    p.add_argument("--rtol", type=float, default=1e-3, help="adaptive relative tolerance (default: 1e-3)")
+    p.add_argument("--gradient", choices=list(GRADIENT_METHODS), default=d.gradient,
+                   help=f"how gradients go through the solve (default: {d.gradient})")
+    p.add_argument("--iterations", type=int, default=d.iterations, help=f"full-batch Adam steps (default: "
+                   f"{d.iterations})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default: {d.lr})")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the data and the model (default: 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _plane(args: argparse.Namespace) -> int:
+    from odenet.data.toy2d import train_test_points
+    from odenet.ode.solvers import SolverSpec
+    from odenet.plane.classifier import PlaneConfig, train_plane
+
+    if args.test is not None and args.data is None:
+        raise ConfigError("--test needs --data (a generated dataset holds out its own test points)")
+    train, test = train_test_points(args.dataset, args.data, args.test, n=args.n, noise=args.noise, seed=args.seed)
+    solver = SolverSpec(integrator=args.integrator, steps=args.steps, adaptive=args.adaptive, rtol=args.rtol,
+                        atol=args.rtol / 10)
+    cfg = PlaneConfig(augment=args.augment, width=args.width, solver=solver, gradient=args.gradient,
+                      iterations=args.iterations, lr=args.lr, seed=args.seed)
+    run = train_plane(cfg, train, test)
+    out = {"dataset": train.name, **run.summary()}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{train.name}: train accuracy {100 * run.train_accuracy:.1f}%, test accuracy "
+              f"{100 * (run.test_accuracy or 0):.1f}% with {solver.label()}, augment {cfg.augment}, "
+              f"{run.nfe} evaluations per solve, {run.seconds:.1f} s")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -287,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "plane":
+            return _plane(args)
         return _models()
     except OdenetError as exc:  # the user's input is wrong: one clean line; anything else is a bug (traceback)
         print(f"error: {exc}", file=sys.stderr)

@@ -36,6 +36,8 @@ PAGES: tuple[PageInfo, ...] = (
              "does the net stay accurate with other solvers?"),
     PageInfo("pages/gradients.py", "Gradients & memory", ":material/memory:", "gradients",
              "backprop vs the adjoint method vs checkpointing"),
+    PageInfo("pages/plane.py", "Flows in the plane", ":material/gesture:", "plane",
+             "train a 2-D Neural ODE in seconds and watch its flow"),
     PageInfo("pages/gallery.py", "Class gallery", ":material/photo_library:", "gallery",
              "the room's shared drawings, live (presenter)"),
 )

@@ -17,7 +17,8 @@ __all__ = [
     "training_curves", "nfe_curve", "ode_trajectories", "convergence_plot", "probability_bars",
     "step_probabilities", "pca_figure", "feature_maps", "norms_figure", "robustness_heatmap", "accuracy_vs_nfe",
     "digit_pixels", "format_confidence", "pca_animation", "probability_animation", "rk_step_figure",
-    "step_size_timeline", "pareto_plot",
+    "step_size_timeline", "pareto_plot", "plane_regions", "plane_flow_animation", "plane_field", "plane_lift_3d",
+    "plane_curves",
 ]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -675,4 +676,140 @@ def pareto_plot(df: pd.DataFrame) -> go.Figure:
                                      hovertemplate=f"{row.run}: %{{x:.0f}} evaluations, %{{y:.2f}}%<extra></extra>"))
     fig.update_xaxes(title="dopri5 evaluations per image (rtol 1e-5)")
     fig.update_yaxes(title="test accuracy (%)")
+    return fig
+
+
+# -- flows in the plane -------------------------------------------------------------------------
+def _class_color(k: int, alpha: float = 1.0) -> str:
+    h = PALETTE[k % 10].lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _points_trace(xy: np.ndarray, labels: np.ndarray, name: str = "points", size: int = 6) -> go.Scatter:
+    return go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=name, hoverinfo="skip",
+                      marker=dict(size=size, color=[PALETTE[int(k) % 10] for k in labels],
+                                  line=dict(color="white", width=0.6)))
+
+
+def plane_regions(regions: object | None, x: torch.Tensor, y: torch.Tensor, title: str) -> go.Figure:
+    """Decision regions (colour = predicted class, paler = less sure) with the points on top.
+
+    ``regions`` is an :class:`odenet.plane.views.Regions`, or None for the points alone."""
+    fig = _fig(title, 420)
+    if regions is not None:
+        lab = regions.label.numpy()  # type: ignore[attr-defined]
+        conf = regions.confidence.numpy()  # type: ignore[attr-defined]
+        classes = int(max(lab.max(), int(y.max()))) + 1
+        z = lab + 0.999 * (conf - conf.min()) / max(float(np.ptp(conf)), 1e-9)  # class + shade within [k, k+1)
+        scale = []
+        for k in range(classes):
+            scale += [(k / classes, _class_color(k, 0.08)), ((k + 1) / classes - 1e-9, _class_color(k, 0.45))]
+        fig.add_trace(go.Heatmap(x=regions.xs.numpy(), y=regions.ys.numpy(), z=z, zmin=0,  # type: ignore
+                                 zmax=classes, colorscale=scale, showscale=False, hoverinfo="skip", name="regions"))
+    fig.add_trace(_points_trace(x.numpy(), y.numpy()))
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    fig.update_layout(showlegend=False, margin=dict(l=40, r=10, t=50, b=40))
+    return fig
+
+
+def plane_flow_animation(points: object, labels: torch.Tensor, grid: object | None = None,
+                         paths: int = 60) -> go.Figure:
+    """The points (and a grid of the plane) carried by the flow, played over solver time in the
+    browser: a frame per solver step, faded paths with a dot at every step point, a slider.
+
+    ``points``/``grid`` are :class:`odenet.plane.views.Flow` objects (grid: the polylines of
+    :func:`odenet.plane.views.grid_lines` flattened to points, with ``grid.lines`` polylines)."""
+    fig = _fig("The flow: points and the plane carried from t0 to t1", 560)
+    s = points.states[..., :2].numpy().round(4)  # type: ignore[attr-defined]  (T, n, 2)
+    ts = points.ts  # type: ignore[attr-defined]
+    lab = labels.numpy()
+    t_len, n = s.shape[:2]
+    if grid is not None:
+        g = grid.states[..., :2].numpy().round(4)  # type: ignore[attr-defined]  (T, lines*points, 2)
+        lines = int(grid.lines)  # type: ignore[attr-defined]
+        g = g.reshape(t_len, lines, -1, 2)
+
+        def grid_at(k: int) -> go.Scatter:
+            xy = np.concatenate([np.vstack([g[k, i], [[np.nan, np.nan]]]) for i in range(lines)])
+            return go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines", name="grid of the plane", hoverinfo="skip",
+                              line=dict(color="rgba(120,120,120,0.45)", width=1))
+    pick = np.linspace(0, n - 1, min(paths, n)).round().astype(int)
+    for k in sorted(set(int(v) for v in lab[pick])):
+        js = [j for j in pick if lab[j] == k]
+        xy = np.concatenate([np.vstack([s[:, j, :], [[np.nan, np.nan]]]) for j in js])
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines+markers", name=f"paths, class {k}",
+                                 hoverinfo="skip", opacity=0.35, line=dict(color=PALETTE[k % 10], width=1),
+                                 marker=dict(size=3)))
+    moving = len(fig.data)
+    if grid is not None:
+        fig.add_trace(grid_at(0))
+    fig.add_trace(_points_trace(s[0], lab, "points at t"))
+    frames, names = [], []
+    for k in range(t_len):
+        names.append(f"t={ts[k]:.3g}")
+        data = ([grid_at(k)] if grid is not None else []) + [_points_trace(s[k], lab, "points at t")]
+        frames.append(go.Frame(name=names[-1], data=data, traces=list(range(moving, len(fig.data)))))
+    fig.frames = frames
+    _play_controls(fig, names, "solver time ", duration=max(150, 1500 // max(t_len, 1)))
+    allxy = s.reshape(-1, 2)
+    pad = lambda a: [float(a.min()) - 0.08 * float(np.ptp(a)), float(a.max()) + 0.08 * float(np.ptp(a))]  # noqa: E731
+    fig.update_xaxes(range=pad(allxy[:, 0]), title="h1")
+    fig.update_yaxes(range=pad(allxy[:, 1]), title="h2", scaleanchor="x", scaleratio=1)
+    fig.update_layout(margin=dict(l=50, r=20, t=_CONTROLS_TOP, b=90))
+    return fig
+
+
+def plane_field(arrows: object, x: torch.Tensor, y: torch.Tensor) -> go.Figure:
+    """The vector field's first two components as arrows at one time, with the input points."""
+    t = arrows.t  # type: ignore[attr-defined]
+    fig = _fig(f"The vector field f(t = {t:.3g}, h) (augmented coordinates at 0)", 420)
+    at, v = arrows.at.numpy(), arrows.v.numpy()  # type: ignore[attr-defined]
+    side = int(round(len(at) ** 0.5)) or 1
+    span = float(np.ptp(at[:, 0])) or 1.0
+    qx, qy = _quiver(at, v, 0.9 * span / side)
+    fig.add_trace(go.Scatter(x=qx, y=qy, mode="lines", name="f", hoverinfo="skip",
+                             line=dict(color="rgba(60,60,60,0.7)", width=1.2)))
+    fig.add_trace(_points_trace(x.numpy(), y.numpy(), size=4))
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    fig.update_layout(showlegend=False, margin=dict(l=40, r=10, t=50, b=40))
+    return fig
+
+
+def plane_lift_3d(points: object, labels: torch.Tensor, paths: int = 120) -> go.Figure:
+    """Trajectories in (h1, h2, first augmented coordinate): the extra axis shows the classes
+    lifted past each other, which no flow in the plane alone can do."""
+    s = points.states[..., :3].numpy()  # type: ignore[attr-defined]  (T, n, 3)
+    lab = labels.numpy()
+    n = s.shape[1]
+    pick = np.linspace(0, n - 1, min(paths, n)).round().astype(int)
+    fig = go.Figure()
+    for k in sorted(set(int(v) for v in lab[pick])):
+        js = [j for j in pick if lab[j] == k]
+        xyz = np.concatenate([np.vstack([s[:, j, :], [[np.nan] * 3]]) for j in js])
+        fig.add_trace(go.Scatter3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], mode="lines", name=f"class {k}",
+                                   line=dict(color=PALETTE[k % 10], width=3), hoverinfo="skip"))
+        end = s[-1, js]
+        fig.add_trace(go.Scatter3d(x=end[:, 0], y=end[:, 1], z=end[:, 2], mode="markers", showlegend=False,
+                                   marker=dict(size=3, color=PALETTE[k % 10]), hoverinfo="skip"))
+    fig.update_layout(title="Trajectories with the augmented dimension (vertical axis)", height=520,
+                      template="plotly_white", margin=dict(l=0, r=0, t=40, b=0),
+                      scene=dict(xaxis_title="h1", yaxis_title="h2", zaxis_title="augmented a1"))
+    return fig
+
+
+def plane_curves(history: pd.DataFrame) -> go.Figure:
+    """Loss and accuracy over training iterations (one figure, two y-axes)."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=history["iteration"], y=history["loss"], name="training loss",
+                             line=dict(color=PALETTE[0])), secondary_y=False)
+    fig.add_trace(go.Scatter(x=history["iteration"], y=100 * history["train_accuracy"], name="train accuracy (%)",
+                             line=dict(color=PALETTE[2])), secondary_y=True)
+    if history["test_accuracy"].notna().any():
+        fig.add_trace(go.Scatter(x=history["iteration"], y=100 * history["test_accuracy"], name="test accuracy (%)",
+                                 line=dict(color=PALETTE[3])), secondary_y=True)
+    fig.update_layout(title="Training", height=320, **_LAYOUT)
+    fig.update_xaxes(title="iteration")
+    fig.update_yaxes(title="loss", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title="accuracy (%)", secondary_y=True, range=[0, 101])
     return fig

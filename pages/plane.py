@@ -1,0 +1,160 @@
+"""Flows in the plane: train a small Neural ODE on 2-D points in seconds and watch its flow."""
+
+import pandas as pd
+import streamlit as st
+
+from odenet.app import plots
+from odenet.app.cache import get_or_compute, peek
+from odenet.app.links import PageLink, locked_controls
+from odenet.app.nav import ensure_app_navigation
+from odenet.app.plane_view import CSV_CHOICE, LESSON, lesson_pair, start_job
+from odenet.app.state import keep
+from odenet.app.urlstate import Param
+from odenet.data.toy2d import DATASETS, DataError, train_test_points
+from odenet.ode.integrators import METHODS
+from odenet.ode.solvers import SolverError, SolverSpec
+from odenet.plane.classifier import MAX_AUGMENT, PlaneConfig
+from odenet.plane.views import decision_regions, field_arrows, flow, grid_flow, solver_sweep
+
+ensure_app_navigation()
+keep("pl_data", "pl_noise", "pl_integ", "pl_steps", "pl_aug", "pl_width", "pl_time")
+st.title("Flows in the plane")
+st.markdown(
+    "A Neural ODE small enough to watch: each point of the plane is carried by a learned vector field "
+    "f(t, h) from t = 0 to t = 1 with the solver you pick, then one straight line per class decides. "
+    "So the **flow** has to pull the classes apart. It trains in seconds; then play the flow, look at the "
+    "field, and check whether the model is still an ODE under other solvers."
+)
+D = PlaneConfig()
+STEPS = [1, 2, 3, 4, 6, 8, 12, 16, 32]
+WIDTHS = [8, 16, 32, 64, 128]
+PARAMS = [Param("dataset", "choice", "moons", choices=[*DATASETS, CSV_CHOICE]),
+          Param("noise", "float", 0.1, lo=0.0, hi=0.5),
+          Param("integrator", "choice", D.solver.integrator, choices=list(METHODS)),
+          Param("steps", "choice", D.solver.steps, choices=STEPS),
+          Param("augment", "int", D.augment, lo=0, hi=MAX_AUGMENT),
+          Param("width", "choice", D.width, choices=WIDTHS)]
+link = PageLink("plane", PARAMS)
+u = link.values
+link.seed({"pl_data": u["dataset"], "pl_noise": u["noise"], "pl_integ": u["integrator"], "pl_steps": u["steps"],
+           "pl_aug": u["augment"], "pl_width": u["width"]})
+with locked_controls(link.lesson):
+    c = st.columns([2, 2, 2, 2, 2, 2])
+    dataset = c[0].selectbox("Dataset", [*DATASETS, CSV_CHOICE], key="pl_data")
+    noise = c[1].slider("Noise", 0.0, 0.5, 0.1, 0.01, key="pl_noise", disabled=dataset == CSV_CHOICE)
+    integ = c[2].selectbox("Integrator", list(METHODS), index=list(METHODS).index(D.solver.integrator),
+                           key="pl_integ")
+    steps = c[3].select_slider("Steps", STEPS, value=D.solver.steps, key="pl_steps")
+    augment = c[4].number_input("Augmented dims", 0, MAX_AUGMENT, D.augment, key="pl_aug",
+                                help="extra zero dimensions the flow may use (ANODE, Dupont et al. 2019)")
+    width = c[5].select_slider("Width", WIDTHS, value=D.width, key="pl_width", help="hidden units of f")
+    upload = pasted = None
+    if dataset == CSV_CHOICE:
+        upload = st.file_uploader("Your points: CSV with the header x,y,label (labels 0..K-1, K <= 10)",
+                                  type=["csv", "txt"], key="pl_upload")
+        pasted = st.text_area("... or paste them here", key="pl_paste", height=100,
+                              placeholder="x,y,label\n0.1,0.2,0\n1.5,-0.3,1\n...")
+link.publish({"dataset": dataset, "noise": noise, "integrator": integ, "steps": steps, "augment": augment,
+              "width": width})
+
+try:
+    solver = SolverSpec(integrator=integ, steps=steps)
+    source = upload.getvalue() if upload is not None else (pasted.encode() if pasted else None)
+    if dataset == CSV_CHOICE and source is None:
+        st.info("Upload or paste a CSV to train on your own points.")
+        st.stop()
+    train, test = train_test_points(dataset if dataset != CSV_CHOICE else None, source, noise=noise)
+    config = PlaneConfig(augment=int(augment), width=width, solver=solver)
+except (DataError, SolverError) as exc:
+    st.error(str(exc))
+    st.stop()
+
+job = st.session_state.get("pl_job")
+running = job is not None and job.snapshot().state == "running"
+b1, b2, b3 = st.columns([2, 2, 6])
+if b1.button("Train", type="primary", disabled=running, key="pl_train"):
+    job = st.session_state["pl_job"] = start_job(config, train, test)
+    running = True
+if b2.button("Stop", disabled=not running, key="pl_stop"):
+    job.stop()
+b3.caption(f"{len(train)} training and {len(test)} test points, {train.classes} classes; "
+           f"{config.iterations} full-batch Adam steps with {solver.label()} ({solver.nfe_estimate} evaluations "
+           "of f per solve).")
+
+
+@st.fragment(run_every=0.5 if running else None)
+def live() -> None:
+    """The training curve while a job runs; a full rerun when it ends, so the pictures appear."""
+    j = st.session_state.get("pl_job")
+    if j is None:
+        return
+    view = j.snapshot()
+    if view.history:
+        hist = pd.DataFrame([p.__dict__ for p in view.history])
+        last = view.history[-1]
+        test_s = f", test {100 * last.test_accuracy:.1f}%" if last.test_accuracy is not None else ""
+        st.progress(last.iteration / last.iterations,
+                    text=f"iteration {last.iteration}/{last.iterations}: loss {last.loss:.3f}, train "
+                         f"{100 * last.train_accuracy:.1f}%{test_s}, {last.seconds:.1f} s")
+        st.plotly_chart(plots.plane_curves(hist), key="pl_curve")
+    if view.state == "failed":
+        st.error(view.error)
+    elif view.state != "running" and st.session_state.get("pl_shown") is not j:
+        st.session_state["pl_shown"] = j
+        st.rerun()
+
+
+live()
+view = job.snapshot() if job is not None else None
+if view is None or view.run is None:
+    st.plotly_chart(plots.plane_regions(None, train.x, train.y, f"{train.name}: the training points"),
+                    key="pl_data_fig")
+    st.stop()
+
+run = view.run
+model, tr, te = run.model, job.train, job.test
+st.success(f"{'Stopped' if run.stopped else 'Trained'} in {run.seconds:.1f} s: train {100 * run.train_accuracy:.1f}%, "
+           f"test {100 * run.test_accuracy:.1f}% with {run.config.solver.label()}, augment {run.config.augment}. "
+           f"The pictures below use the solver chosen above ({solver.label()}).")
+bounds = tr.bounds()
+try:
+    regions = decision_regions(model, solver, bounds)
+    moved = flow(model, te.x, solver)
+    grid = grid_flow(model, solver, bounds)
+except SolverError as exc:
+    st.error(f"The chosen solver fails on this model: {exc}")
+    st.stop()
+left, right = st.columns(2)
+left.plotly_chart(plots.plane_regions(regions, te.x, te.y, "Decision regions in the input plane (test points)"),
+                  key="pl_regions")
+with right:
+    t = st.slider("Time of the vector field", float(solver.t0), float(solver.t1), float(solver.t0), 0.05,
+                  key="pl_time")
+    st.plotly_chart(plots.plane_field(field_arrows(model, t, bounds), te.x, te.y), key="pl_field")
+st.plotly_chart(plots.plane_flow_animation(moved, te.y, grid), key="pl_flow")
+st.caption(f"Each dot is a test point at a solver step ({len(moved.ts) - 1} steps, {moved.nfe} evaluations of f); "
+           "press Play, or drag the slider. The grey grid is the plane itself, carried by the same flow: it bends "
+           "and stretches but never tears or folds, because an ODE's trajectories cannot cross.")
+if model.augment:
+    st.plotly_chart(plots.plane_lift_3d(moved, te.y), key="pl_lift")
+    st.caption("With an augmented dimension the points can move off the plane: one class is lifted past the "
+               "other, which no flow inside the plane can do.")
+st.subheader("Is it still an ODE?")
+sweep = solver_sweep(model, te, trained_with=run.config.solver)
+st.dataframe(sweep.assign(accuracy=(100 * sweep["accuracy"]).round(1)), hide_index=True,
+             column_config={"accuracy": st.column_config.NumberColumn("test accuracy (%)")}, key="pl_sweep")
+st.caption("The same trained model solved with other integrators and step counts. A model that learned a vector "
+           "field keeps its accuracy as the solver gets finer; one that learned its training solver's coarse map "
+           "(a ResNet in disguise) does not.")
+
+with st.expander(LESSON.title, expanded=dataset == "circles"):
+    st.markdown(LESSON.text)
+    pair = peek(("plane_lesson",))  # shared by every visitor: trained once per server
+    if pair is None and st.button("Train both (a few seconds)", key="pl_lesson_run"):
+        pair = get_or_compute(("plane_lesson",), lesson_pair)
+    if pair is None:
+        st.stop()
+    cols = st.columns(2)
+    for col, (label, lesson, regions_) in zip(cols, pair):
+        col.plotly_chart(plots.plane_regions(regions_, lesson.test.x, lesson.test.y, label),
+                         key=f"pl_lesson_{label[:9]}")
