@@ -1,4 +1,4 @@
-"""Small shared helpers: atomic file writes, device choice, safe names."""
+"""Small shared helpers: atomic file writes, device choice, safe names, a bounded thread-safe cache."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ import importlib.resources
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 
 from odenet.errors import ConfigError
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_torch_save", "pick_device", "torch_threads", "amp_pays",
-           "safe_name", "release_free_memory", "limit_malloc_arenas"]
+           "safe_name", "release_free_memory", "limit_malloc_arenas", "BoundedLRU"]
 
 
 def _atomic(path: Path, write: Any) -> None:
@@ -172,3 +174,81 @@ def limit_malloc_arenas(n: int = 2) -> bool:
         raise ValueError(f"limit_malloc_arenas needs n >= 1, got {n}")
     mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
     return mallopt is not None and mallopt(_M_ARENA_MAX, n) == 1
+
+
+V = TypeVar("V")
+_MISSING: Any = object()
+
+
+class BoundedLRU(Generic[V]):
+    """A thread-safe map that keeps the ``max_entries`` most recently used values (the one bounded
+    cache of odenet: the app's shared results, checkpoint summaries, QR codes).
+
+    :meth:`get_or_compute` computes a missing value once however many threads ask for it at the
+    same moment: the first computes (outside the map's lock, so other keys stay available), the
+    others wait for its result.  If that computation raises, the next waiting caller computes
+    instead.  Values are shared: never mutate one after it is cached.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._data: OrderedDict[Hashable, V] = OrderedDict()
+        self._computing: dict[Hashable, threading.Lock] = {}  # key -> the lock its computation holds
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, default: Any = None) -> V | Any:
+        """The cached value (now the most recently used), or ``default``; never computes."""
+        with self._lock:
+            if key not in self._data:
+                return default
+            self._data.move_to_end(key)
+            return self._data[key]
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
+        """The cached value for ``key``; on a miss ``compute()`` once (concurrent callers of the
+        same key wait for it) and keep the result, dropping the least recently used beyond the bound."""
+        hit = self.get(key, _MISSING)
+        if hit is not _MISSING:
+            return hit
+        with self._lock:
+            key_lock = self._computing.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._data:  # computed by the caller this one waited for
+                    self._data.move_to_end(key)
+                    return self._data[key]
+                self._computing.setdefault(key, key_lock)  # after a failed computation: this caller's turn
+            try:
+                value = compute()
+            except BaseException:
+                self._done(key, key_lock)
+                raise
+            self._done(key, key_lock, value)
+            return value
+
+    def _done(self, key: Hashable, key_lock: threading.Lock, value: Any = _MISSING) -> None:
+        """Keep ``value`` (unless the computation failed) and unregister it, in one step: a caller
+        arriving now finds either the value or no computation, never a gap between them."""
+        with self._lock:
+            if value is not _MISSING:
+                self._data[key] = value
+                self._data.move_to_end(key)
+                while len(self._data) > self.max_entries:
+                    self._data.popitem(last=False)
+            if self._computing.get(key) is key_lock:
+                del self._computing[key]
+
+    def clear(self) -> None:
+        """Forget every value (tests; files rewritten in place)."""
+        with self._lock:
+            self._data.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._data

@@ -13,6 +13,8 @@ import threading
 import streamlit as st
 
 from odenet.app import plots
+from odenet.app.access import Busy
+from odenet.app.cache import cached_onnx_bytes, file_version
 from odenet.app.links import (
     PageLink,
     default_model_name,
@@ -26,11 +28,11 @@ from odenet.app.nav import ensure_app_navigation
 from odenet.app.room_ui import SHARE_KEY, maybe_share, share_toggle
 from odenet.app.state import keep
 from odenet.app.web import drawing_image, drawing_tensor, pen_canvas
-from odenet.app.widgets import model_picker, solver_picker
+from odenet.app.widgets import MAX_VIEW_STEPS, model_picker, solver_picker
 from odenet.data.preprocess import ImageError, load_upload, prepare_canvas
 from odenet.inspect.analysis import predict
 from odenet.inspect.digitcheck import check_digit, digit_stats
-from odenet.model.export import ExportError, cached_onnx_bytes, step_times
+from odenet.model.export import ExportError, step_times
 
 # less empty space above the title, so that the canvas and its panel fit a 720-pixel-high projector
 COMPACT = "<style>[data-testid=stMainBlockContainer] { padding-top: 2.2rem; }</style>"
@@ -41,7 +43,7 @@ st.html(COMPACT)
 head_left, head_right = st.columns([3, 2], vertical_alignment="bottom")
 head_left.title("Draw a digit")
 with head_right:
-    link = PageLink("draw", [model_param(), *solver_params(64)])
+    link = PageLink("draw", [model_param(), *solver_params()])
 url = link.values
 link.seed({"draw_model": model_key(url["model"]) if url["model"] else None})
 
@@ -76,10 +78,9 @@ if choice.key not in warmed:  # the non-digit check's statistics (3-6 s once per
 canvas_nonce = st.session_state.setdefault("canvas_nonce", 0)  # a new value wipes the canvas in place
 upload_nonce = st.session_state.setdefault("upload_nonce", 0)  # a new value empties the file uploader
 onnx, export_error = None, None
-try:  # exported once per (checkpoint version, solver) for all visitors; cached bytes afterwards
-    onnx = cached_onnx_bytes(model, solver.method, solver.steps, solver.t0, solver.t1,
-                             key=(str(choice.path), choice.path.stat().st_mtime_ns))
-except ExportError as exc:
+try:  # exported once per (checkpoint version, solver) for all visitors, within the work limits
+    onnx = cached_onnx_bytes(model, solver.method, solver.steps, solver.t0, solver.t1, key=file_version(choice.path))
+except (ExportError, Busy) as exc:  # the server classifies meanwhile
     export_error = str(exc)
 
 # the component is drawn first, the uploader below it; what the server computes for the current
@@ -198,7 +199,8 @@ if canvas_rgba is None and (external, notice) != (st.session_state.get("draw_ext
     st.rerun()  # hand the server's answer to the panel beside the canvas
 
 st.subheader("Watch it think")
-view_steps = st.slider("Solver steps for this view", 1, 64, int(solver.steps), key=f"think_steps_{solver.label()}",
+view_steps = st.slider("Solver steps for this view", 1, MAX_VIEW_STEPS, int(solver.steps),
+                       key=f"think_steps_{solver.label()}",
                        help="The output head applied to the hidden state at every solver step time.")
 think = predict(model, x, solver.replace(steps=int(view_steps)))
 if int(view_steps) != solver.steps:

@@ -1,15 +1,13 @@
 """Gradients & memory: backprop through the solver vs the adjoint method vs checkpointing."""
 
-import threading
-
 import streamlit as st
 import torch
 
 from odenet.app import plots
+from odenet.app.cache import file_version, get_or_compute, peek
 from odenet.app.links import PageLink, default_model_name, locked_controls, model_key, model_param, model_url_name
 from odenet.app.nav import ensure_app_navigation
 from odenet.app.urlstate import Param
-from odenet.app.visitor import heavy_work
 from odenet.app.widgets import model_and_test
 from odenet.data.mnist import normalize
 from odenet.ode.gradients import GRADIENT_METHODS, gradient_comparison
@@ -54,26 +52,22 @@ if not steps or not methods:
     st.stop()
 
 
-@st.cache_resource
-def _results() -> tuple[dict, threading.Lock]:
-    return {}, threading.Lock()
 
 
-cache, lock = _results()
-key = (str(choice.path), choice.path.stat().st_mtime, integrator, tuple(sorted(steps)), batch, tuple(methods))
-if key not in cache and st.button(f"Measure ({len(steps) * len(methods)} forward + backward passes)",
-                                  type="primary", key="grad_run"):
-    with heavy_work("Gradient measurement"):
-        bar = st.progress(0.0, text="starting ...")
-        x = normalize(test.images[:batch]).to(memory_format=torch.channels_last)  # (B, 1, 28, 28)
-        df = gradient_comparison(model, x, test.labels[:batch], integrator, sorted(steps), methods,
-                                 progress=lambda f, label: bar.progress(f, text=f"measured {label}"))
-        bar.empty()
-    with lock:
-        while len(cache) >= 16:  # shared by every visitor: bounded
-            cache.pop(next(iter(cache)))
-        cache[key] = df
-df = cache.get(key)  # once: another visitor may evict it meanwhile
+def measure() -> object:
+    bar = st.progress(0.0, text="starting ...")
+    x = normalize(test.images[:batch]).to(memory_format=torch.channels_last)  # (B, 1, 28, 28)
+    out = gradient_comparison(model, x, test.labels[:batch], integrator, sorted(steps), methods,
+                              progress=lambda f, label: bar.progress(f, text=f"measured {label}"))
+    bar.empty()
+    return out
+
+
+key = ("gradients", *file_version(choice.path), integrator, tuple(sorted(steps)), batch, tuple(methods))
+df = peek(key)  # shared by every visitor
+if df is None and st.button(f"Measure ({len(steps) * len(methods)} forward + backward passes)",
+                            type="primary", key="grad_run"):
+    df = get_or_compute(key, measure)
 if df is None:
     st.caption("Results are cached per model and settings; the same measurement is instant the second time.")
     st.stop()

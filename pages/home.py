@@ -3,7 +3,9 @@
 import streamlit as st
 
 from odenet.app.nav import PAGES, ensure_app_navigation
+from odenet.data.mnist import TEST_SIZE
 from odenet.errors import OdenetError
+from odenet.inspect.analysis import REFERENCE_SOLVER
 from odenet.train.checkpoints import pretrained_models, summarize_checkpoint
 
 # Graphviz DOT drawn by Streamlit's own bundled renderer (no CDN, no graphviz package): sending a
@@ -107,5 +109,6 @@ for name, path in models.items():
                           else "stays accurate under other solvers" if ode else "")})
 if rows:
     st.dataframe(rows, hide_index=True, width="content")
-    st.caption("Accurate solver: adaptive Dormand-Prince 5(4), rtol 1e-5, on the 10,000 test images. The gap is "
-               "the accuracy with the training solver minus that (Ott et al., ICLR 2021); see Solver robustness.")
+    st.caption(f"Accurate solver: {REFERENCE_SOLVER.label()} ({REFERENCE_SOLVER.method.name}), on the "
+               f"{TEST_SIZE:,} test images. The gap is the accuracy with the training solver minus that (Ott et al., "
+               "ICLR 2021); see Solver robustness.")

@@ -9,6 +9,7 @@ import streamlit as st
 import torch
 
 from odenet.app import plots
+from odenet.app.access import Busy
 from odenet.app.cache import cached_convergence
 from odenet.app.links import PageLink, locked_controls
 from odenet.app.nav import ensure_app_navigation
@@ -115,13 +116,17 @@ st.caption("Global error (max over the grid) for halving step sizes; the fitted 
            "empirical order.")
 bar = st.progress(0.0, text="Convergence runs ...")
 conv = []
-for i, k in enumerate(methods):  # cached per (problem, tableau) for every visitor after the first
-    bar.progress(i / len(methods), text=f"Convergence runs: {k} ({i + 1}/{len(methods)}) ...")
-    conv.append(replace(cached_convergence(problem, METHODS[k]), method=k))  # the names used above
+try:
+    for i, k in enumerate(methods):  # cached per (problem, tableau) for every visitor after the first
+        bar.progress(i / len(methods), text=f"Convergence runs: {k} ({i + 1}/{len(methods)}) ...")
+        conv.append(replace(cached_convergence(problem, METHODS[k]), method=k))  # the names used above
+except Busy as exc:  # no work slot free now: the rest of the page still works
+    st.warning(str(exc))
 bar.empty()
-st.plotly_chart(plots.convergence_plot(conv), key="int_conv", width="stretch")
-st.table(pd.DataFrame([{"method": r.method, "nominal order": r.nominal_order,
-                        "empirical order": round(r.fitted_order, 2)} for r in conv]).set_index("method"))
+if len(conv) == len(methods):
+    st.plotly_chart(plots.convergence_plot(conv), key="int_conv", width="stretch")
+    st.table(pd.DataFrame([{"method": r.method, "nominal order": r.nominal_order,
+                            "empirical order": round(r.fitted_order, 2)} for r in conv]).set_index("method"))
 
 st.subheader("Inside the adaptive solver")
 st.caption("dopri5 with its embedded error estimate on this problem: every attempted step with its size; red "

@@ -1,16 +1,17 @@
 """Solver robustness: is the trained network a true ODE, or a ResNet tied to its solver?"""
 
-import threading
-
 import streamlit as st
 
 from odenet.app import plots
+from odenet.app.cache import file_version, get_or_compute, peek
 from odenet.app.links import PageLink, default_model_name, locked_controls, model_key, model_param, model_url_name
 from odenet.app.nav import ensure_app_navigation
 from odenet.app.urlstate import Param
-from odenet.app.visitor import heavy_work
 from odenet.app.widgets import model_and_test
+from odenet.data.mnist import TEST_SIZE
 from odenet.inspect.analysis import (
+    GAP_TOLERANCE,
+    REFERENCE_SOLVER,
     critical_step_sizes,
     images_within_tolerance,
     odeness_gap,
@@ -21,7 +22,7 @@ from odenet.inspect.analysis import (
 from odenet.ode.integrators import METHODS
 
 STEP_CHOICES = [1, 2, 3, 4, 6, 8, 12, 16, 32]
-SIZES = [200, 500, 1000, 2000, 5000, 10000]
+SIZES = [200, 500, 1000, 2000, 5000, TEST_SIZE]  # test images; the last is all of them
 DEFAULT_INTEGRATORS = ["euler", "modified_euler", "rk4", "dopri5"]
 PARAMS = [model_param(), Param("integrators", "choice_list", DEFAULT_INTEGRATORS, choices=list(METHODS)),
           Param("steps", "choice_list", [1, 2, 4, 8], choices=STEP_CHOICES),
@@ -50,31 +51,27 @@ link.publish({"model": model_url_name(choice.key), "integrators": integrators, "
              defaults={"model": default_model_name()})
 
 
-@st.cache_resource
-def _grid_cache() -> tuple[dict, threading.Lock]:
-    return {}, threading.Lock()
-
-
-cache, lock = _grid_cache()
-key = (str(choice.path), choice.path.stat().st_mtime, tuple(integrators), tuple(sorted(steps)), size)
 if not integrators or not steps:
     st.info("Pick at least one integrator and one step count.")
     st.stop()
-if key not in cache and st.button(f"Run the grid ({len(integrators) * len(steps)} evaluations on {size} images)",
-                                  type="primary", key="rob_run"):
-    with heavy_work("Robustness grid"):
-        bar = st.progress(0.0, text="starting ...")
-        subset = test.subset(size)
-        df = robustness_grid(model, subset, integrators, sorted(steps),
-                             progress=lambda f, label: bar.progress(0.8 * f, text=f"evaluating {label} ..."))
-        bar.progress(0.85, text="reference solve (adaptive dopri5, rtol 1e-5) and the training solver ...")
-        gap = odeness_gap(model, subset)
-        bar.empty()
-    with lock:
-        while len(cache) >= 32:  # shared by every visitor: keep it bounded
-            cache.pop(next(iter(cache)))
-        cache[key] = (df, gap)
-hit = cache.get(key)  # once: another visitor may evict it meanwhile
+
+
+def run_grid() -> tuple:
+    bar = st.progress(0.0, text="starting ...")
+    subset = test.subset(size)
+    df = robustness_grid(model, subset, integrators, sorted(steps),
+                         progress=lambda f, label: bar.progress(0.8 * f, text=f"evaluating {label} ..."))
+    bar.progress(0.85, text=f"reference solve ({REFERENCE_SOLVER.label()}) and the training solver ...")
+    gap = odeness_gap(model, subset)
+    bar.empty()
+    return df, gap
+
+
+key = ("robustness", *file_version(choice.path), tuple(integrators), tuple(sorted(steps)), size)
+hit = peek(key)  # shared by every visitor
+if hit is None and st.button(f"Run the grid ({len(integrators) * len(steps)} evaluations on {size} images)",
+                             type="primary", key="rob_run"):
+    hit = get_or_compute(key, run_grid)
 if hit is None:
     st.caption("Results are cached per model and grid; rerunning the same grid is instant.")
     st.stop()
@@ -105,12 +102,14 @@ if gap.solver_bound:
                f"{gap.train_solver} than with an accurate solve. It is a ResNet in disguise, not an ODE model.")
 crit_text = ", ".join(f"{k}: h ≤ {v:.3g}" if v is not None else f"{k}: none of these steps"
                       for k, v in critical.items())
-st.caption(f"Critical step size (largest step closer than 0.5 points to the reference accuracy): {crit_text}. "
+points = f"{100 * GAP_TOLERANCE:g}"  # the tolerance, in accuracy points
+st.caption(f"Critical step size (largest step closer than {points} points to the reference accuracy): {crit_text}. "
            "The training solver is outlined; bars and hovers give each accuracy's 95% Wilson interval.")
 if images_within_tolerance(n) == 0:
     st.warning(f"With {n:,} test images one image is {100 / n:.2g} points of accuracy, at or above the "
-               "0.5-point rule: here the critical step size means **not a single image differs** from the "
-               "reference solve. Choose more test images (with 1,000 up to 4 may differ, with 2,000 up to 9).")
+               f"{points}-point rule: here the critical step size means **not a single image differs** from the "
+               f"reference solve. Choose more test images (with 1,000 up to {images_within_tolerance(1000)} may "
+               f"differ, with 2,000 up to {images_within_tolerance(2000)}).")
 st.plotly_chart(plots.accuracy_vs_step_size(df, span, gap.reference_acc, critical,
                                             (trained.integrator, trained.steps)), key="rob_curves", width="stretch")
 st.plotly_chart(plots.robustness_heatmap(df, (trained.integrator, trained.steps)), key="rob_heat", width="stretch")

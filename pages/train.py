@@ -2,102 +2,74 @@
 
 import time
 from glob import escape as glob_escape
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from odenet import load_model
 from odenet.app import plots
+from odenet.app.cache import cached_model, file_version, get_or_compute, peek
 from odenet.app.links import PageLink, locked_controls
 from odenet.app.nav import ensure_app_navigation
 from odenet.app.state import all_methods, forget, keep
+from odenet.app.training_view import (
+    FEW_IMAGES,
+    TRAIN_SIZES,
+    end_text,
+    eta_text,
+    eval_label,
+    progress_text,
+    recipe_line,
+    recipe_values,
+    runs_table,
+    setting_warnings,
+    settings_line,
+)
 from odenet.app.urlstate import Param
-from odenet.app.visitor import heavy_work, owner_id, presenter_access
+from odenet.app.visitor import owner_id, presenter_access
 from odenet.app.widgets import require_mnist
-from odenet.data.mnist import load_mnist
-from odenet.inspect.analysis import adaptive_cost
+from odenet.data.mnist import TEST_SIZE
+from odenet.inspect.analysis import REFERENCE_SOLVER, adaptive_cost
 from odenet.model.rknet import ModelConfig
 from odenet.ode.gradients import GRADIENT_METHODS
 from odenet.ode.integrators import METHODS as BUILTIN
 from odenet.ode.integrators import method_spec
-from odenet.train.config import APP_PURPOSE, OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from odenet.train.config import APP_PURPOSE, APP_TOLERANCE, OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
 from odenet.train.jobs import JobRejected, get_manager
 from odenet.train.runs import RunBusy, delete_run, list_runs, read_metrics
 from odenet.train.throughput import describe_run, speed_book
+from odenet.train.trainer import ADAPT_HOLDOUT
 
 ensure_app_navigation()
 keep("tr_*")
 st.title("Train RKNet live")
 mgr = get_manager()
 owner = owner_id()  # the browser: a reload or a second tab keeps control of a job, another browser does not
-TRAIN_SIZES = [1000, 2000, 5000, 10000, 15000, 20000, 30000, 60000]  # every recipe's size is one of them
-RECIPE_KEYS = {"tr_epochs": "epochs", "tr_batch": "batch_size", "tr_optimizer": "optimizer", "tr_lr": "lr",
-               "tr_schedule": "schedule", "tr_train_size": "train_size", "tr_augment": "augment"}
-
-
-def recipe_values(preset: str) -> dict:
-    """Widget values of a recipe as the library defines it for the app (TrainConfig.for_app)."""
-    cfg = TrainConfig.for_app(preset)
-    return {k: getattr(cfg, f) for k, f in RECIPE_KEYS.items()}
+model_defaults, train_defaults = ModelConfig(), TrainConfig()
 
 
 def apply_preset() -> None:
     st.session_state.update(recipe_values(st.session_state["tr_preset"]))
 
 
-def useless_setting_warnings(t1: float, lr: float, optimizer: str) -> dict[str, str]:
-    """Valid settings that will almost surely not train, by the control they concern."""
-    out = {}
-    if abs(t1) > 100:
-        out["t1"] = (f"t1 = {t1:g} integrates {abs(t1):g} time units with {'a' if abs(t1) < 1e3 else 'an enormous'} "
-                     "step: the state will blow up or the loss will not fall. Try 0.5 to 10.")
-    limit = 1.0 if optimizer == "sgd" else 0.1
-    if lr > limit:
-        out["lr"] = f"lr = {lr:g} is far above what {optimizer} tolerates (try 1e-3 to {limit / 10:g}); expect NaN."
-    elif 0 < lr < 1e-6:
-        out["lr"] = f"lr = {lr:.0e} is so small that nothing visible will be learned in a short run."
-    return out
-
-
-def reset_form() -> None:
-    forget("tr_*", "watch_job", "tr_seen_job")
-    st.query_params.clear()  # the link's settings are reset too
-
-
-# the form's fields travel in the URL (a link reproduces the settings; it never starts a job)
-URL_PARAMS = [Param("preset", "choice", "default", choices=list(PRESETS)),
-              Param("integrator", "choice", "rk4", choices=lambda: list(all_methods())),
-              Param("steps", "int", 1, lo=1, hi=32), Param("t1", "float", 1.0, lo=-1e3, hi=1e3),
-              Param("gradient", "choice", "backprop", choices=list(GRADIENT_METHODS)),
+# the form's fields travel in the URL (a link reproduces the settings; it never starts a job); the
+# recipe's fields default to the recipe's values (None here)
+URL_PARAMS = [Param("preset", "choice", train_defaults.preset, choices=list(PRESETS)),
+              Param("integrator", "choice", model_defaults.integrator, choices=lambda: list(all_methods())),
+              Param("steps", "int", model_defaults.steps, lo=1, hi=32),
+              Param("t1", "float", model_defaults.t1, lo=-1e3, hi=1e3),
+              Param("gradient", "choice", model_defaults.gradient, choices=list(GRADIENT_METHODS)),
               Param("epochs", "int", None, lo=1, hi=mgr.limits.max_epochs), Param("batch", "int", None, lo=8, hi=1024),
               Param("lr", "float", None, lo=1e-8, hi=10.0), Param("train_size", "choice", None, choices=TRAIN_SIZES),
-              Param("seed", "int", 0, lo=0, hi=10**6)]
+              Param("seed", "int", train_defaults.seed, lo=0, hi=10**6)]
 URL_KEYS = {"integrator": "tr_integ", "steps": "tr_steps", "t1": "tr_t1", "gradient": "tr_gradient",
             "epochs": "tr_epochs", "batch": "tr_batch", "lr": "tr_lr", "train_size": "tr_train_size", "seed": "tr_seed"}
 
 link = PageLink("train", URL_PARAMS)
-if "tr_preset" not in st.session_state:
-    st.session_state["tr_preset"] = "default"
+if "tr_preset" not in st.session_state or link.fresh:  # a link's recipe first, then the fields it names
+    st.session_state["tr_preset"] = link.values["preset"]
     apply_preset()
-if link.fresh:  # a link's settings win on its first render: its recipe first, then the fields it names
-    url = link.values
-    if url["preset"] != st.session_state["tr_preset"]:
-        st.session_state["tr_preset"] = url["preset"]
-        apply_preset()
-    link.seed({key: url[name] for name, key in URL_KEYS.items() if url[name] is not None})
-
-model_defaults = ModelConfig()
+link.seed({key: link.values[name] for name, key in URL_KEYS.items() if link.values[name] is not None})
 METHODS = all_methods()  # built-in plus this visitor's own methods from the Integrators page
-book = speed_book()
-
-
-def recipe_line(name: str) -> str:
-    """A recipe as the picker lists it: what it runs (fixed text: the options must not change from
-    one run to the next; the time it takes here is in the caption under the form)."""
-    cfg = TrainConfig.for_app(name)
-    return f"{name} · {cfg.epochs} epoch × {cfg.train_size:,} images"
-
 
 with st.sidebar, locked_controls(link.lesson):
     st.header("Run settings")
@@ -108,13 +80,12 @@ with st.sidebar, locked_controls(link.lesson):
     integ = st.selectbox("Integrator", list(METHODS), key="tr_integ",
                          index=list(METHODS).index(model_defaults.integrator),
                          format_func=lambda k: f"{k} ({METHODS[k].name}, order {METHODS[k].order})")
-    adaptive = False
-    if METHODS[integ].adaptive:
-        adaptive = st.checkbox("Adaptive steps", key="tr_adaptive", help="Use the embedded error estimate.")
+    adaptive = METHODS[integ].adaptive and st.checkbox("Adaptive steps", key="tr_adaptive",
+                                                       help="Use the embedded error estimate.")
     if adaptive:
         c1, c2 = st.columns(2)
-        rtol = c1.number_input("rtol", value=1e-2, format="%.0e", key="tr_rtol")
-        atol = c2.number_input("atol", value=1e-2, format="%.0e", key="tr_atol")
+        rtol = c1.number_input("rtol", value=APP_TOLERANCE, format="%.0e", key="tr_rtol")
+        atol = c2.number_input("atol", value=APP_TOLERANCE, format="%.0e", key="tr_atol")
         steps = model_defaults.steps
     else:
         rtol, atol = model_defaults.rtol, model_defaults.atol
@@ -136,11 +107,11 @@ with st.sidebar, locked_controls(link.lesson):
     lr = st.number_input("Learning rate", min_value=0.0, format="%.3g", step=1e-3, key="tr_lr")
     slots["lr"] = st.empty()
     train_size = st.select_slider("Training images", TRAIN_SIZES, key="tr_train_size",
-                                  help="Below 10,000 images RKNet does not get far (1,000 end near 20%); the classroom "
-                                       "recipe's 20,000 reach 97%; 60,000 is the full set.")
+                                  help=f"Below {FEW_IMAGES:,} images RKNet does not get far (1,000 end near 20%); the "
+                                       "classroom recipe's 20,000 reach 97%; 60,000 is the full set.")
     slots["train_size"] = st.empty()
     augment = st.checkbox("Augmentation (small shifts/rotations)", key="tr_augment")
-    seed = st.number_input("Seed", min_value=0, value=0, key="tr_seed")
+    seed = st.number_input("Seed", min_value=0, value=train_defaults.seed, key="tr_seed")
     with st.expander("Keep it an ODE", expanded=False):
         st.caption("Train a model that any accurate solver agrees with, and that the adaptive solver finds cheap.")
         kinetic = st.number_input("Kinetic energy weight", min_value=0.0, value=0.0, format="%g", step=1e-4,
@@ -152,10 +123,10 @@ with st.sidebar, locked_controls(link.lesson):
                                 help="Each batch integrates to t1 + U(-b, b); evaluation uses t1 (Ghosh et al. 2020).")
         adapt_every = st.number_input("Step adaptation every N batches (0 = off)", min_value=0, value=0,
                                       key="tr_adapt_every", help="Compare accuracy with the steps and twice the steps "
-                                      "on 500 held-out training images; double the steps when they differ by more "
-                                      "than the threshold (Ott et al. 2021).")
+                                      f"on {ADAPT_HOLDOUT} held-out training images; double the steps when they differ "
+                                      "by more than the threshold (Ott et al. 2021).")
         adapt_threshold = st.number_input("Adaptation threshold (accuracy points)", min_value=0.0, max_value=100.0,
-                                          value=0.5, step=0.1, key="tr_adapt_thr")
+                                          value=100 * train_defaults.adapt_threshold, step=0.1, key="tr_adapt_thr")
     slots["kinetic"] = slots["jacobian"] = slots["steer"] = slots["adapt_every"] = slots["adapt_threshold"] = \
         slots["adapt_max_steps"] = st.empty()
     name = st.text_input("Run name (optional)", key="tr_name", placeholder="e.g. euler-demo")
@@ -166,33 +137,34 @@ try:
     config = TrainConfig.for_app(
         st.session_state["tr_preset"], integrator=integ, steps=int(steps),
         custom_tableau=None if integ in BUILTIN else method_spec(METHODS[integ]), t1=float(t1), adaptive=adaptive,
-        gradient=gradient,
-        rtol=float(rtol), atol=float(atol), epochs=int(epochs), batch_size=int(batch), optimizer=optimizer,
-        lr=float(lr), schedule=schedule, train_size=int(train_size), augment=augment, seed=int(seed),
-        kinetic=float(kinetic), jacobian=float(jacobian), steer=float(steer), adapt_every=int(adapt_every),
-        adapt_threshold=float(adapt_threshold) / 100, adapt_max_steps=max(64, int(steps)))
+        gradient=gradient, rtol=float(rtol), atol=float(atol), epochs=int(epochs), batch_size=int(batch),
+        optimizer=optimizer, lr=float(lr), schedule=schedule, train_size=int(train_size), augment=augment,
+        seed=int(seed), kinetic=float(kinetic), jacobian=float(jacobian), steer=float(steer),
+        adapt_every=int(adapt_every), adapt_threshold=float(adapt_threshold) / 100,
+        adapt_max_steps=max(train_defaults.adapt_max_steps, int(steps)))
     mgr.limits.check(config)
 except (ConfigError, JobRejected) as exc:
     problem = str(exc)
 if problem:  # next to the control it concerns (the message starts with the field's name)
     slots[next((f for f in slots if problem.startswith(f)), "other")].error(problem)
 else:
-    for field, text in useless_setting_warnings(float(t1), float(lr), optimizer).items():
+    for field, text in setting_warnings(float(t1), float(lr), optimizer).items():
         slots[field].warning(text)
 
 recipe = recipe_values(st.session_state["tr_preset"])
 link.publish({"preset": st.session_state["tr_preset"], "integrator": integ, "steps": int(steps), "t1": float(t1),
               "gradient": gradient, "seed": int(seed), "epochs": int(epochs), "batch": int(batch), "lr": float(lr),
               "train_size": int(train_size)},
-             defaults={"preset": "default", "integrator": "rk4", "steps": 1, "t1": 1.0, "gradient": "backprop",
-                       "seed": 0, "epochs": recipe["tr_epochs"], "batch": recipe["tr_batch"], "lr": recipe["tr_lr"],
+             defaults={"epochs": recipe["tr_epochs"], "batch": recipe["tr_batch"], "lr": recipe["tr_lr"],
                        "train_size": recipe["tr_train_size"]})
 if config is not None:  # what this run does and how long it takes on this server (measured: odenet.train.throughput)
+    if link.lesson:  # the settings are hidden: say what the link chose
+        st.caption(settings_line(config))
+    book = speed_book()
     probing = book.request(config, busy=mgr.current() is not None)
     st.caption(f"This run: {describe_run(config, book.get(config), probing)}")
 
 can_control = presenter_access()  # always on localhost; on a shared server after the presenter token
-running = mgr.current()
 mine = st.session_state.get("watch_job")
 bar = st.container(horizontal=True, vertical_alignment="center", gap="small")  # the buttons side by side
 c1, c2, c3, c4 = (bar.container(width="content") for _ in range(4))  # filled below in another order
@@ -201,16 +173,13 @@ if c1.button("▶ Start", type="primary", disabled=config is None or not can_con
         and can_control and config is not None:  # checked again: a disabled button is not enforced server-side
     if require_mnist() is not None:
         try:
-            snap = mgr.submit(config, name=name.strip() or None, owner=owner)
-            st.session_state["watch_job"] = snap.id
-            mine = snap.id
+            mine = st.session_state["watch_job"] = mgr.submit(config, name=name.strip() or None, owner=owner).id
             time.sleep(0.3)  # let the worker pick it up so the first render shows it running
         except (JobRejected, ValueError) as exc:
             st.error(str(exc))
 target_job = mgr.snapshot(mine) if mine is not None else None
 if target_job is None or target_job.status not in ("queued", "running"):
-    waiting = mgr.queued()  # one read: the worker may start the first queued job at any moment
-    target_job = mgr.current() or (waiting[0] if waiting else None)
+    target_job = mgr.current_or_next()  # one read: the worker may start or end a job at any moment
 others = target_job is not None and target_job.owner != owner
 confirm = True
 if others and can_control:
@@ -222,19 +191,14 @@ if c2.button("■ Stop", disabled=target_job is None or (others and not (can_con
             st.toast("Stopping after the current batch ...")
     except JobRejected as exc:
         st.error(str(exc))
-c3.button("↺ Reset", on_click=reset_form, key="btn_reset", help="Restore the default settings and clear the view.")
-
-
-def fmt_eta(sec):
-    if sec is None:
-        return "estimating ..."
-    return f"{int(sec // 60)} min {int(sec % 60)} s" if sec >= 60 else f"{sec:.0f} s"
-
+c3.button("↺ Reset", on_click=link.reset, args=("tr_*", "watch_job", "tr_seen_job"), key="btn_reset",
+          help="Restore the default settings and clear the view.")
 
 # 1 s until this visitor's view has drawn the watched job's first report (Start -> first point within
 # ~2 s), then 2 s: every refresh redraws two charts here and in the browser, and on a 2-core CPU a 1-s
 # refresh slowed the classroom run's 97% from 39.0 to 51.9 s (one run each, benchmarks/training/train_live.py)
 LIVE_FAST, LIVE_SLOW = 1.0, 2.0
+running = mgr.current()
 _watched = st.session_state.get("watch_job") or (running.id if running is not None else None)
 
 
@@ -243,9 +207,7 @@ _watched = st.session_state.get("watch_job") or (running.id if running is not No
 def live_view() -> None:
     job_id = st.session_state.get("watch_job")
     cur = mgr.current()
-    snap = mgr.snapshot(job_id) if job_id is not None else cur
-    if snap is None:
-        snap = cur
+    snap = (mgr.snapshot(job_id) if job_id is not None else None) or cur
     if snap is None and (seen := st.session_state.get("tr_seen_job")) is not None:
         snap = mgr.snapshot(seen)  # the job this visitor was watching ended: everyone sees how it ended
     if snap is None:
@@ -254,33 +216,17 @@ def live_view() -> None:
     st.session_state["tr_seen_job"] = snap.id
     if cur is not None and cur.id != snap.id:
         st.warning(f"Another visitor's job (#{cur.id}, {cur.config.model.label()}) is running; "
-                   f"it should end in about {fmt_eta(cur.eta_seconds)}.")
+                   f"it should end in about {eta_text(cur.eta_seconds)}.")
     if snap.status == "queued":
-        wait = mgr.wait_until_start_estimate(snap.id)
         st.info(f"Job #{snap.id} is queued at position {snap.queue_position}; it should start in about "
-                f"{fmt_eta(wait)}. Press Stop to cancel it.")
+                f"{eta_text(mgr.wait_until_start_estimate(snap.id))}. Press Stop to cancel it.")
         return
-    ev = snap.last_batch
-    head = f"Job #{snap.id} · {snap.config.model.label()} · {snap.status}"
-    phase = snap.phase
-    if snap.status == "running" and phase.startswith("evaluating"):
-        speed = f" · trained at {ev.images_per_s:.0f} img/s" if ev is not None and ev.images_per_s else ""
-        st.progress(snap.progress, text=f"{head} · {phase}{speed} · ETA {fmt_eta(snap.eta_seconds)}")
-    elif snap.status == "running" and ev is not None:
-        eta = fmt_eta(snap.eta_seconds)
-        st.progress(snap.progress, text=f"{head} · epoch {ev.epoch}/{snap.config.epochs} · batch "
-                    f"{ev.batch}/{ev.batches_per_epoch} · {ev.images_per_s:.0f} img/s · ETA {eta}")
-    else:
-        st.progress(snap.progress, text=f"{head} · {phase}" if snap.status == "running" else head)
+    st.progress(snap.progress, text=progress_text(snap))
     if snap.status == "failed":
         st.error(f"Training failed: {snap.message}")
     elif snap.status in ("stopped", "finished"):
-        acc = snap.last_test_acc
-        verdict = snap.verdict
-        text = (f"Run {snap.run_dir.name if snap.run_dir else ''} {snap.status}; "
-                f"{'best' if snap.best_test_acc is not None else 'last'} test accuracy "
-                f"{'n/a' if acc is None else f'{100 * acc:.2f}%'}. It is now selectable on the other pages.")
-        (st.success if verdict is None else st.warning)(text if verdict is None else f"{text} {verdict}")
+        fine, text = end_text(snap)
+        (st.success if fine else st.warning)(text)
         if st.session_state.get("tr_done_seen") != snap.id:  # show it in the Runs table and disable Stop now
             st.session_state["tr_done_seen"] = snap.id
             st.rerun(scope="app")
@@ -291,18 +237,17 @@ def live_view() -> None:
         return
     loss, acc = plots.training_curves({"run": df})
     m1, m2, m3, m4 = st.columns(4)
-    if ev is not None:
+    if (ev := snap.last_batch) is not None:
         m1.metric("train loss", f"{ev.train_loss:.4f}")
         m2.metric("batch accuracy", f"{100 * ev.train_acc:.1f}%")
         m3.metric("NFE / forward", f"{ev.nfe:.1f}")
     evs = df[df["kind"] == "eval"]
     if not evs.empty:
         last_eval = evs.iloc[-1]
-        full = last_eval["batch"] == last_eval["batches_per_epoch"]
-        n_test = 10_000 if full else (snap.config.eval_size or 10_000)
-        m4.metric(f"test accuracy ({n_test:,} images)", f"{100 * last_eval['test_acc']:.2f}%",
+        m4.metric(eval_label(snap, full=last_eval["batch"] == last_eval["batches_per_epoch"]),
+                  f"{100 * last_eval['test_acc']:.2f}%",
                   help="Mid-epoch evaluations use a fixed subset of the test set so training is not slowed; "
-                       "the end of every epoch uses all 10,000 test images.")
+                       f"the end of every epoch uses all {TEST_SIZE:,} test images.")
     g1, g2 = st.columns(2)
     g1.plotly_chart(loss, key="live_loss", width="stretch")
     g2.plotly_chart(acc, key="live_acc", width="stretch")
@@ -316,46 +261,23 @@ def live_view() -> None:
 live_view()
 
 
-
-def run_accuracy(r) -> float | None:
-    """Best full-test accuracy, else (a stopped run) the last one measured, in percent."""
-    acc = r.best_test_acc if r.best_test_acc is not None else r.final_test_acc
-    return None if acc is None else round(100 * acc, 2)
-
-
-def pareto_point(path: Path) -> tuple[float, float]:
-    """(accuracy, dopri5 evaluations per image) of a checkpoint on 1,000 test images, cached per file version."""
-    cache = st.session_state.setdefault("pareto_cache", {})
-    key = (str(path), path.stat().st_mtime_ns)
-    if key not in cache:
-        cache[key] = adaptive_cost(load_model(path), mnist_test().subset(1000))
-    return cache[key]
-
-
-def mnist_test():
-    return load_mnist()[1]
-
-
 def pareto_view(chosen: list) -> None:
-    """Test accuracy vs adaptive evaluations per image for the chosen runs, computed on request."""
-    with_ckpt = [r for r in chosen if r.checkpoint is not None]
-    if not with_ckpt:
+    """Test accuracy vs adaptive evaluations per image for the chosen runs, computed on request
+    (per checkpoint version, shared by every visitor)."""
+    ckpts = {r.name: r.checkpoint for r in chosen if r.checkpoint is not None}
+    if not ckpts:
         return
-    st.markdown("**Pareto view**: accuracy against the cost of an accurate adaptive solve (dopri5, rtol 1e-5) on "
-                "1,000 test images. Up and to the left is better.")
+    st.markdown(f"**Pareto view**: accuracy against the cost of an accurate adaptive solve "
+                f"({REFERENCE_SOLVER.label()}) on 1,000 test images. Up and to the left is better.")
     st.button("Compute Pareto view", key="btn_pareto", on_click=st.session_state.update,
               kwargs={"pareto_request": True})  # a callback: a rerun before this line would drop a button's True
-    if st.session_state.pop("pareto_request", False):
-        if require_mnist() is not None:
-            with heavy_work("Pareto view"), st.spinner(f"Solving {len(with_ckpt)} model(s) adaptively ..."):
-                for r in with_ckpt:
-                    pareto_point(r.checkpoint)
-    cache = st.session_state.get("pareto_cache", {})
-    rows = []
-    for r in with_ckpt:
-        hit = cache.get((str(r.checkpoint), r.checkpoint.stat().st_mtime_ns))
-        if hit is not None:
-            rows.append({"run": r.name, "accuracy": hit[0], "nfe": hit[1]})
+    if st.session_state.pop("pareto_request", False) and (data := require_mnist()) is not None:
+        with st.spinner(f"Solving {len(ckpts)} model(s) adaptively ..."):
+            for path in ckpts.values():
+                get_or_compute(("pareto", *file_version(path)),
+                               lambda p=path: adaptive_cost(cached_model(p), data[1].subset(1000)))
+    rows = [{"run": n, "accuracy": hit[0], "nfe": hit[1]} for n, path in ckpts.items()
+            if (hit := peek(("pareto", *file_version(path)))) is not None]
     if rows:
         st.plotly_chart(plots.pareto_plot(pd.DataFrame(rows)), key="cmp_pareto", width="stretch")
 
@@ -366,16 +288,7 @@ runs = [r for r in list_runs(active=mgr.active_run_dirs()) if r.status != "runni
 if not runs:
     st.caption("Finished and stopped runs will appear here.")
 else:
-    def cell(value, fmt: str = "{}") -> str:  # text cells: an empty one, never Python's None, for what is missing
-        return "" if value is None else fmt.format(value)
-
-    table = [{"run": r.name, "status": r.status, "recipe": cell(r.config.get("preset")), "solver": r.solver_label,
-              "t1": cell((r.config.get("model") or {}).get("t1", r.config.get("t1")), "{:g}"),
-              "lr": cell(r.config.get("lr"), "{:.3g}"), "epochs": cell(r.config.get("epochs")),
-              "train images": cell(r.config.get("train_size"), "{:,}"), "test acc (%)": cell(run_accuracy(r), "{:.2f}"),
-              "duration (s)": cell(r.duration, "{:.1f}"), "note": r.message or ""}
-             for r in runs]
-    st.dataframe(table, hide_index=True, width="stretch")
+    st.dataframe(runs_table(runs), hide_index=True, width="stretch")
     by_name = {r.name: r for r in runs}
     picked = st.multiselect("Compare runs", list(by_name), default=[runs[0].name], key="cmp_runs",
                             format_func=lambda n: by_name[n].legend if n in by_name else n)

@@ -4,7 +4,14 @@ import streamlit as st
 import torch
 
 from odenet.app import plots
-from odenet.app.cache import cached_animation_extras, cached_step_view, tensor_digest
+from odenet.app.cache import (
+    cached_animation_extras,
+    cached_step_view,
+    file_version,
+    get_or_compute,
+    peek,
+    tensor_digest,
+)
 from odenet.app.links import (
     PageLink,
     default_model_name,
@@ -17,7 +24,6 @@ from odenet.app.links import (
 from odenet.app.nav import ensure_app_navigation
 from odenet.app.state import keep
 from odenet.app.urlstate import Param
-from odenet.app.visitor import heavy_work
 from odenet.app.widgets import model_and_test, solver_picker
 from odenet.data.mnist import normalize
 from odenet.inspect.analysis import join_views, per_image_cost
@@ -25,7 +31,7 @@ from odenet.ode.solvers import SolverSpec
 
 INPUTS = {"random": "random test images", "class": "one class", "drawing": "current drawing"}
 CONTEXT = 150  # test images a drawing is shown among: the PCA is fitted on them (one path alone is a line)
-PARAMS = [model_param(), *solver_params(64), Param("inputs", "choice", "random", choices=list(INPUTS)),
+PARAMS = [model_param(), *solver_params(), Param("inputs", "choice", "random", choices=list(INPUTS)),
           Param("digit", "int", 0, lo=0, hi=9), Param("n", "int", 60, lo=5, hi=200),
           Param("seed", "int", 0, lo=0, hi=10_000),
           Param("channels", "int_list", [0, 1, 2, 3], lo=0, hi=63, max_items=8)]
@@ -140,16 +146,16 @@ if solver.adaptive:
     names = [f"test #{i}" for i in pool.tolist()]
     if drawing is not None:
         cost_x, names = torch.cat([drawing, cost_x]), ["current drawing", *names]
-    cost_key = (choice.key, repr(solver), tensor_digest(cost_x))
+    cost_key = ("per_image_cost", *file_version(choice.path), repr(solver), tensor_digest(cost_x))
     # the request goes through a callback: a URL update may rerun the page, which would drop a button's True
     st.button("Compute per-image cost", key="btn_traj_cost", on_click=st.session_state.update,
               kwargs={"cost_request": True})
     if st.session_state.pop("cost_request", False):
-        with heavy_work("Per-image cost"), st.spinner(f"Solving {len(names)} images one by one ..."):
-            st.session_state["cost_view"] = (cost_key, per_image_cost(model, cost_x, solver))
-    saved = st.session_state.get("cost_view")
-    if saved is not None and saved[0] == cost_key:
-        df = saved[1].assign(image=names)
+        with st.spinner(f"Solving {len(names)} images one by one ..."):
+            get_or_compute(cost_key, lambda: per_image_cost(model, cost_x, solver))
+    saved = peek(cost_key)
+    if saved is not None:
+        df = saved.assign(image=names)
         st.dataframe(df, hide_index=True, width="stretch")
         st.caption(f"In one batch of {len(names)}: {int(df['in batch'].iloc[0])} evaluations for every image; "
                    f"alone: {df['alone'].mean():.0f} on average (min {df['alone'].min()}, max {df['alone'].max()}).")

@@ -16,7 +16,6 @@ addresses instead (Linux ``SIOCGIFADDR``).  :func:`join_qr_png` draws the URL as
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import ipaddress
 import os
@@ -27,6 +26,7 @@ from urllib.parse import urlsplit
 
 from odenet.app.access import is_public_address
 from odenet.errors import OdenetError
+from odenet.utils import BoundedLRU
 
 __all__ = ["PROBE_ADDRESS", "AddressError", "route_source", "interface_addresses", "lan_ipv4", "public_url",
            "page_url", "join_qr", "join_qr_png"]
@@ -156,10 +156,15 @@ def join_qr(url: str):  # -> segno.QRCode (segno is imported only when a QR code
     return segno.make_qr(url, error="m", mode="byte")
 
 
-@functools.lru_cache(maxsize=8)
+_QR_PNGS: BoundedLRU[bytes] = BoundedLRU(8)
+
+
 def join_qr_png(url: str, scale: int = 5, border: int = 4) -> bytes:
     """``url`` as a black-on-white QR code PNG: ``scale`` pixels per module, ``border`` modules of
     quiet zone (4 is the standard's minimum).  Cached: one address per server."""
-    buf = io.BytesIO()
-    join_qr(url).save(buf, kind="png", scale=scale, border=border, dark="#000000", light="#ffffff")
-    return buf.getvalue()
+    def draw() -> bytes:
+        buf = io.BytesIO()
+        join_qr(url).save(buf, kind="png", scale=scale, border=border, dark="#000000", light="#ffffff")
+        return buf.getvalue()
+
+    return _QR_PNGS.get_or_compute((url, scale, border), draw)

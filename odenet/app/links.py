@@ -15,6 +15,7 @@ import streamlit as st
 from odenet.app import visitor
 from odenet.app.state import all_methods, forget
 from odenet.app.urlstate import Param, encode, lesson_mode, parse, query_string
+from odenet.app.widgets import MAX_VIEW_STEPS
 from odenet.ode.solvers import MAX_FIXED_STEPS
 from odenet.train.runs import available_models
 
@@ -49,7 +50,7 @@ def default_model_name() -> str | None:
     return model_url_name(choices[0].key) if choices else None
 
 
-def solver_params(max_steps: int = 64) -> list[Param]:
+def solver_params(max_steps: int = MAX_VIEW_STEPS) -> list[Param]:
     """``integrator`` and ``steps`` (None = the model's training solver)."""
     return [Param("integrator", "choice", None, choices=lambda: list(all_methods())),
             Param("steps", "int", None, lo=1, hi=min(max_steps, MAX_FIXED_STEPS))]
@@ -106,6 +107,12 @@ class PageLink:
                 forget(glob.escape(key))  # a literal key, not a pattern
             else:
                 st.session_state[key] = value
+
+    def reset(self, *patterns: str) -> None:
+        """A Reset button's callback: forget these widget keys (``fnmatch`` patterns) and the link's
+        settings, so the page shows its defaults; a lesson link stays a lesson link."""
+        forget(*patterns)
+        write_query({"lesson": "1"} if self.lesson else {})
 
     def publish(self, values: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, str]:
         """Write ``values`` to the URL (leaving out those equal to ``defaults``: links stay short)

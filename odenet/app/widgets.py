@@ -11,7 +11,9 @@ from odenet.model.rknet import RKNet
 from odenet.ode.solvers import SolverSpec
 from odenet.train.runs import ModelChoice, available_models
 
-__all__ = ["require_mnist", "model_picker", "model_and_test", "solver_picker"]
+__all__ = ["MAX_VIEW_STEPS", "require_mnist", "model_picker", "model_and_test", "solver_picker"]
+
+MAX_VIEW_STEPS = 64  # the most fixed steps a page's inference view solves with (the pickers, links and sliders)
 
 
 def require_mnist() -> tuple[MNISTSplit, MNISTSplit] | None:
@@ -51,7 +53,7 @@ def model_and_test(key: str) -> tuple[ModelChoice, RKNet, MNISTSplit]:
     return picked[0], picked[1], data[1]
 
 
-def solver_picker(key: str, default: SolverSpec, max_steps: int = 64) -> SolverSpec:
+def solver_picker(key: str, default: SolverSpec, max_steps: int = MAX_VIEW_STEPS) -> SolverSpec:
     """Integrator + steps widgets over built-in and this session's methods (fixed steps here);
     returns the chosen :class:`SolverSpec` on the default's interval."""
     methods = {**all_methods(), default.integrator: default.method}  # a run's own custom method too

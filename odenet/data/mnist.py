@@ -29,6 +29,7 @@ from odenet.errors import OdenetError
 from odenet.utils import atomic_write_bytes
 
 __all__ = [
+    "TEST_SIZE",
     "MNIST_MEAN",
     "MNIST_STD",
     "DataError",
@@ -42,6 +43,7 @@ __all__ = [
     "augment_batch",
 ]
 
+TEST_SIZE = 10_000  # images in the MNIST test set: a full evaluation uses every one of them
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 PACKAGED_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"

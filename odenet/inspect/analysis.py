@@ -24,7 +24,7 @@ __all__ = ["Prediction", "predict", "StepView", "step_view", "pca_project", "ood
            "robustness_grid", "OdenessGap",
            "odeness_gap", "critical_step_sizes", "wilson_interval", "percent_decimals", "images_within_tolerance",
            "REFERENCE_SOLVER", "GAP_TOLERANCE", "LARGE_GAP", "PCAFit", "pca_fit",
-           "join_views", "stage_states", "PlaneField", "plane_field", "StepStages", "rk_stages", "PARETO_SOLVER",
+           "join_views", "stage_states", "PlaneField", "plane_field", "StepStages", "rk_stages",
            "adaptive_cost",
            "SOLVER_INDEPENDENCE_BAR", "solver_table",
            "per_image_cost"]
@@ -154,8 +154,9 @@ def robustness_grid(model: RKNet, split: MNISTSplit, integrators: list[str], ste
     return pd.DataFrame(rows)
 
 
-REFERENCE_SOLVER = dict(integrator="dopri5", adaptive=True, rtol=1e-5, atol=1e-6, max_steps=10_000)
-"""The reference solve of the ODE-ness gap: adaptive Dormand-Prince at a tight tolerance."""
+REFERENCE_SOLVER = SolverSpec(integrator="dopri5", adaptive=True, rtol=1e-5, atol=1e-6, max_steps=10_000)
+"""The accurate solve a model is compared under (ODE-ness gap, Pareto view, solver table): adaptive
+Dormand-Prince at a tight tolerance, on the model's own interval.  Pages name it by its label."""
 
 GAP_TOLERANCE = 0.005  # "within 0.5 points of the reference" (accuracy as a fraction), strictly: < 0.5 points
 LARGE_GAP = 0.02  # a model this much better with its training solver than with an accurate one is solver-bound
@@ -227,15 +228,12 @@ def _accuracy_and_nfe(model: RKNet, split: MNISTSplit, solver: SolverSpec, batch
     return correct / max(1, n), sum(nfe) / max(1, len(nfe))
 
 
-PARETO_SOLVER = SolverSpec(integrator="dopri5", adaptive=True, rtol=1e-5, atol=1e-6, max_steps=10_000)
-
-
 def adaptive_cost(model: RKNet, split: MNISTSplit, solver: SolverSpec | None = None, batch_size: int = 1000
                   ) -> tuple[float, float]:
     """(accuracy, evaluations per image) of ``model`` under an adaptive solve (default
-    :data:`PARETO_SOLVER` on the model's interval).  Every image of a batch shares the batch's
+    :data:`REFERENCE_SOLVER` on the model's interval).  Every image of a batch shares the batch's
     evaluations, so the cost per image is the mean NFE of a batch solve."""
-    spec = solver or PARETO_SOLVER.replace(t0=model.config.t0, t1=model.config.t1)
+    spec = solver or REFERENCE_SOLVER.replace(t0=model.config.t0, t1=model.config.t1)
     return _accuracy_and_nfe(model, split, spec, batch_size)
 
 
@@ -245,7 +243,7 @@ SOLVER_INDEPENDENCE_BAR: tuple[SolverSpec, ...] = (
     SolverSpec(integrator="modified_euler", steps=4),
     SolverSpec(integrator="rk4", steps=1),
     SolverSpec(integrator="rk4", steps=8),
-    PARETO_SOLVER,
+    REFERENCE_SOLVER,
 )
 """The solvers a solver-independent model must keep its accuracy under (issue #16's bar)."""
 
@@ -287,7 +285,7 @@ def odeness_gap(model: RKNet, split: MNISTSplit, reference: SolverSpec | None = 
     """The ODE-ness gap of ``model`` on ``split``: accuracy with its training solver minus
     accuracy with ``reference`` (default :data:`REFERENCE_SOLVER` on the model's interval)."""
     train = model.config.solver
-    ref = reference or train.replace(**REFERENCE_SOLVER)
+    ref = reference or REFERENCE_SOLVER.replace(t0=train.t0, t1=train.t1)
     train_acc, _ = _accuracy_and_nfe(model, split, train)
     ref_acc, ref_nfe = _accuracy_and_nfe(model, split, ref)
     return OdenessGap(train.label(), train_acc, ref.label(), ref_acc, ref_nfe)

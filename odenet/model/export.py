@@ -7,8 +7,8 @@ prediction evolves along the solve.  The solver is baked in (each RK stage becom
 nodes), which is why an adaptive solve, whose step count depends on the input, cannot be
 exported.
 
-``cached_onnx_bytes`` keeps recent exports in memory for a server that hands the same model
-to many sessions.
+Exports here are pure (bytes or a file from a model); the app keeps recent ones in its shared
+cache, within its work limits (:func:`odenet.app.cache.cached_onnx_bytes`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import json
 import math
 import threading
 import warnings
-from collections import OrderedDict
-from collections.abc import Hashable
 from numbers import Integral
 from pathlib import Path
 
@@ -31,18 +29,15 @@ from odenet.errors import OdenetError
 from odenet.ode.integrators import RungeKuttaMethod
 from odenet.utils import atomic_write_bytes
 
-__all__ = ["ExportError", "UnrolledRKNet", "step_times", "export_onnx", "export_onnx_bytes", "cached_onnx_bytes",
-           "clear_onnx_cache", "DEFAULT_OPSET", "INPUT_NAME", "OUTPUT_NAME", "MAX_EXPORT_STEPS"]
+__all__ = ["ExportError", "UnrolledRKNet", "step_times", "export_onnx", "export_onnx_bytes", "DEFAULT_OPSET",
+           "INPUT_NAME", "OUTPUT_NAME", "MAX_EXPORT_STEPS"]
 
 DEFAULT_OPSET = 17  # supported by onnxruntime (Python and web) and the TorchScript exporter
 INPUT_NAME = "image"
 OUTPUT_NAME = "probs"
 MAX_EXPORT_STEPS = 256  # every step is unrolled into the graph; beyond this the file and the browser suffer
-_CACHE_MAX = 8  # distinct (model, solver) exports kept in memory (~0.9 MB each)
 
 _export_lock = threading.Lock()  # torch.onnx keeps global state while exporting: one export at a time
-_cache_lock = threading.Lock()
-_cache: OrderedDict[Hashable, bytes] = OrderedDict()
 
 
 class ExportError(OdenetError, ValueError):
@@ -178,30 +173,3 @@ def export_onnx(model: nn.Module, path: str | Path, method: RungeKuttaMethod, st
         raise ExportError(f"cannot write the ONNX file to {path}: {exc.strerror or exc}") from exc
     return path
 
-
-def cached_onnx_bytes(model: nn.Module, method: RungeKuttaMethod, steps: int, t0: float, t1: float,
-                      key: Hashable) -> bytes:
-    """``export_onnx_bytes`` memoised under ``key`` plus the solver (shared by all sessions; thread-safe).
-
-    ``key`` must identify the weights, e.g. ``(checkpoint_path, mtime)``; the method's tableau,
-    ``steps``, ``t0`` and ``t1`` are added to it.  Holds at most a few exports (LRU) and only
-    immutable bytes.
-    """
-    full_key = (key, getattr(method, "name", None), method.tableau, int(steps), float(t0), float(t1))
-    with _cache_lock:
-        if full_key in _cache:
-            _cache.move_to_end(full_key)
-            return _cache[full_key]
-    data = export_onnx_bytes(model, method, steps, t0, t1)  # exports serialise on _export_lock
-    with _cache_lock:
-        _cache[full_key] = data
-        _cache.move_to_end(full_key)
-        while len(_cache) > _CACHE_MAX:
-            _cache.popitem(last=False)
-    return data
-
-
-def clear_onnx_cache() -> None:
-    """Forget every cached export (tests, or after checkpoints are rewritten in place)."""
-    with _cache_lock:
-        _cache.clear()

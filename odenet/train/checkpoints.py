@@ -7,7 +7,6 @@ is refused instead of executed.  A bare ``state_dict`` saved from the notebook a
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import pickle
@@ -23,7 +22,7 @@ import torch
 from odenet.errors import OdenetError
 from odenet.model.rknet import ModelConfig, RKNet
 from odenet.train.config import ConfigError, TrainConfig
-from odenet.utils import atomic_torch_save, package_dir
+from odenet.utils import BoundedLRU, atomic_torch_save, package_dir
 
 __all__ = [
     "CheckpointError",
@@ -250,20 +249,23 @@ def shipped_odeness(name: str, path: str | Path) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) and rec.get("sha256") == file_sha256(path) else None
 
 
-@functools.lru_cache(maxsize=64)
-def _summary(name: str, path: str, mtime: float) -> ModelSummary:
+def _summary(name: str, path: Path) -> ModelSummary:
     ck = load_checkpoint(path)
     acc = (ck.metrics or {}).get("test_acc")
-    shipped = Path(path).parent == PRETRAINED_DIR
-    return ModelSummary(name, Path(path), ck.model_config.label(), float(acc) if isinstance(acc, float) else None,
+    shipped = path.parent == PRETRAINED_DIR
+    return ModelSummary(name, path, ck.model_config.label(), float(acc) if isinstance(acc, float) else None,
                         shipped_odeness(name, path) if shipped else None)
+
+
+_SUMMARIES: BoundedLRU[ModelSummary] = BoundedLRU(64)
 
 
 def summarize_checkpoint(path: str | Path, name: str | None = None) -> ModelSummary:
     """Read a checkpoint's summary once per file version (lists are redrawn on every page rerun).
     Raises CheckpointError for an unreadable file."""
     p = Path(path)
-    return _summary(name or p.stem, str(p), p.stat().st_mtime if p.exists() else 0.0)
+    key = (name or p.stem, str(p), p.stat().st_mtime if p.exists() else 0.0)
+    return _SUMMARIES.get_or_compute(key, lambda: _summary(key[0], p))
 
 
 def pretrained_models() -> dict[str, Path]:

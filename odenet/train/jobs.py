@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from odenet.data.mnist import TEST_SIZE
 from odenet.errors import OdenetError
 from odenet.train.config import TrainConfig
 from odenet.train.throughput import speed_book, speed_from_events
@@ -101,11 +102,6 @@ class Job:
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)  # handed to the Trainer
 
 
-# Below this many training images a run has not had the chance to learn: the app's recipes pass 90%
-# test accuracy after 7,000-10,000 images (benchmarks/training/classroom.json), and 1,000 images end near 20%.
-FEW_IMAGES = 10_000
-
-
 @dataclass(frozen=True)
 class JobSnapshot:
     """An immutable copy of a job for rendering: never changes under the reader."""
@@ -141,68 +137,64 @@ class JobSnapshot:
         return next((e.test_acc for e in reversed(self.events) if e.kind == "eval" and e.test_acc is not None), None)
 
     @property
+    def images_seen(self) -> int:
+        """Training images the run has gone through so far (steps x batch size)."""
+        ev = self.last_batch
+        return 0 if ev is None else ev.step * self.config.batch_size
+
+    @property
+    def train_losses(self) -> list[float]:
+        """The reported training losses, in order."""
+        return [e.train_loss for e in self.events if e.kind == "batch" and e.train_loss is not None]
+
+    def _eval_images(self, batch: int, batches_per_epoch: int) -> int | None:
+        """Test images of the evaluation due after ``batch`` of an epoch (None: none is due): all of
+        them at the epoch's end, the mid-epoch subset every ``eval_every`` batches."""
+        c = self.config
+        if batch == batches_per_epoch:
+            return TEST_SIZE
+        if c.eval_every and batch % c.eval_every == 0:
+            return c.eval_size or TEST_SIZE
+        return None
+
+    @property
     def phase(self) -> str:
-        """What the worker is doing now: 'starting', 'training' or 'evaluating on N test images'.
+        """What the worker is doing now: ``"starting"``, ``"training"`` or ``"evaluating"`` (on
+        :attr:`eval_images` test images).
 
         The Trainer reports an evaluation when it ends; it is under way when the last report is
         a batch after which one is due (the epoch's last batch, or every ``eval_every``)."""
         ev = self.events[-1] if self.events else None
         if ev is None or ev.kind == "start":
             return "starting"
-        c = self.config
-        if ev.kind == "batch":
-            if ev.batch == ev.batches_per_epoch:
-                return "evaluating on 10,000 test images"
-            if c.eval_every and ev.batch % c.eval_every == 0:
-                return f"evaluating on {c.eval_size or 10_000:,} test images"
-        return "training"
+        return "evaluating" if self.eval_images is not None else "training"
 
     @property
-    def verdict(self) -> str | None:
-        """Why a finished or stopped run is not a success (None if it looks fine), naming the real
-        cause: too few training images seen (below :data:`FEW_IMAGES`, where RKNet has not learned
-        yet whatever its settings), accuracy near chance (< 20% for 10 classes), or a final
-        training loss above the first one."""
-        acc = self.last_test_acc
-        losses = [e.train_loss for e in self.events if e.kind == "batch" and e.train_loss is not None]
-        ev = self.last_batch
-        seen = 0 if ev is None else ev.step * self.config.batch_size
-        rose = len(losses) >= 2 and losses[-1] > 1.5 * losses[0]
-        if acc is not None and acc < 0.9 and seen < FEW_IMAGES and not rose:
-            return (f"Only {seen:,} training images were seen: too few for RKNet to learn much (runs here pass "
-                    f"90% after about {FEW_IMAGES:,}). Choose more training images or epochs, or the classroom "
-                    "recipe for a quick demo.")
-        if acc is not None and acc < 0.2:
-            return "That is near chance (10%): the model did not learn; check the learning rate and t1."
-        if rose:
-            return f"The training loss rose from {losses[0]:.3g} to {losses[-1]:.3g}: lower the learning rate."
-        return None
+    def eval_images(self) -> int | None:
+        """Test images of the evaluation under way, None when none is."""
+        ev = self.events[-1] if self.events else None
+        return self._eval_images(ev.batch, ev.batches_per_epoch) if ev is not None and ev.kind == "batch" else None
 
     def _eval_rate(self) -> float:
         """Seconds per test image, from the evaluations so far or (none yet) the training speed."""
         evals = [e for e in self.events if e.kind == "eval" and e.eval_seconds]
         if evals:
-            c, bpe = self.config, max(1, evals[-1].batches_per_epoch)
-            images = sum(10_000 if e.batch == bpe else (c.eval_size or 10_000) for e in evals)
-            return evals[-1].eval_seconds / images
+            bpe = max(1, evals[-1].batches_per_epoch)
+            images = sum(self._eval_images(e.batch, bpe) or 0 for e in evals)
+            return evals[-1].eval_seconds / max(1, images)
         ev = self.last_batch
         ips = ev.images_per_s if ev is not None and ev.images_per_s else 500.0
         return 1.0 / (4 * ips)  # inference without backward, in batches of 1000: ~4x training speed
 
     def _evals_left(self) -> list[int]:
         """Test images of every evaluation still to come (mid-epoch subsets and full epoch ends)."""
-        ev, c = self.last_batch, self.config
+        ev = self.last_batch
         if ev is None or not ev.batches_per_epoch:
             return []
         bpe, done = ev.batches_per_epoch, ev.step
-        out = []
-        for step in range(done + 1 if self.phase == "training" else done, ev.total_steps + 1):
-            b = (step - 1) % bpe + 1
-            if b == bpe:
-                out.append(10_000)
-            elif c.eval_every and b % c.eval_every == 0:
-                out.append(c.eval_size or 10_000)
-        return out
+        due = (self._eval_images((step - 1) % bpe + 1, bpe)
+               for step in range(done + 1 if self.phase == "training" else done, ev.total_steps + 1))
+        return [n for n in due if n is not None]
 
     @property
     def eta_seconds(self) -> float | None:
@@ -294,6 +286,15 @@ class JobManager:
     def queued(self) -> list[JobSnapshot]:
         with self._lock:
             return [self._snap(self._jobs[i]) for i in self._queue]
+
+    def current_or_next(self) -> JobSnapshot | None:
+        """The running job, else the first queued one, else None: one read under the lock, where
+        two (the queue, then the running job) could see the worker start or end a job in between."""
+        with self._lock:  # reentrant: current() takes it again
+            running = self.current()
+            if running is not None or not self._queue:
+                return running
+            return self._snap(self._jobs[self._queue[0]])
 
     def jobs(self) -> list[JobSnapshot]:
         """All jobs this process knows, newest first."""

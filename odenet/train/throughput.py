@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from odenet.data.mnist import TEST_SIZE
 from odenet.train.config import TrainConfig
 
 __all__ = ["Speed", "speed_key", "speed_from_events", "evaluations", "expected_seconds", "probe_speed", "SpeedBook",
            "speed_book", "describe_run", "format_duration", "probe_in_background"]
 
-TEST_SIZE = 10_000  # the full MNIST test set: every epoch ends with an evaluation on it
 START_SECONDS = 1.0  # building the model and the first batch's warm-up, measured ~0.5-1.5 s
 
 
@@ -196,7 +196,7 @@ def describe_run(cfg: TrainConfig, speed: Speed | None, probing: bool = False) -
             f"({images:,} images in batches of {cfg.batch_size})")
     if mid:
         what += (f", {mid} evaluation{'s' if mid > 1 else ''} on {cfg.eval_size or TEST_SIZE:,} test images and "
-                 f"{cfg.epochs} on all 10,000")
+                 f"{cfg.epochs} on all {TEST_SIZE:,}")
     if speed is not None:
         secs = expected_seconds(cfg, speed)
         when = (f"about {format_duration(secs)} on this server (measured {speed.train_ips:.0f} training images/s, "

@@ -20,7 +20,7 @@ def test_warm_pages_runs_every_page_and_fills_the_first_visit_caches(tmp_path, m
     shared work; warm_pages runs every page once (no page may raise) and leaves the caches full."""
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
     calls = []
-    monkeypatch.setattr(cache, "_CONVERGENCE", cache.BoundedCache(max_entries=64))
+    cache.clear("convergence")
     real = cache.convergence
     monkeypatch.setattr(cache, "convergence", lambda p, m: calls.append((p.key, m.name)) or real(p, m))
     assert serve.warm_pages() == []
@@ -28,7 +28,7 @@ def test_warm_pages_runs_every_page_and_fills_the_first_visit_caches(tmp_path, m
     # the Integrators page's default convergence runs, once each
     assert sorted(calls) == sorted(("decay", m.name) for m in defaults)
     for m in defaults:
-        assert (PROBLEMS["decay"].key, m.name, m.order, repr(m.tableau)) in cache._CONVERGENCE
+        assert cache.peek(("convergence", PROBLEMS["decay"].key, m.name, m.order, repr(m.tableau))) is not None
     # AppTest's parse of Streamlit's config is dropped, so `streamlit run` parses it with its flags
     assert streamlit.config._config_options is None
 

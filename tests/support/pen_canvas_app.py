@@ -10,8 +10,9 @@ import json
 
 import streamlit as st
 
+from odenet.app.cache import cached_onnx_bytes
 from odenet.app.web import pen_canvas
-from odenet.model.export import cached_onnx_bytes, step_times
+from odenet.model.export import step_times
 from odenet.ode.integrators import get_method
 from odenet.train.checkpoints import load_model, pretrained_models
 

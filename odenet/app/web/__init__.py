@@ -97,7 +97,7 @@ def pen_canvas(model: bytes | str | None, *, key: str, steps_ts: Sequence[float]
                on_change: Callable[[], None] | None = None) -> dict[str, Any] | None:
     """Mount the pen canvas; returns the last drawing the browser sent, or None before the first one.
 
-    ``model``: the ONNX bytes from :func:`odenet.model.export.cached_onnx_bytes` (served by this server),
+    ``model``: the ONNX bytes from :func:`odenet.app.cache.cached_onnx_bytes` (served by this server),
     a URL on this server, or None (no browser inference: the page predicts from ``image28``).
     ``steps_ts``: the step times of the exported solve (x axis of the per-step chart; one per row
     of the model's output).  ``strokes``: a drawing to restore when the canvas is mounted afresh
