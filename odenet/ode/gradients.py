@@ -18,12 +18,16 @@ Four ways to get ``dL/dy0`` and ``dL/dtheta`` for ``y(t1) = solve(f_theta, y0, t
   gradient (the discrete adjoint of the RK map) evaluated at reconstructed states, so it
   differs from backprop's by the reconstruction error only, not by a discretisation error;
   backward costs ``(3 + refinements) x stages`` evaluations of ``f`` per step plus the step's
-  vector-Jacobian product.  Adaptive solves
-  replay the accepted step sizes (a list of floats).
+  vector-Jacobian product.  Adaptive solves replay the accepted step sizes (a list of floats).
 - ``"checkpoint"``: autograd, but each solver step is recomputed in backward
-  (``torch.utils.checkpoint``), so only one state per step is kept.  Gradients equal
-  backprop's to float rounding; memory grows with steps x state instead of steps x stages x
-  activations.
+  (``torch.utils.checkpoint``), so only one state per step is kept (two for FSAL tableaux: the
+  reused first stage enters the step as an input).  Gradients equal backprop's to float rounding;
+  memory grows with steps x state instead of steps x stages x activations.
+
+Every forward solve, and the adjoint's backward solve, is the plain solvers' loop
+(:func:`odenet.ode.stepping.integrate`): the same evaluations (FSAL reuse, the reused ``f(t0, y0)``),
+steps, error norm, initial step and exceptions as :class:`~odenet.ode.solvers.FixedStepSolver` and
+:class:`~odenet.ode.solvers.AdaptiveStepSolver`.
 
 BatchNorm inside ``f``: the forward solve updates running statistics exactly as a plain
 solve does (once per stage evaluation).  Every re-evaluation of ``f`` during backward (the
@@ -46,8 +50,8 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from numbers import Integral, Real
+from dataclasses import dataclass, replace
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -56,8 +60,17 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
-from odenet.ode.integrators import RungeKuttaMethod, get_method
-from odenet.ode.solvers import IController, MaxStepsExceeded, NonFiniteState, SolverError, fixed_grid
+from odenet.ode.integrators import RKStep, RungeKuttaMethod, get_method, rk_step
+from odenet.ode.solvers import _check_interval, fixed_grid
+from odenet.ode.stepping import (
+    AdaptiveControl,
+    NonFiniteState,
+    Solution,
+    SolverError,
+    StepFunction,
+    TensorTuple,
+    integrate,
+)
 
 if TYPE_CHECKING:  # pandas is an optional (app) dependency, imported where used
     import pandas as pd
@@ -73,7 +86,6 @@ __all__ = [
 GRADIENT_METHODS = ("backprop", "adjoint", "discrete_adjoint", "checkpoint")
 RECONSTRUCTION_REFINEMENTS = 1  # fixed-point passes after the backward step (discrete adjoint)
 VectorField = Callable[[float, Any], Any]
-_CONTROLLER = IController()
 
 
 @dataclass
@@ -100,44 +112,7 @@ class BackwardStats:
     reconstruction_residual: float = 0.0
 
 
-# -- the augmented state -----------------------------------------------------------------
-class _Aug:
-    """A tuple of tensors with ``+`` and scalar ``*``, so ``method.step`` runs on it unchanged.
-
-    Parts: ``(h, a, *g)`` for the adjoint system (state, dL/dh, one dL/dtheta per parameter).
-    """
-
-    __slots__ = ("parts",)
-
-    def __init__(self, parts: Sequence[torch.Tensor]) -> None:
-        self.parts = tuple(parts)
-
-    def __add__(self, other: _Aug) -> _Aug:
-        return _Aug([x + y for x, y in zip(self.parts, other.parts)])
-
-    def __mul__(self, c: float) -> _Aug:
-        return _Aug([x * c for x in self.parts])
-
-    __rmul__ = __mul__
-
-
-# -- norms, checks, buffers --------------------------------------------------------------
-def _rms_scaled(err: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol: float, atol: float) -> torch.Tensor:
-    """RMS of ``err / (atol + rtol * max(|y0|, |y1|))`` (a 0-dim tensor)."""
-    scale = atol + rtol * torch.maximum(y0.abs(), y1.abs())
-    return torch.sqrt(torch.mean((err / scale) ** 2))
-
-
-def _max_rms(parts: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], rtol: float, atol: float) -> float:
-    """Mixed norm: the largest per-part scaled RMS (one host sync)."""
-    norms = [_rms_scaled(e, a.to(e.dtype), b.to(e.dtype), rtol, atol).to(torch.float64) for e, a, b in parts]
-    return float(torch.stack(norms).max())
-
-
-def _all_finite(parts: Sequence[torch.Tensor]) -> bool:
-    return bool(torch.stack([torch.isfinite(x).all() for x in parts]).all())
-
-
+# -- buffers, counting, options ----------------------------------------------------------
 @contextlib.contextmanager
 def _preserved_buffers(f: Any) -> Iterator[None]:
     """Restore every buffer of ``f`` (BatchNorm running stats) on exit: re-evaluations of ``f``
@@ -159,149 +134,43 @@ def _trainable(f: Any) -> list[torch.nn.Parameter]:
     return [p for p in f.parameters() if p.requires_grad] if isinstance(f, nn.Module) else []
 
 
-@dataclass(frozen=True)
-class _Options:
-    """Validated solver options passed through the autograd.Function."""
+class _CallCounter:
+    """Wraps a vector field and counts its calls while ``active`` (the backward's re-evaluations; the loop
+    counts the solves' own evaluations)."""
 
-    steps: int | None
-    adaptive: bool
-    rtol: float
-    atol: float
-    max_steps: int
-    seminorm: bool
-
-
-# -- generic loops -----------------------------------------------------------------------
-@dataclass
-class _LoopCounts:
-    steps: int = 0
-    accepted: int = 0
-    rejected: int = 0
-
-
-def _adaptive_loop(step_with_error: Callable[[float, float, Any], tuple[Any, Any]], t0: float, t1: float, y: Any,
-                   dt: float, error_order: int, norm: Callable[[Any, Any, Any], float], max_steps: int,
-                   counts: _LoopCounts, what: str, check: Callable[[Any, float], None] | None = None,
-                   accepted: list[tuple[float, float]] | None = None) -> tuple[Any, float]:
-    """Step from ``t0`` to ``t1`` with error control; returns ``(y(t1), last proposed |dt|)``.
-
-    ``step_with_error(t, signed_dt, y) -> (y_new, err)``; ``norm(err, y, y_new) <= 1`` accepts.
-    ``check(y, t)`` runs after each accepted step (raises on a bad state); ``accepted`` (if
-    given) receives ``(t, signed dt)`` of every accepted step.
-    """
-    direction = 1.0 if t1 > t0 else -1.0
-    t = t0
-    dt = min(abs(dt), abs(t1 - t0))
-    last_norm = 0.0
-    while direction * (t1 - t) > 0:
-        if counts.steps >= max_steps:
-            hint = " (the last error norm was not finite: the state overflowed)" if not math.isfinite(last_norm) else ""
-            raise MaxStepsExceeded(
-                f"{what}: max_steps={max_steps} exceeded at t={t:.6g} before reaching t={t1:.6g}{hint}; "
-                f"loosen rtol/atol or raise max_steps"
-            )
-        remaining = abs(t1 - t)
-        last = dt >= remaining * (1 - 1e-12)
-        h = remaining if last else dt
-        y_new, err = step_with_error(t, direction * h, y)
-        counts.steps += 1
-        last_norm = norm(err, y, y_new)
-        accept, dt_next = _CONTROLLER.propose(h, last_norm, error_order)
-        if accept:
-            counts.accepted += 1
-            if accepted is not None:
-                accepted.append((t, direction * h))
-            t = t1 if last else t + direction * h
-            y = y_new
-            if check is not None:
-                check(y, t)
-        else:
-            counts.rejected += 1
-        if direction * (t1 - t) > 0 and t + direction * dt_next == t:
-            raise NonFiniteState(f"{what}: the step size underflowed to {dt_next:.3g} at t={t:.6g} "
-                                 f"(error norm {last_norm:.3g}); the problem is too stiff or blows up")
-        dt = dt_next
-    return y, dt
-
-
-def _initial_step(f: VectorField, t0: float, y0: torch.Tensor, span: float, order: int,
-                  rtol: float, atol: float) -> float:
-    """Hairer, Norsett & Wanner (II.4) starting step estimate; costs two evaluations."""
-    scale = atol + rtol * y0.abs()
-    f0 = f(t0, y0)
-    d0 = float(torch.sqrt(torch.mean((y0 / scale) ** 2)))
-    d1 = float(torch.sqrt(torch.mean((f0 / scale) ** 2)))
-    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-    h0 = min(h0, span)
-    direction = 1.0 if span > 0 else -1.0
-    f1 = f(t0 + direction * h0, y0 + direction * h0 * f0)
-    d2 = float(torch.sqrt(torch.mean(((f1 - f0) / scale) ** 2))) / h0
-    if not math.isfinite(d2):
-        raise NonFiniteState(f"f returned non-finite values near t0={t0} (the vector field, not the solver)")
-    h1 = max(1e-6, h0 * 1e-3) if max(d1, d2) <= 1e-15 else (0.01 / max(d1, d2)) ** (1.0 / (order + 1))
-    return min(100 * h0, h1, abs(span))
-
-
-class _Counted:
-    """Wraps a vector field and counts calls into ``counter[phase]`` (forward or backward)."""
-
-    def __init__(self, f: VectorField) -> None:
+    def __init__(self, f: VectorField, active: bool = False) -> None:
         self.f = f
-        self.counter = {"forward": 0, "backward": 0}
-        self.phase = "forward"
+        self.active = active
+        self.calls = 0
 
     def __call__(self, t: float, y: Any) -> Any:
-        self.counter[self.phase] += 1
+        if self.active:
+            self.calls += 1
         return self.f(t, y)
 
 
-def _plain_step(method: RungeKuttaMethod) -> Callable[..., Any]:
-    def step(f: VectorField, t: float, dt: float, y: Any, with_error: bool = False) -> Any:
-        return method.step_with_error(f, t, dt, y) if with_error else method.step(f, t, dt, y)
+@dataclass(frozen=True)
+class _Options:
+    """Validated solver options passed through the autograd.Function: the fixed grid's ``steps``, or the
+    adaptive ``control`` (tolerances, ``max_steps``); ``seminorm`` for the adjoint's backward error norm."""
 
-    return step
+    steps: int | None
+    control: AdaptiveControl | None
+    seminorm: bool
 
 
-def _forward_solve(counted: _Counted, y0: torch.Tensor, t0: float, t1: float, method: RungeKuttaMethod,
-                   cfg: _Options, stats: BackwardStats, step: Callable[..., Any] | None = None,
-                   accepted: list[tuple[float, float]] | None = None) -> tuple[torch.Tensor, float]:
-    """The forward solve shared by all methods.  ``step(f, t, dt, y, with_error=False)``
-    defaults to ``method.step`` (checkpoint passes a checkpointed step).  Returns
-    ``(y(t1), last |dt|)``; ``stats`` gets the forward counts and ``accepted`` (if given) the
-    ``(t, dt)`` of every step taken."""
-    step = step or _plain_step(method)
-    if not cfg.adaptive:
-        ts = fixed_grid(t0, t1, cfg.steps, None)
-        y = y0
-        for ta, tb in zip(ts[:-1], ts[1:]):
-            y = step(counted, ta, tb - ta, y)
-        if accepted is not None:
-            accepted.extend((ta, tb - ta) for ta, tb in zip(ts[:-1], ts[1:]))
-        n = len(ts) - 1
-        stats.steps_forward = n
-        stats.nfe_forward = counted.counter["forward"]
-        if not bool(torch.isfinite(y.detach()).all()):
-            raise NonFiniteState(f"the forward solve became NaN or infinite ({method.name} x{n} on [{t0}, {t1}]); "
-                                 f"use more steps (or check f)")
-        return y, abs(t1 - t0) / n
-    with torch.no_grad():
-        dt0 = _initial_step(counted, t0, y0.detach(), t1 - t0, method.order, cfg.rtol, cfg.atol)
-
-    def norm(err: torch.Tensor, ya: torch.Tensor, yb: torch.Tensor) -> float:
-        with torch.no_grad():
-            return _max_rms([(err.detach(), ya.detach(), yb.detach())], cfg.rtol, cfg.atol)
-
-    counts = _LoopCounts()
-    y, dt = _adaptive_loop(lambda t, dt, y: step(counted, t, dt, y, with_error=True), t0, t1, y0, dt0,
-                           method.error_order or method.order - 1, norm, cfg.max_steps, counts,
-                           f"forward solve ({method.name}, rtol={cfg.rtol}, atol={cfg.atol})",
-                           accepted=accepted)
-    stats.steps_forward = counts.steps
-    stats.rejected_forward = counts.rejected
-    stats.nfe_forward = counted.counter["forward"]
-    if not bool(torch.isfinite(y.detach()).all()):
-        raise NonFiniteState(f"the forward solve became NaN or infinite ({method.name}, adaptive)")
-    return y, dt
+def _forward_solve(f: VectorField, y0: torch.Tensor, t0: float, t1: float, method: RungeKuttaMethod,
+                   cfg: _Options, stats: BackwardStats, step: StepFunction | None = None,
+                   record: bool = False) -> Solution:
+    """The forward solve of every gradient method: the one loop on the grid or adaptively, as a plain solver
+    would run it (same evaluations, FSAL, steps); ``step`` is checkpoint's wrapper of the tableau step.
+    ``stats`` gets the forward counts; ``record`` keeps the step log (the discrete adjoint replays it)."""
+    grid = None if cfg.control is not None else fixed_grid(t0, t1, cfg.steps, None)
+    sol = integrate(f, method, t0, t1, y0, grid=grid, control=cfg.control, step=step, record=record,
+                    what="the forward solve")
+    stats.nfe_forward, stats.steps_forward = sol.stats.nfe, sol.stats.steps
+    stats.rejected_forward = sol.stats.rejected
+    return sol
 
 
 # -- adjoint -----------------------------------------------------------------------------
@@ -324,6 +193,9 @@ def _check_incoming(grad_y1: torch.Tensor, what: str) -> None:
         raise NonFiniteState(f"the incoming gradient dL/dy(t1) of {what} is NaN or infinite (the loss, not the solver)")
 
 
+ADJOINT_PARTS = ("h", "dL/dh", "dL/dtheta")  # names of the augmented state's parts (the rest are dL/dtheta too)
+
+
 class _AdjointSolve(torch.autograd.Function):
     """``y(t1)`` from ``y0``; backward solves the augmented adjoint system from t1 to t0."""
 
@@ -331,13 +203,13 @@ class _AdjointSolve(torch.autograd.Function):
     def forward(ctx: Any, f: nn.Module, method: RungeKuttaMethod, t0: float, t1: float, cfg: _Options,
                 stats: BackwardStats, params: tuple[nn.Parameter, ...], y0: torch.Tensor,
                 *param_inputs: torch.Tensor) -> torch.Tensor:
-        steps: list[tuple[float, float]] = []  # (t, dt) of each accepted step: floats, not tensors
         with torch.no_grad():
-            y1, last_dt = _forward_solve(_Counted(f), y0, t0, t1, method, cfg, stats, accepted=steps)
+            sol = _forward_solve(f, y0, t0, t1, method, cfg, stats, record=True)
         ctx.f, ctx.method, ctx.t0, ctx.t1, ctx.cfg, ctx.stats, ctx.params = f, method, t0, t1, cfg, stats, params
-        ctx.last_dt, ctx.steps, ctx.autocast = last_dt, steps, _autocast_state(y0)
-        ctx.save_for_backward(y1)  # the only tensor kept: y(t1), (N, ...) like y0
-        return y1
+        ctx.steps = [(r.t, r.dt) for r in sol.log if r.accepted]  # floats, not tensors
+        ctx.next_step, ctx.autocast = sol.next_step, _autocast_state(y0)
+        ctx.save_for_backward(sol.y)  # the only tensor kept: y(t1), (N, ...) like y0
+        return sol.y
 
     @staticmethod
     @once_differentiable
@@ -346,59 +218,36 @@ class _AdjointSolve(torch.autograd.Function):
         f, method, cfg, stats, params = ctx.f, ctx.method, ctx.cfg, ctx.stats, ctx.params
         t0, t1 = ctx.t0, ctx.t1
         _check_incoming(grad_y1, "the adjoint solve")
-        calls = [0]
 
-        def aug_field(t: float, s: _Aug) -> _Aug:
+        def aug_field(t: float, s: TensorTuple) -> TensorTuple:
             """[h, a, g]' = [f, -a^T df/dh, -a^T df/dtheta] at time t."""
             h, a = s.parts[0], s.parts[1]
-            calls[0] += 1
             with torch.enable_grad():
                 h_leaf = h.detach().requires_grad_(True)
                 fh = f(t, h_leaf)
                 vjps = torch.autograd.grad(fh, (h_leaf, *params), a, allow_unused=True)
             out = [fh.detach(), -vjps[0] if vjps[0] is not None else torch.zeros_like(h)]
             out += [-v if v is not None else torch.zeros_like(p) for v, p in zip(vjps[1:], params)]
-            return _Aug(out)
+            return TensorTuple(out)
 
-        def check(s: _Aug, t: float) -> None:
-            if not _all_finite(s.parts):
-                names = ["h", "dL/dh"] + ["dL/dtheta"] * (len(s.parts) - 2)
-                bad = sorted({n for n, x in zip(names, s.parts) if not bool(torch.isfinite(x).all())})
-                raise NonFiniteState(
-                    f"the adjoint backward solve became NaN or infinite at t={t:.6g} ({', '.join(bad)}) with "
-                    f"{method.name}; integrating h backwards in time can be unstable - use more steps, tighter "
-                    f"tolerances, or gradient='checkpoint'"
-                )
-
-        s = _Aug([y1, grad_y1.to(y1.dtype)] + [torch.zeros_like(p) for p in params])
-        counts = _LoopCounts()
+        s = TensorTuple([y1, grad_y1.to(y1.dtype)] + [torch.zeros_like(p) for p in params])
+        if cfg.control is None:
+            grid, control = fixed_grid(t0, t1, cfg.steps, None)[::-1], None
+        else:  # the seminorm measures h and dL/dh only; the full norm adds all of dL/dtheta as one group
+            groups = ((0,), (1,)) if cfg.seminorm else ((0,), (1,), tuple(range(2, len(s.parts))))
+            grid, control = None, replace(cfg.control, first_step=ctx.next_step, groups=groups)
         with _preserved_buffers(f), _autocast_like(ctx.autocast):
-            if not cfg.adaptive:
-                ts = fixed_grid(t0, t1, cfg.steps, None)
-                for i in reversed(range(len(ts) - 1)):
-                    s = method.step(aug_field, ts[i + 1], ts[i] - ts[i + 1], s)
-                    counts.steps += 1
-                    counts.accepted += 1
-                    check(s, ts[i])
-            else:
-                def norm(err: _Aug, sa: _Aug, sb: _Aug) -> float:
-                    """Max of the RMS norms of h, dL/dh and (without seminorm) all of dL/dtheta."""
-                    parts = list(zip(err.parts[:2], sa.parts[:2], sb.parts[:2]))
-                    if not cfg.seminorm and len(err.parts) > 2:
-                        parts.append(tuple(torch.cat([x.reshape(-1) for x in z.parts[2:]]) for z in (err, sa, sb)))
-                    return _max_rms(parts, cfg.rtol, cfg.atol)
-
-                s, _ = _adaptive_loop(
-                    lambda t, dt, y: method.step_with_error(aug_field, t, dt, y), t1, t0, s, ctx.last_dt,
-                    method.error_order or method.order - 1, norm, cfg.max_steps, counts,
-                    f"adjoint backward solve ({method.name}, rtol={cfg.rtol}, atol={cfg.atol}, "
-                    f"seminorm={cfg.seminorm})", check)
-        stats.nfe_backward += calls[0]
-        stats.steps_backward += counts.steps
-        stats.accepted_backward += counts.accepted
-        stats.rejected_backward += counts.rejected
-        grad_y0 = s.parts[1] if ctx.needs_input_grad[7] else None
-        return (None,) * 7 + (grad_y0, *s.parts[2:])
+            sol = integrate(aug_field, method, t1, t0, s, grid=grid, control=control, record=False,
+                            what="the adjoint backward solve", names=ADJOINT_PARTS,
+                            hint="integrating h backwards in time can be unstable - use more steps, tighter "
+                                 "tolerances, or gradient='checkpoint'")
+        stats.nfe_backward += sol.stats.nfe
+        stats.steps_backward += sol.stats.steps
+        stats.accepted_backward += sol.stats.accepted
+        stats.rejected_backward += sol.stats.rejected
+        parts = sol.y.parts
+        grad_y0 = parts[1] if ctx.needs_input_grad[7] else None
+        return (None,) * 7 + (grad_y0, *parts[2:])
 
 
 # -- discrete adjoint --------------------------------------------------------------------
@@ -437,7 +286,7 @@ class _DiscreteAdjointSolve(_AdjointSolve):
         (y1,) = ctx.saved_tensors
         f, method, stats, params = ctx.f, ctx.method, ctx.stats, ctx.params
         _check_incoming(grad_y1, "the discrete adjoint")
-        counted = _Counted(f)
+        counted = _CallCounter(f, active=True)
         h, a = y1, grad_y1.to(y1.dtype)
         g = [torch.zeros_like(p) for p in params]
         worst = 0.0
@@ -456,7 +305,7 @@ class _DiscreteAdjointSolve(_AdjointSolve):
                         f"the discrete adjoint became NaN or infinite at t={t:.6g} with {method.name} "
                         f"(state reconstruction residual {res:.3g}); reconstructing h backwards can be unstable - "
                         f"use more steps or gradient='checkpoint'")
-        stats.nfe_backward += counted.counter["forward"]  # _Counted's phase stays "forward": all are backward calls
+        stats.nfe_backward += counted.calls
         stats.steps_backward += len(ctx.steps)
         stats.accepted_backward += len(ctx.steps)
         stats.reconstruction_residual = max(stats.reconstruction_residual, worst)
@@ -464,59 +313,59 @@ class _DiscreteAdjointSolve(_AdjointSolve):
         return (None,) * 7 + (grad_y0, *g)
 
 
+def _all_finite(parts: Sequence[torch.Tensor]) -> bool:
+    return bool(torch.stack([torch.isfinite(x).all() for x in parts]).all())
+
+
 # -- checkpoint --------------------------------------------------------------------------
-def _checkpoint_step(f: VectorField, counted: _Counted, stats: BackwardStats, method: RungeKuttaMethod
-                     ) -> Callable[..., Any]:
-    """A solver step whose activations are recomputed in backward, with ``f``'s buffers
-    preserved around the recomputation (BatchNorm running stats updated once)."""
+def _checkpoint_step(f: VectorField, stats: BackwardStats, method: RungeKuttaMethod) -> StepFunction:
+    """The tableau step, its activations recomputed in backward (``torch.utils.checkpoint``), with ``f``'s
+    buffers preserved around the recomputation (BatchNorm running stats updated once).  A known first stage
+    (FSAL) enters the checkpoint as an input, so the recomputed step reuses it as the forward did."""
+    counter = _CallCounter(f)
+    tab = method.tableau
 
     @contextlib.contextmanager
     def recompute_ctx() -> Iterator[None]:
-        before = counted.counter["backward"]
-        counted.phase = "backward"
+        before = counter.calls
+        counter.active = True
         try:
             with _preserved_buffers(f):
                 yield
         finally:
-            counted.phase = "forward"
-            stats.nfe_backward += counted.counter["backward"] - before
+            counter.active = False
+            stats.nfe_backward += counter.calls - before
             stats.steps_backward += 1
             stats.accepted_backward += 1
 
     def context_fn() -> tuple[contextlib.AbstractContextManager, contextlib.AbstractContextManager]:
         return contextlib.nullcontext(), recompute_ctx()
 
-    plain = _plain_step(method)
+    def step(t: float, dt: float, y: torch.Tensor, k1: torch.Tensor | None) -> RKStep:
+        def run(*y_k1: torch.Tensor) -> RKStep:
+            return rk_step(tab, counter, t, dt, *y_k1)
 
-    def step(fc: VectorField, t: float, dt: float, y: torch.Tensor, with_error: bool = False) -> Any:
-        return checkpoint(lambda y_: plain(fc, t, dt, y_, with_error), y, use_reentrant=False, context_fn=context_fn)
+        inputs = (y,) if k1 is None else (y, k1)
+        return checkpoint(run, *inputs, use_reentrant=False, context_fn=context_fn)
 
     return step
 
 
 # -- public API --------------------------------------------------------------------------
 def _check_options(gradient: str, t0: Any, t1: Any, method: Any, steps: Any, adaptive: bool, rtol: Any,
-                   atol: Any, max_steps: Any) -> tuple[float, float, RungeKuttaMethod]:
+                   atol: Any, max_steps: Any) -> tuple[float, float, RungeKuttaMethod, AdaptiveControl | None]:
     if gradient not in GRADIENT_METHODS:
         raise SolverError(f"gradient must be one of {', '.join(GRADIENT_METHODS)}; got {gradient!r}")
-    for name, v in (("t0", t0), ("t1", t1)):
-        if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(float(v)):
-            raise SolverError(f"{name} must be a finite real number, got {v!r}")
-    if float(t0) == float(t1):
-        raise SolverError(f"t0 and t1 must differ (empty interval), got t0 = t1 = {t0}")
+    t0, t1 = _check_interval(t0, t1)
     m = get_method(method)
-    if adaptive:
-        if not m.adaptive:
-            raise SolverError(f"adaptive=True needs a method with an embedded pair (e.g. 'bosh3', 'dopri5'); "
-                              f"{m.name!r} has none")
-        for name, v in (("rtol", rtol), ("atol", atol)):
-            if isinstance(v, bool) or not isinstance(v, Real) or not (0 < float(v) < math.inf):
-                raise SolverError(f"{name} must be a positive finite number, got {v!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, Integral) or max_steps < 1:
-            raise SolverError(f"max_steps must be a positive integer, got {max_steps!r}")
-    elif steps is None:
-        raise SolverError("steps is required for a fixed-step solve (or pass adaptive=True)")
-    return float(t0), float(t1), m
+    if not adaptive:
+        if steps is None:
+            raise SolverError("steps is required for a fixed-step solve (or pass adaptive=True)")
+        return t0, t1, m, None
+    if not m.adaptive:
+        raise SolverError(f"adaptive=True needs a method with an embedded pair (e.g. 'bosh3', 'dopri5'); "
+                          f"{m.name!r} has none")
+    return t0, t1, m, AdaptiveControl(rtol=rtol, atol=atol, max_steps=max_steps)
 
 
 def solve_with_gradient(f: VectorField, y0: torch.Tensor, t0: float, t1: float, method: RungeKuttaMethod | str,
@@ -526,24 +375,23 @@ def solve_with_gradient(f: VectorField, y0: torch.Tensor, t0: float, t1: float, 
     """Solve ``y' = f(t, y)`` from ``y0`` at ``t0`` to ``t1``; return ``y(t1)`` whose gradient
     (to ``y0`` and ``f``'s parameters) is computed the ``gradient`` way (see module docstring).
 
-    Fixed grid with ``steps`` (``method.stages * steps`` evaluations), or ``adaptive=True``
-    with ``rtol``/``atol``/``max_steps`` (``steps`` is then ignored; backprop and checkpoint
-    differentiate the accepted steps, treating the chosen step sizes as constants).  For
-    ``"adjoint"`` the backward solve uses the same tableau: on the reversed grid, or
-    adaptively with its own error control (``seminorm=True`` leaves dL/dtheta out of the error norm, Kidger et al.
-    2021).  ``"discrete_adjoint"`` replays the forward's accepted steps in reverse.  ``stats``
-    is filled in place (its backward fields when backward runs).  Neither adjoint's backward is
-    differentiable again (no double backward).  Under
-    ``torch.no_grad()`` every method is the same plain solve.
+    Fixed grid with ``steps``, or ``adaptive=True`` with ``rtol``/``atol``/``max_steps`` (``steps`` is then
+    ignored; backprop and checkpoint differentiate the accepted steps, treating the chosen step sizes as
+    constants).  The forward solve is the plain solvers' loop (:func:`odenet.ode.stepping.integrate`): the same
+    evaluations, steps and errors as :class:`~odenet.ode.solvers.FixedStepSolver` /
+    :class:`~odenet.ode.solvers.AdaptiveStepSolver`.  For ``"adjoint"`` the backward solve runs the same loop and
+    tableau: on the reversed grid, or adaptively with its own error control (``seminorm=True`` leaves dL/dtheta
+    out of the error norm, Kidger et al. 2021).  ``"discrete_adjoint"`` replays the forward's accepted steps in
+    reverse.  ``stats`` is filled in place (its backward fields when backward runs).  Neither adjoint's backward
+    is differentiable again (no double backward).  Under ``torch.no_grad()`` every method is the same plain solve.
     """
-    t0, t1, m = _check_options(gradient, t0, t1, method, steps, adaptive, rtol, atol, max_steps)
-    cfg = _Options(steps=None if adaptive else steps, adaptive=adaptive, rtol=float(rtol), atol=float(atol),
-                   max_steps=int(max_steps), seminorm=bool(seminorm))
+    t0, t1, m, control = _check_options(gradient, t0, t1, method, steps, adaptive, rtol, atol, max_steps)
+    cfg = _Options(steps=None if adaptive else steps, control=control, seminorm=bool(seminorm))
     stats = stats if stats is not None else BackwardStats()
     if not isinstance(y0, torch.Tensor):
         raise SolverError(f"y0 must be a tensor, got {type(y0).__name__}")
     if not torch.is_grad_enabled() or gradient == "backprop":
-        return _forward_solve(_Counted(f), y0, t0, t1, m, cfg, stats)[0]
+        return _forward_solve(f, y0, t0, t1, m, cfg, stats).y
     if gradient in ("adjoint", "discrete_adjoint"):
         params = tuple(_trainable(f))
         if not params:
@@ -553,8 +401,7 @@ def solve_with_gradient(f: VectorField, y0: torch.Tensor, t0: float, t1: float, 
             )
         fn = _AdjointSolve if gradient == "adjoint" else _DiscreteAdjointSolve
         return fn.apply(f, m, t0, t1, cfg, stats, params, y0, *params)
-    counted = _Counted(f)
-    return _forward_solve(counted, y0, t0, t1, m, cfg, stats, step=_checkpoint_step(f, counted, stats, m))[0]
+    return _forward_solve(f, y0, t0, t1, m, cfg, stats, step=_checkpoint_step(f, stats, m)).y
 
 
 class _SavedBytes:

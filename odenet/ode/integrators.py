@@ -168,29 +168,41 @@ class ButcherTableau:
 
 class RKStep(NamedTuple):
     """One step's result: the new state, the embedded error estimate (None without a pair) and
-    the last stage ``k_s`` (for FSAL tableaux this is ``f(t + dt, y_next)``, the next ``k_1``)."""
+    the last stage ``k_s`` (for FSAL tableaux this is ``f(t + dt, y_next)``, the next ``k_1``).
+    With ``keep_stages=True`` also every stage: ``ks`` (the slopes ``k_i``) and ``inputs`` (the states
+    ``Y_i = y + dt * sum_j a_ij k_j`` that ``f`` was evaluated at, at times ``t + c_i dt``)."""
 
     y: Any
     error: Any | None
     k_last: Any
+    ks: tuple[Any, ...] | None = None
+    inputs: tuple[Any, ...] | None = None
 
 
-def rk_step(tableau: ButcherTableau, f: VectorField, t: float, dt: float, y: Any, k1: Any | None = None) -> RKStep:
-    """One explicit RK step of ``tableau`` (the single step routine of the project).
+def rk_step(tableau: ButcherTableau, f: VectorField, t: float, dt: float, y: Any, k1: Any | None = None,
+            keep_stages: bool = False) -> RKStep:
+    """One explicit RK step of ``tableau`` (the single step routine of the project: solvers, gradient
+    methods and the stage views of the app all run it).
 
     ``k1``, when given, is ``f(t, y)`` already known (FSAL reuse, or a rejected step retried
     from the same point) and is not evaluated again.  Zero coefficients are skipped, so Euler
-    and RK4 cost exactly what a hand-written step costs.
+    and RK4 cost exactly what a hand-written step costs.  ``keep_stages`` returns every stage's
+    input and slope as well (for drawing a step; off in solves, where it would keep them alive).
     """
     k: list[Any] = []
+    inputs: list[Any] | None = [] if keep_stages else None
     for i in range(tableau.stages):
         if i == 0 and k1 is not None:
             k.append(k1)
+            if inputs is not None:
+                inputs.append(y)
             continue
         yi = y
         for j, aij in enumerate(tableau.a[i][:i]):
             if aij != 0.0:
                 yi = yi + (dt * aij) * k[j]
+        if inputs is not None:
+            inputs.append(yi)
         k.append(f(t + tableau.c[i] * dt, yi))
     incr = None
     for bi, ki in zip(tableau.b, k):
@@ -203,6 +215,8 @@ def rk_step(tableau: ButcherTableau, f: VectorField, t: float, dt: float, y: Any
             if ei != 0.0:
                 err = ei * ki if err is None else err + ei * ki
         err = dt * err
+    if inputs is not None:
+        return RKStep(y_next, err, k[-1], tuple(k), tuple(inputs))
     return RKStep(y_next, err, k[-1])
 
 

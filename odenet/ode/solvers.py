@@ -2,8 +2,9 @@
 
 ``FixedStepSolver`` keeps the notebook's interface and semantics (``steps`` or
 ``step_size``), without float residue steps.  ``AdaptiveStepSolver`` uses an embedded
-pair with a separate step-size controller.  Both return a :class:`Solution` with the
-trajectory and :class:`SolverStats`.
+pair with a separate step-size controller.  Both step through the one loop,
+:func:`odenet.ode.stepping.integrate` (FSAL, error norm, initial step, exceptions), and
+return a :class:`Solution` with the trajectory and :class:`SolverStats`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import torch
 
-from odenet.errors import OdenetError
 from odenet.ode.integrators import (
     METHODS,
     RungeKuttaMethod,
@@ -24,87 +24,27 @@ from odenet.ode.integrators import (
     method_from_spec,
     method_key,
     method_spec,
-    rk_step,
+)
+from odenet.ode.stepping import (
+    AdaptiveControl,
+    IController,
+    MaxStepsExceeded,
+    NonFiniteState,
+    Solution,
+    SolverError,
+    SolverStats,
+    StepRecord,
+    StepSizeTooSmall,
+    _positive,
+    integrate,
 )
 
-__all__ = [
-    "SolverError",
-    "MaxStepsExceeded",
-    "StepSizeTooSmall",
-    "NonFiniteState",
-    "SolverStats",
-    "StepRecord",
-    "Solution",
-    "SolverSpec",
-    "FixedStepSolver",
-    "IController",
-    "AdaptiveStepSolver",
-    "MAX_FIXED_STEPS",
-]
+__all__ = ["SolverSpec", "FixedStepSolver", "AdaptiveStepSolver", "MAX_FIXED_STEPS", "fixed_grid",
+           # defined in odenet.ode.stepping (the loop raises and returns them), importable from here as before
+           "SolverError", "MaxStepsExceeded", "StepSizeTooSmall", "NonFiniteState", "SolverStats", "StepRecord",
+           "Solution", "IController"]
 
 VectorField = Callable[[float, Any], Any]
-
-
-class SolverError(OdenetError, ValueError):
-    """Invalid solver argument or failed solve; the message names the argument and value."""
-
-
-class MaxStepsExceeded(SolverError):
-    """The adaptive solver needed more than ``max_steps`` steps."""
-
-
-class StepSizeTooSmall(SolverError):
-    """The adaptive controller asked for a step below ``min_step``."""
-
-
-class NonFiniteState(SolverError):
-    """The solution became NaN or infinite (steps too large for the problem, or a bad f)."""
-
-
-def _check_finite(y: Any, where: str) -> None:
-    if isinstance(y, torch.Tensor) and not bool(torch.isfinite(y).all()):
-        raise NonFiniteState(f"the state became NaN or infinite {where}; use smaller steps (or check f)")
-
-
-@dataclass
-class SolverStats:
-    """Counts of one solve: vector-field evaluations and steps."""
-
-    nfe: int = 0
-    steps: int = 0
-    accepted: int = 0
-    rejected: int = 0
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One attempted step: where it started, its size, whether it was accepted, the error
-    ratio (error norm / tolerance; None for fixed steps) and the evaluations it cost."""
-
-    t: float
-    dt: float
-    accepted: bool
-    error_ratio: float | None
-    nfe: int
-
-
-@dataclass
-class Solution:
-    """Result of a solve: ``ts`` (step times, t0 first), ``ys`` (states at ``ts``), stats and
-    the step log (every attempted step, rejected ones included).
-
-    ``ys`` is empty unless the trajectory was requested; ``y`` is always the final state.
-    """
-
-    y: Any
-    ts: list[float] = field(default_factory=list)
-    ys: list[Any] = field(default_factory=list)
-    stats: SolverStats = field(default_factory=SolverStats)
-    log: list[StepRecord] = field(default_factory=list)
-
-    def stacked(self) -> torch.Tensor:
-        """States stacked on a new leading time axis: shape ``(len(ts), *y.shape)``."""
-        return torch.stack(list(self.ys))
 
 
 def _check_time(name: str, value: Any) -> float:
@@ -125,12 +65,6 @@ def _check_interval(t0: Any, t1: Any) -> tuple[float, float]:
     if t0 == t1:
         raise SolverError(f"t0 and t1 must differ (empty interval), got t0 = t1 = {t0}")
     return t0, t1
-
-
-def _check_positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)) or value <= 0:
-        raise SolverError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
 
 
 MAX_FIXED_STEPS = 1_000_000  # a grid longer than this is a mistake (and would exhaust memory)
@@ -159,7 +93,7 @@ def fixed_grid(t0: float, t1: float, steps: int | None, step_size: float | None)
             raise SolverError(f"steps={steps} is more than the limit of {MAX_FIXED_STEPS:,} steps")
         n = int(steps)
         return [t0 + length * i / n for i in range(n)] + [t1]
-    h = _check_positive("step_size", step_size)
+    h = _positive("step_size", step_size)
     if h > abs(length) * (1 + 1e-12):
         raise SolverError(f"step_size={step_size!r} is larger than the interval |t1 - t0| = {abs(length)}")
     ratio = abs(length) / h
@@ -205,67 +139,13 @@ class FixedStepSolver:
 
     def solve(self, y: Any, trajectory: bool = False) -> Solution:
         """Integrate from ``y`` at ``t0``; ``trajectory=True`` keeps every step's state."""
-        tab = self.method.tableau
-        ys = [y] if trajectory else []
-        log = []
-        k1 = None
-        for t, h in zip(self.ts[:-1], self.hs):
-            cost = tab.stages - (k1 is not None)
-            y, _, k_last = rk_step(tab, self.f, t, h, y, k1)
-            k1 = k_last if tab.fsal else None
-            log.append(StepRecord(t, h, True, None, cost))
-            if trajectory:
-                ys.append(y)
-        n = len(self.hs)
-        self.stats = SolverStats(nfe=self.nfe, steps=n, accepted=n, rejected=0)
-        if self.check_finite:
-            _check_finite(y, f"at t1={self.t1} after {n} steps of {self.method.name} (step {self.hs[0]:.3g})")
-        return Solution(y=y, ts=list(self.ts) if trajectory else [], ys=ys, stats=self.stats, log=log)
+        self.stats = SolverStats()
+        return integrate(self.f, self.method, self.t0, self.t1, y, grid=self.ts, trajectory=trajectory,
+                         check_finite=self.check_finite, stats=self.stats)
 
     def integrate(self, y: Any) -> Any:
         """Final state at ``t1`` (the notebook's ``solver.integrate(x)``)."""
         return self.solve(y).y
-
-
-@dataclass(frozen=True)
-class IController:
-    """Integral step-size controller: ``dt_new = dt * safety * err^(-1/(q+1))`` clipped.
-
-    ``q`` is the lower order of the embedded pair.  Kept apart from the method so a
-    different controller (e.g. PI) can be swapped in.
-    """
-
-    safety: float = 0.9
-    min_factor: float = 0.2
-    max_factor: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not (0 < self.safety <= 1):
-            raise SolverError(f"safety must be in (0, 1], got {self.safety!r}")
-        if not (0 < self.min_factor < 1):
-            raise SolverError(f"min_factor must be in (0, 1), got {self.min_factor!r}")
-        if not (self.max_factor > 1):
-            raise SolverError(f"max_factor must be > 1, got {self.max_factor!r}")
-
-    def propose(self, dt: float, err_norm: float, error_order: int) -> tuple[bool, float]:
-        """Accept the step if ``err_norm <= 1``; return the next step size either way."""
-        accept = err_norm <= 1.0
-        if err_norm == 0.0:
-            factor = self.max_factor
-        elif not math.isfinite(err_norm):
-            factor = self.min_factor
-        else:
-            factor = self.safety * err_norm ** (-1.0 / (error_order + 1))
-            factor = min(self.max_factor, max(self.min_factor, factor))
-        if not accept:
-            factor = min(factor, 1.0)
-        return accept, dt * factor
-
-
-@torch.no_grad()
-def _error_norm(err: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, rtol: float, atol: float) -> float:
-    scale = atol + rtol * torch.maximum(y0.abs(), y1.abs())
-    return float(torch.sqrt(torch.mean((err / scale) ** 2)))
 
 
 class AdaptiveStepSolver:
@@ -289,45 +169,15 @@ class AdaptiveStepSolver:
                 f"method={self.method.name!r} has no embedded error estimate; the adaptive solver needs "
                 f"an embedded pair such as 'bosh3' or 'dopri5'"
             )
-        self.rtol = _check_positive("rtol", rtol)
-        self.atol = _check_positive("atol", atol)
-        self.first_step = None if first_step is None else _check_positive("first_step", first_step)
-        if isinstance(min_step, bool) or not isinstance(min_step, Real) or not (0 <= min_step < math.inf):
-            raise SolverError(f"min_step must be a finite number >= 0, got {min_step!r}")
-        self.min_step = float(min_step)
-        if isinstance(max_step, bool) or not isinstance(max_step, Real) or not max_step > 0:
-            raise SolverError(f"max_step must be a positive number, got {max_step!r}")
-        self.max_step = float(max_step)
-        if self.max_step < self.min_step:
-            raise SolverError(f"max_step={max_step!r} must be >= min_step={min_step!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, Integral) or max_steps < 1:
-            raise SolverError(f"max_steps must be a positive integer, got {max_steps!r}")
-        self.max_steps = int(max_steps)
         if controller is not None and safety is not None:
             raise SolverError("give either controller or safety, not both")
-        self.controller = controller or IController(safety=0.9 if safety is None else safety)
+        controller = controller or IController(safety=0.9 if safety is None else safety)
+        self.control = AdaptiveControl(rtol=rtol, atol=atol, controller=controller, first_step=first_step,
+                                       min_step=min_step, max_step=max_step, max_steps=max_steps)
+        c = self.control
+        self.rtol, self.atol, self.first_step, self.controller = c.rtol, c.atol, c.first_step, c.controller
+        self.min_step, self.max_step, self.max_steps = c.min_step, c.max_step, c.max_steps
         self.stats = SolverStats()
-
-    def _initial_step(self, y0: torch.Tensor, f0: torch.Tensor, direction: float, stats: SolverStats) -> float:
-        """Hairer, Norsett & Wanner (II.4) starting step estimate; costs one evaluation."""
-        y0, f0 = y0.detach(), f0.detach()
-        scale = self.atol + self.rtol * y0.abs()
-        d0 = float(torch.sqrt(torch.mean((y0 / scale) ** 2)))
-        d1 = float(torch.sqrt(torch.mean((f0 / scale) ** 2)))
-        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-        span = abs(self.t1 - self.t0)
-        h0 = min(h0, span)
-        y1 = y0 + direction * h0 * f0
-        with torch.no_grad():
-            f1 = self.f(self.t0 + direction * h0, y1)
-        stats.nfe += 1
-        d2 = float(torch.sqrt(torch.mean(((f1 - f0) / scale) ** 2))) / h0
-        q = self.method.order
-        if max(d1, d2) <= 1e-15:
-            h1 = max(1e-6, h0 * 1e-3)
-        else:
-            h1 = (0.01 / max(d1, d2)) ** (1.0 / (q + 1))
-        return min(100 * h0, h1, span)
 
     def solve(self, y: torch.Tensor, trajectory: bool = False) -> Solution:
         """Integrate from ``y`` at ``t0``; ``trajectory=True`` keeps every accepted step.
@@ -336,69 +186,9 @@ class AdaptiveStepSolver:
         estimate, after a rejected step, and (FSAL tableaux) from the last stage of an
         accepted step, so dopri5 costs 6 evaluations per step, not 7.
         """
-        stats = SolverStats()
-        log: list[StepRecord] = []
-        t, t1 = self.t0, self.t1
-        direction = 1.0 if t1 > t else -1.0
-        ts, ys = ([t], [y]) if trajectory else ([], [])
-        err_order = self.method.error_order or (self.method.order - 1)
-        tab = self.method.tableau
-        k1 = self.f(t, y)  # with autograd when enabled: it is the first stage of the first step
-        stats.nfe += 1
-        _check_finite(k1, f"in f(t0, y0) at t0={t} (the vector field, not the solver)")
-        init_cost = 1
-        if self.first_step is not None:
-            dt = self.first_step
-        else:
-            dt = self._initial_step(y, k1, direction, stats)
-            init_cost += 1
-        dt = min(max(dt, self.min_step), self.max_step)
-        while direction * (t1 - t) > 0:
-            if stats.steps >= self.max_steps:
-                self.stats = stats
-                raise MaxStepsExceeded(
-                    f"max_steps={self.max_steps} exceeded at t={t:.6g} before reaching t1={t1} "
-                    f"(rtol={self.rtol}, atol={self.atol}); loosen the tolerances or raise max_steps"
-                )
-            remaining = abs(t1 - t)
-            last = dt >= remaining * (1 - 1e-12)
-            h = remaining if last else dt
-            y_new, err, k_last = rk_step(tab, self.f, t, direction * h, y, k1)
-            cost = tab.stages - 1 + init_cost
-            init_cost = 0
-            stats.nfe += tab.stages - 1
-            stats.steps += 1
-            err_norm = _error_norm(err, y, y_new, self.rtol, self.atol)
-            accept, dt_next = self.controller.propose(h, err_norm, err_order)
-            dt_next = min(dt_next, self.max_step)
-            log.append(StepRecord(t, direction * h, accept, err_norm, cost))
-            if accept:
-                stats.accepted += 1
-                t = t1 if last else t + direction * h
-                y = y_new
-                if tab.fsal:
-                    k1 = k_last
-                elif direction * (t1 - t) > 0:
-                    k1 = self.f(t, y)
-                    stats.nfe += 1
-                    init_cost = 1
-                if trajectory:
-                    ts.append(t)
-                    ys.append(y)
-            else:
-                stats.rejected += 1  # k1 = f(t, y) still holds: the retry starts from the same point
-            if direction * (t1 - t) > 0 and dt_next < self.min_step:
-                self.stats = stats
-                raise StepSizeTooSmall(
-                    f"step size {dt_next:.3g} fell below min_step={self.min_step} at t={t:.6g}; "
-                    f"the problem may be stiff or the tolerances (rtol={self.rtol}, atol={self.atol}) too tight"
-                )
-            if direction * (t1 - t) > 0 and t + direction * dt_next == t:
-                self.stats = stats
-                raise StepSizeTooSmall(f"step size underflowed to {dt_next:.3g} at t={t:.6g}")
-            dt = dt_next
-        self.stats = stats
-        return Solution(y=y, ts=ts, ys=ys, stats=stats, log=log)
+        self.stats = SolverStats()
+        return integrate(self.f, self.method, self.t0, self.t1, y, control=self.control, trajectory=trajectory,
+                         stats=self.stats)
 
     def integrate(self, y: torch.Tensor) -> torch.Tensor:
         """Final state at ``t1``."""
