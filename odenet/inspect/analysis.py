@@ -15,7 +15,7 @@ import torch
 
 from odenet.data.mnist import MNISTSplit, normalize
 from odenet.model.rknet import RKNet
-from odenet.ode.integrators import RungeKuttaMethod
+from odenet.ode.integrators import RungeKuttaMethod, rk_step
 from odenet.ode.solvers import SolverSpec, StepRecord
 from odenet.train.trainer import evaluate
 from odenet.utils import torch_threads
@@ -107,27 +107,9 @@ def join_views(a: StepView, b: StepView) -> StepView:
 
 def pca_project(states: torch.Tensor, k: int = 3, threads: int | None = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """PCA fitted across all steps and images: (T, N, C, H, W) -> coords (T, N, k) and the
-    explained-variance ratio of each component (k,).
-
-    Exact: eigenvectors of the (T*N)^2 Gram matrix when T*N <= 4096, else of the D^2 covariance
-    (D = C*H*W), in float64 on one thread (LAPACK on two contended threads took 10 s, not 0.03 s).
-    """
-    t_len, n = states.shape[:2]
-    with torch_threads(threads) if threads else contextlib.nullcontext():
-        flat = states.reshape(t_len * n, -1).double()  # (M, D)
-        centred = flat - flat.mean(0, keepdim=True)
-        m, d = centred.shape
-        total = float((centred**2).sum()) or 1.0
-        k = min(k, m, d)
-        if m <= min(d, 4096):
-            var, u = torch.linalg.eigh(centred @ centred.T)  # ascending; var = singular values squared
-            var, u = var.flip(0)[:k].clamp_min(0), u.flip(1)[:, :k]
-            coords = u * var.sqrt()  # (M, k) = centred @ v_k
-        else:
-            var, v = torch.linalg.eigh(centred.T @ centred)
-            var, v = var.flip(0)[:k].clamp_min(0), v.flip(1)[:, :k]
-            coords = centred @ v
-    return coords.reshape(t_len, n, k).float(), (var / total).float()
+    explained-variance ratio of each component (k,); :func:`pca_fit` without the mean and components."""
+    fit = pca_fit(states, k, threads)
+    return fit.coords, fit.explained
 
 
 def robustness_grid(model: RKNet, split: MNISTSplit, integrators: list[str], steps: list[int],
@@ -355,24 +337,27 @@ class PCAFit:
 
 
 def pca_fit(states: torch.Tensor, k: int = 3, threads: int | None = 1) -> PCAFit:
-    """:func:`pca_project` that also keeps the mean and the components (same coordinates)."""
+    """The one PCA of the views, fitted across all steps and images: (T, N, C, H, W) -> :class:`PCAFit`.
+
+    Exact: eigenvectors of the (T*N)^2 Gram matrix when T*N <= 4096 and T*N <= D, else of the D^2
+    covariance (D = C*H*W), in float64 on one thread (LAPACK on two contended threads took 10 s, not 0.03 s).
+    """
     t_len, n = states.shape[:2]
     with torch_threads(threads) if threads else contextlib.nullcontext():
-        flat = states.reshape(t_len * n, -1).double()
-        mean = flat.mean(0)
+        flat = states.reshape(t_len * n, -1).double()  # (M, D)
+        mean = flat.mean(0)  # (D,)
         centred = flat - mean
+        m, d = centred.shape
         total = float((centred**2).sum()) or 1.0
-        var, v = torch.linalg.eigh(centred.T @ centred) if centred.shape[0] > 4096 else (None, None)
-        if v is None:  # Gram route: components from the left singular vectors
-            gvar, u = torch.linalg.eigh(centred @ centred.T)
-            k = min(k, *centred.shape)
-            gvar, u = gvar.flip(0)[:k].clamp_min(0), u.flip(1)[:, :k]
-            comps = (centred.T @ u) / gvar.sqrt().clamp_min(1e-12)  # (D, k), unit columns
-            var = gvar
+        k = min(k, m, d)
+        if m <= min(d, 4096):  # Gram route: components from the left singular vectors
+            var, u = torch.linalg.eigh(centred @ centred.T)  # ascending; var = singular values squared
+            var, u = var.flip(0)[:k].clamp_min(0), u.flip(1)[:, :k]
+            comps = (centred.T @ u) / var.sqrt().clamp_min(1e-12)  # (D, k), unit columns
         else:
-            k = min(k, *centred.shape)
-            var, comps = var.flip(0)[:k].clamp_min(0), v.flip(1)[:, :k]
-        coords = centred @ comps
+            var, v = torch.linalg.eigh(centred.T @ centred)
+            var, comps = var.flip(0)[:k].clamp_min(0), v.flip(1)[:, :k]  # (k,), (D, k)
+        coords = centred @ comps  # (M, k)
     return PCAFit(coords.reshape(t_len, n, k).float(), (var / total).float(), mean, comps.T.contiguous())
 
 
@@ -381,22 +366,12 @@ def stage_states(model: RKNet, ts: torch.Tensor, states: torch.Tensor, solver: S
                  threads: int | None = 1) -> torch.Tensor:
     """The states at which the solver evaluated the vector field: for step i from ``states[i]``
     with ``dt = ts[i+1] - ts[i]``, stage j's input ``y_i + dt * sum_l a_jl k_l``.  Recomputed
-    from the tableau (fixed steps): (steps, stages, N, C, H, W).  The model is not changed."""
+    by the solver's own step routine (fixed steps): (steps, stages, N, C, H, W).  The model is not changed."""
     tab = solver.method.tableau
-    out = []
     with torch_threads(threads) if threads else contextlib.nullcontext():
-        for i in range(len(ts) - 1):
-            t, dt, y = float(ts[i]), float(ts[i + 1] - ts[i]), states[i]
-            ks: list[torch.Tensor] = []
-            inputs = []
-            for j in range(tab.stages):
-                yj = y
-                for l_, a in enumerate(tab.a[j][:j]):
-                    if a != 0.0:
-                        yj = yj + (dt * a) * ks[l_]
-                inputs.append(yj)
-                ks.append(model.gradient(t + tab.c[j] * dt, yj))
-            out.append(torch.stack(inputs))
+        out = [torch.stack(rk_step(tab, model.gradient, float(ts[i]), float(ts[i + 1] - ts[i]), states[i],
+                                   keep_stages=True).inputs)
+               for i in range(len(ts) - 1)]
     return torch.stack(out)
 
 
@@ -452,18 +427,14 @@ class StepStages:
 
 def rk_stages(method: RungeKuttaMethod, f: Callable[[float, torch.Tensor], torch.Tensor], t: float, dt: float,
               y: torch.Tensor) -> StepStages:
-    """Every stage of one step of ``method`` from ``(t, y)``; ``y_next`` equals ``method.step``'s."""
+    """Every stage of one step of ``method`` from ``(t, y)``, in float64, by the solvers' own step routine
+    (:func:`~odenet.ode.integrators.rk_step`), so ``y_next`` is ``method.step``'s."""
     tab = method.tableau
     y = torch.as_tensor(y, dtype=torch.float64)
-    ks: list[torch.Tensor] = []
-    ys = []
-    for j in range(tab.stages):
-        yj = y.clone()
-        for l_, a in enumerate(tab.a[j][:j]):
-            yj = yj + dt * a * ks[l_]
-        ys.append(yj)
-        ks.append(torch.as_tensor(f(t + tab.c[j] * dt, yj), dtype=torch.float64))
-    k = torch.stack(ks)
-    y_next = y + dt * (torch.tensor(tab.b, dtype=torch.float64) @ k)
-    return StepStages(t, dt, y, torch.tensor([t + c * dt for c in tab.c], dtype=torch.float64), torch.stack(ys), k,
-                      tab.b, y_next)
+
+    def f64(ti: float, yi: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(f(ti, yi), dtype=torch.float64)
+
+    step = rk_step(tab, f64, t, dt, y, keep_stages=True)
+    return StepStages(t, dt, y, torch.tensor([t + c * dt for c in tab.c], dtype=torch.float64),
+                      torch.stack(step.inputs), torch.stack(step.ks), tab.b, step.y)
