@@ -69,11 +69,11 @@ except (DataError, SolverError) as exc:
     st.error(str(exc))
     st.stop()
 
-job = st.session_state.get("pl_job")
+job = st.session_state.get("plane_job")
 running = job is not None and job.snapshot().state == "running"
 b1, b2, b3 = st.columns([2, 2, 6])
 if b1.button("Train", type="primary", disabled=running, key="pl_train"):
-    job = st.session_state["pl_job"] = start_job(config, train, test)
+    job = st.session_state["plane_job"] = start_job(config, train, test)
     running = True
 if b2.button("Stop", disabled=not running, key="pl_stop"):
     job.stop()
@@ -85,7 +85,7 @@ b3.caption(f"{len(train)} training and {len(test)} test points, {train.classes} 
 @st.fragment(run_every=0.5 if running else None)
 def live() -> None:
     """The training curve while a job runs; a full rerun when it ends, so the pictures appear."""
-    j = st.session_state.get("pl_job")
+    j = st.session_state.get("plane_job")
     if j is None:
         return
     view = j.snapshot()
@@ -99,62 +99,71 @@ def live() -> None:
         st.plotly_chart(plots.plane_curves(hist), key="pl_curve")
     if view.state == "failed":
         st.error(view.error)
-    elif view.state != "running" and st.session_state.get("pl_shown") is not j:
-        st.session_state["pl_shown"] = j
+    elif view.state != "running" and st.session_state.get("plane_shown") is not j:
+        st.session_state["plane_shown"] = j
         st.rerun()
 
 
+def results(job) -> None:
+    """The pictures of a finished (or stopped) training, drawn with the solver chosen above."""
+    run = job.snapshot().run
+    model, tr, te = run.model, job.train, job.test
+    st.success(f"{'Stopped' if run.stopped else 'Trained'} in {run.seconds:.1f} s: train "
+               f"{100 * run.train_accuracy:.1f}%, test {100 * run.test_accuracy:.1f}% with "
+               f"{run.config.solver.label()}, augment {run.config.augment}. The pictures below use the solver "
+               f"chosen above ({solver.label()}).")
+    bounds = tr.bounds()
+    try:
+        regions = decision_regions(model, solver, bounds)
+        moved = flow(model, te.x, solver)
+        grid = grid_flow(model, solver, bounds)
+    except SolverError as exc:
+        st.error(f"The chosen solver fails on this model: {exc}")
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(plots.plane_regions(regions, te.x, te.y, "Decision regions in the input plane (test points)"),
+                      key="pl_regions")
+    with right:
+        t = st.slider("Time of the vector field", float(solver.t0), float(solver.t1), float(solver.t0), 0.05,
+                      key="pl_time")
+        st.plotly_chart(plots.plane_field(field_arrows(model, t, bounds), te.x, te.y), key="pl_field")
+    st.plotly_chart(plots.plane_flow_animation(moved, te.y, grid), key="pl_flow")
+    st.caption(f"Each dot is a test point at a solver step ({len(moved.ts) - 1} steps, {moved.nfe} evaluations of "
+               "f); press Play, or drag the slider. The grey grid is the plane itself, carried by the same flow: it "
+               "bends and stretches but never tears or folds, because an ODE's trajectories cannot cross.")
+    if model.augment:
+        st.plotly_chart(plots.plane_lift_3d(moved, te.y), key="pl_lift")
+        st.caption("With an augmented dimension the points can move off the plane: one class is lifted past the "
+                   "other, which no flow inside the plane can do.")
+    st.subheader("Is it still an ODE?")
+    sweep = solver_sweep(model, te, trained_with=run.config.solver)
+    shown = sweep.assign(accuracy=(100 * sweep["accuracy"]).round(1)).rename(
+        columns={"accuracy": "test accuracy (%)", "nfe": "evaluations of f"})
+    st.dataframe(shown if shown["error"].any() else shown.drop(columns="error"), hide_index=True, key="pl_sweep")
+    st.caption("The same trained model solved with other integrators and step counts. A model that learned a vector "
+               "field keeps its accuracy as the solver gets finer; one that learned its training solver's coarse "
+               "map (a ResNet in disguise) does not.")
+
+
+def lesson_section() -> None:
+    """Why circles need an augmented dimension: augment 0 and 1 side by side (trained once per server)."""
+    with st.expander(LESSON.title, expanded=dataset == "circles"):
+        st.markdown(LESSON.text)
+        pair = peek(("plane_lesson",))
+        if pair is None and st.button("Train both (a few seconds)", key="pl_lesson_run"):
+            pair = get_or_compute(("plane_lesson",), lesson_pair)
+        if pair is None:
+            return
+        for col, (label, lesson, regions_) in zip(st.columns(2), pair):
+            col.plotly_chart(plots.plane_regions(regions_, lesson.test.x, lesson.test.y, label),
+                             key=f"pl_lesson_{label[:9]}")
+
+
 live()
-view = job.snapshot() if job is not None else None
-if view is None or view.run is None:
+done = job is not None and job.snapshot().run is not None
+if done:
+    results(job)
+else:
     st.plotly_chart(plots.plane_regions(None, train.x, train.y, f"{train.name}: the training points"),
                     key="pl_data_fig")
-    st.stop()
-
-run = view.run
-model, tr, te = run.model, job.train, job.test
-st.success(f"{'Stopped' if run.stopped else 'Trained'} in {run.seconds:.1f} s: train {100 * run.train_accuracy:.1f}%, "
-           f"test {100 * run.test_accuracy:.1f}% with {run.config.solver.label()}, augment {run.config.augment}. "
-           f"The pictures below use the solver chosen above ({solver.label()}).")
-bounds = tr.bounds()
-try:
-    regions = decision_regions(model, solver, bounds)
-    moved = flow(model, te.x, solver)
-    grid = grid_flow(model, solver, bounds)
-except SolverError as exc:
-    st.error(f"The chosen solver fails on this model: {exc}")
-    st.stop()
-left, right = st.columns(2)
-left.plotly_chart(plots.plane_regions(regions, te.x, te.y, "Decision regions in the input plane (test points)"),
-                  key="pl_regions")
-with right:
-    t = st.slider("Time of the vector field", float(solver.t0), float(solver.t1), float(solver.t0), 0.05,
-                  key="pl_time")
-    st.plotly_chart(plots.plane_field(field_arrows(model, t, bounds), te.x, te.y), key="pl_field")
-st.plotly_chart(plots.plane_flow_animation(moved, te.y, grid), key="pl_flow")
-st.caption(f"Each dot is a test point at a solver step ({len(moved.ts) - 1} steps, {moved.nfe} evaluations of f); "
-           "press Play, or drag the slider. The grey grid is the plane itself, carried by the same flow: it bends "
-           "and stretches but never tears or folds, because an ODE's trajectories cannot cross.")
-if model.augment:
-    st.plotly_chart(plots.plane_lift_3d(moved, te.y), key="pl_lift")
-    st.caption("With an augmented dimension the points can move off the plane: one class is lifted past the "
-               "other, which no flow inside the plane can do.")
-st.subheader("Is it still an ODE?")
-sweep = solver_sweep(model, te, trained_with=run.config.solver)
-st.dataframe(sweep.assign(accuracy=(100 * sweep["accuracy"]).round(1)), hide_index=True,
-             column_config={"accuracy": st.column_config.NumberColumn("test accuracy (%)")}, key="pl_sweep")
-st.caption("The same trained model solved with other integrators and step counts. A model that learned a vector "
-           "field keeps its accuracy as the solver gets finer; one that learned its training solver's coarse map "
-           "(a ResNet in disguise) does not.")
-
-with st.expander(LESSON.title, expanded=dataset == "circles"):
-    st.markdown(LESSON.text)
-    pair = peek(("plane_lesson",))  # shared by every visitor: trained once per server
-    if pair is None and st.button("Train both (a few seconds)", key="pl_lesson_run"):
-        pair = get_or_compute(("plane_lesson",), lesson_pair)
-    if pair is None:
-        st.stop()
-    cols = st.columns(2)
-    for col, (label, lesson, regions_) in zip(cols, pair):
-        col.plotly_chart(plots.plane_regions(regions_, lesson.test.x, lesson.test.y, label),
-                         key=f"pl_lesson_{label[:9]}")
+lesson_section()

@@ -75,10 +75,11 @@ def _spirals(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _xor(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.rand(n, 2, generator=g) * 2 - 1  # (n, 2) in the square [-1, 1]^2
-    x = x + 0.1 * torch.sign(x)  # a small gap along the axes, as in TensorFlow Playground
-    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).long()
-    return x, y
+    y = torch.arange(n) % 2  # 0: quadrants I and III, 1: II and IV
+    s1 = torch.randint(0, 2, (n,), generator=g) * 2 - 1  # (n,) sign of the first coordinate
+    s2 = torch.where(y == 0, s1, -s1)
+    mag = 0.1 + 0.9 * torch.rand(n, 2, generator=g)  # a small gap along the axes, as in TensorFlow Playground
+    return mag * torch.stack([s1, s2], 1), y
 
 
 def _blobs(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,8 +154,6 @@ def load_csv(source: str | Path | bytes, name: str | None = None, classes: int |
     body = rows[1:]
     if len(body) > MAX_ROWS:
         raise DataError(f"{label} has {len(body):,} rows; at most {MAX_ROWS:,} are allowed")
-    if len(body) < 2:
-        raise DataError(f"{label} has {len(body)} data rows; at least 2 are needed")
     xs: list[tuple[float, float]] = []
     ys: list[int] = []
     for i, row in enumerate(body, start=2):
@@ -170,6 +169,9 @@ def load_csv(source: str | Path | bytes, name: str | None = None, classes: int |
             raise DataError(f"{label}, line {i}: label {row[2].strip()!r} is not a whole number 0..{MAX_CLASSES - 1}")
         xs.append((a, b))
         ys.append(int(c))
+    need = 1 if classes is not None else 2  # a test file may be a single point; training needs two classes
+    if len(ys) < need:
+        raise DataError(f"{label} has {len(ys)} data rows; at least {need} {'is' if need == 1 else 'are'} needed")
     y = torch.tensor(ys, dtype=torch.long)
     k = int(y.max()) + 1
     if k > MAX_CLASSES:

@@ -138,9 +138,8 @@ def min_pairwise_distance(states: torch.Tensor) -> float:
 
     Trajectories of an ODE never meet, so for distinct starting points this stays above zero."""
     d = torch.cdist(states, states)  # (T, n, n)
-    n = states.shape[1]
-    d = d + torch.eye(n) * float("inf")
-    return float(d.min())
+    eye = torch.eye(states.shape[1], dtype=torch.bool)
+    return float(d.masked_fill(eye, float("inf")).min())
 
 
 def round_trip_error(model: PlaneClassifier, x: torch.Tensor, solver: SolverSpec) -> float:
