@@ -206,6 +206,16 @@ class BoundedLRU(Generic[V]):
             self._data.move_to_end(key)
             return self._data[key]
 
+    def wait(self, key: Hashable, default: Any = None) -> V | Any:
+        """Like :meth:`get`, but if another thread is computing ``key`` now, wait for its result
+        (``default`` if that computation failed); never computes."""
+        with self._lock:
+            key_lock = self._computing.get(key)
+        if key_lock is not None:
+            with key_lock:  # held by the computing thread until its value is kept
+                pass
+        return self.get(key, default)
+
     def get_or_compute(self, key: Hashable, compute: Callable[[], V]) -> V:
         """The cached value for ``key``; on a miss ``compute()`` once (concurrent callers of the
         same key wait for it) and keep the result, dropping the least recently used beyond the bound."""

@@ -77,9 +77,9 @@ def get_or_compute(key: tuple, fn: Callable[[], T], *, on_busy: Literal["stop", 
     A miss of an expensive kind runs inside one of this visitor's work slots; when none is free
     the page says so and stops (``on_busy="stop"``), or :class:`odenet.app.access.Busy` is raised
     for the page to fall back on something else (``"raise"``).  Concurrent misses of the same key
-    compute it once; the others wait for that result."""
+    compute it once: the others wait for that result, and need no work slot for it."""
     store, kind = _store(key), KINDS[key[0]]
-    hit = store.get(key, _MISSING)
+    hit = store.wait(key, _MISSING)  # a hit, or another visitor's computation of it to wait for
     if hit is not _MISSING:
         return hit
     with _work_slot(kind.work, on_busy):
