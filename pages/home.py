@@ -109,6 +109,5 @@ for name, path in models.items():
                           else "stays accurate under other solvers" if ode else "")})
 if rows:
     st.dataframe(rows, hide_index=True, width="content")
-    st.caption(f"Accurate solver: {REFERENCE_SOLVER.label()} ({REFERENCE_SOLVER.method.name}), on the "
-               f"{TEST_SIZE:,} test images. The gap is the accuracy with the training solver minus that (Ott et al., "
-               "ICLR 2021); see Solver robustness.")
+    st.caption(f"Accurate solver: {REFERENCE_SOLVER.label()}, on the {TEST_SIZE:,} test images. The gap is the "
+               "accuracy with the training solver minus that (Ott et al., ICLR 2021); see Solver robustness.")
