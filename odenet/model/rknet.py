@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from odenet.errors import ConfigError
-from odenet.ode.gradients import GRADIENT_METHODS, BackwardStats, solve_with_gradient
+from odenet.ode.gradients import GRADIENT_METHODS, solve_spec
 from odenet.ode.integrators import RungeKuttaMethod
 from odenet.ode.solvers import Solution, SolverSpec, SolverStats, StepRecord
 
@@ -279,17 +279,10 @@ class RKNet(nn.Module):
         """Integrate the ODE block from ``h0`` (N, C, 6, 6) with ``solver`` (default: the config's).
 
         With autograd on and ``config.gradient`` other than backprop, the final state comes from
-        :func:`odenet.ode.gradients.solve_with_gradient` (the trajectory is not kept on that path)."""
+        :func:`odenet.ode.gradients.solve_with_gradient` (the trajectory is not kept on that path): the one rule
+        of :func:`odenet.ode.gradients.solve_spec`."""
         spec = solver if solver is not None else self.config.solver
-        if self.config.gradient != "backprop" and torch.is_grad_enabled() and not trajectory:
-            bs = BackwardStats()
-            y = solve_with_gradient(self.gradient, h0, spec.t0, spec.t1, spec.method, gradient=self.config.gradient,
-                                    steps=spec.steps, adaptive=spec.adaptive, rtol=spec.rtol, atol=spec.atol,
-                                    max_steps=spec.max_steps, stats=bs)
-            return Solution(y=y, stats=SolverStats(nfe=bs.nfe_forward, steps=bs.steps_forward,
-                                                   accepted=bs.steps_forward - bs.rejected_forward,
-                                                   rejected=bs.rejected_forward))
-        return spec.build(self.gradient.prepared(h0), check_finite=False).solve(h0, trajectory=trajectory)
+        return solve_spec(self.gradient, h0, spec, self.config.gradient, trajectory, prepare=self.gradient.prepared)
 
     # -- forward ----------------------------------------------------------------------
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -61,12 +61,13 @@ from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 from odenet.ode.integrators import RKStep, RungeKuttaMethod, get_method, rk_step
-from odenet.ode.solvers import _check_interval, fixed_grid
+from odenet.ode.solvers import SolverSpec, _check_interval, fixed_grid
 from odenet.ode.stepping import (
     AdaptiveControl,
     NonFiniteState,
     Solution,
     SolverError,
+    SolverStats,
     StepFunction,
     TensorTuple,
     integrate,
@@ -79,6 +80,7 @@ __all__ = [
     "GRADIENT_METHODS",
     "BackwardStats",
     "solve_with_gradient",
+    "solve_spec",
     "saved_tensor_bytes",
     "gradient_comparison",
 ]
@@ -402,6 +404,25 @@ def solve_with_gradient(f: VectorField, y0: torch.Tensor, t0: float, t1: float, 
         fn = _AdjointSolve if gradient == "adjoint" else _DiscreteAdjointSolve
         return fn.apply(f, m, t0, t1, cfg, stats, params, y0, *params)
     return _forward_solve(f, y0, t0, t1, m, cfg, stats, step=_checkpoint_step(f, stats, m)).y
+
+
+def solve_spec(f: VectorField, y0: torch.Tensor, spec: SolverSpec, gradient: str = "backprop",
+               trajectory: bool = False, prepare: Callable[[torch.Tensor], VectorField] | None = None) -> Solution:
+    """Integrate ``f`` from ``y0`` as ``spec`` says, differentiated the ``gradient`` way.
+
+    The one rule every model uses: with autograd on and a gradient method other than backprop,
+    :func:`solve_with_gradient` gives the final state (no trajectory on that path); otherwise the
+    spec's plain solver runs (on ``prepare(y0)`` if given: an equivalent, faster form of ``f``
+    with per-solve work hoisted out)."""
+    if gradient != "backprop" and torch.is_grad_enabled() and not trajectory:
+        bs = BackwardStats()
+        y = solve_with_gradient(f, y0, spec.t0, spec.t1, spec.method, gradient=gradient, steps=spec.steps,
+                                adaptive=spec.adaptive, rtol=spec.rtol, atol=spec.atol, max_steps=spec.max_steps,
+                                stats=bs)
+        return Solution(y=y, stats=SolverStats(nfe=bs.nfe_forward, steps=bs.steps_forward,
+                                               accepted=bs.steps_forward - bs.rejected_forward,
+                                               rejected=bs.rejected_forward))
+    return spec.build(prepare(y0) if prepare is not None else f, check_finite=False).solve(y0, trajectory=trajectory)
 
 
 class _SavedBytes:

@@ -27,8 +27,8 @@ from torch import nn
 
 from odenet.data.toy2d import PointSet
 from odenet.errors import ConfigError
-from odenet.ode.gradients import GRADIENT_METHODS, BackwardStats, solve_with_gradient
-from odenet.ode.solvers import Solution, SolverError, SolverSpec, SolverStats
+from odenet.ode.gradients import GRADIENT_METHODS, solve_spec
+from odenet.ode.solvers import Solution, SolverError, SolverSpec
 from odenet.utils import torch_threads
 
 __all__ = ["PlaneConfig", "PlaneField", "PlaneClassifier", "PlaneProgress", "PlaneRun", "train_plane", "MAX_AUGMENT",
@@ -85,20 +85,6 @@ class PlaneConfig:
         return d
 
 
-def solve(f: nn.Module, h0: torch.Tensor, spec: SolverSpec, gradient: str = "backprop",
-          trajectory: bool = False) -> Solution:
-    """Integrate ``f`` from ``h0`` as ``spec`` says, differentiating the ``gradient`` way when autograd is on."""
-    if gradient != "backprop" and torch.is_grad_enabled() and not trajectory:
-        bs = BackwardStats()
-        y = solve_with_gradient(f, h0, spec.t0, spec.t1, spec.method, gradient=gradient, steps=spec.steps,
-                                adaptive=spec.adaptive, rtol=spec.rtol, atol=spec.atol, max_steps=spec.max_steps,
-                                stats=bs)
-        return Solution(y=y, stats=SolverStats(nfe=bs.nfe_forward, steps=bs.steps_forward,
-                                               accepted=bs.steps_forward - bs.rejected_forward,
-                                               rejected=bs.rejected_forward))
-    return spec.build(f).solve(h0, trajectory=trajectory)
-
-
 class PlaneField(nn.Module):
     """``f(t, h)``: a two-hidden-layer tanh MLP on ``[h, t]`` -> ``dh/dt`` (dim,)."""
 
@@ -127,7 +113,7 @@ class PlaneClassifier(nn.Module):
 
     def flow(self, x: torch.Tensor, solver: SolverSpec, trajectory: bool = False) -> Solution:
         """Carry the points from ``solver.t0`` to ``solver.t1``; the trajectory holds every step point."""
-        return solve(self.field, self.lift(x), solver, gradient=self.gradient, trajectory=trajectory)
+        return solve_spec(self.field, self.lift(x), solver, self.gradient, trajectory)
 
     def forward(self, x: torch.Tensor, solver: SolverSpec) -> torch.Tensor:
         """Logits (n, classes) of the points ``x`` (n, 2)."""
