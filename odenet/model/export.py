@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from odenet.errors import OdenetError
 from odenet.ode.integrators import RungeKuttaMethod
+from odenet.ode.solvers import FixedStepSolver, fixed_grid
 from odenet.utils import atomic_write_bytes
 
 __all__ = ["ExportError", "UnrolledRKNet", "step_times", "export_onnx", "export_onnx_bytes", "DEFAULT_OPSET",
@@ -45,9 +46,9 @@ class ExportError(OdenetError, ValueError):
 
 
 def step_times(steps: int, t0: float, t1: float) -> list[float]:
-    """The fixed grid ``t0 + (t1 - t0) * i / steps`` for i = 0..steps (the last one exactly ``t1``),
-    the same grid :class:`odenet.ode.solvers.FixedStepSolver` uses."""
-    return [t0 + (t1 - t0) * i / steps for i in range(steps)] + [t1]
+    """The step times of a ``steps``-step solve from ``t0`` to ``t1``: the solvers' own grid
+    (:func:`odenet.ode.solvers.fixed_grid`), so the browser labels the steps the exported graph takes."""
+    return fixed_grid(t0, t1, steps, None)
 
 
 class UnrolledRKNet(nn.Module):
@@ -61,15 +62,15 @@ class UnrolledRKNet(nn.Module):
         self.sampling = model.sampling
         self.gradient = model.gradient
         self.output = model.output
-        self.method = method
+        self.method, self.steps, self.t0, self.t1 = method, steps, t0, t1
         self.ts = step_times(steps, t0, t1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h = self.sampling(image)  # (N, C, 6, 6) = h(t0)
-        logits = [self.output(h)]  # each (N, classes)
-        for ta, tb in zip(self.ts[:-1], self.ts[1:]):
-            h = self.method.step(self.gradient, ta, tb - ta, h)  # (N, C, 6, 6) = h(tb)
-            logits.append(self.output(h))
+        # the solvers' one stepping loop, traced: FSAL and the grid exactly as in training and evaluation
+        sol = FixedStepSolver(self.gradient, self.t0, self.t1, self.method, steps=self.steps,
+                              check_finite=False).solve(h, trajectory=True)
+        logits = [self.output(y) for y in sol.ys]  # steps + 1 of (N, classes)
         return torch.softmax(torch.stack(logits), dim=-1)  # (steps + 1, N, classes)
 
 

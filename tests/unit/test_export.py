@@ -3,7 +3,6 @@ probabilities on 1,000 real MNIST test digits; bad requests fail clearly and lea
 
 import json
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -15,15 +14,16 @@ ort = pytest.importorskip("onnxruntime")
 from odenet.data.mnist import load_mnist, normalize  # noqa: E402
 from odenet.model.export import (  # noqa: E402
     ExportError,
-    cached_onnx_bytes,
-    clear_onnx_cache,
+    UnrolledRKNet,
     export_onnx,
     export_onnx_bytes,
     step_times,
 )
+from odenet.model.rknet import RKNet  # noqa: E402
 from odenet.ode.integrators import custom_method, get_method  # noqa: E402
 from odenet.ode.solvers import FixedStepSolver  # noqa: E402
 from odenet.train.checkpoints import load_model  # noqa: E402
+from tests.support.reference import torch_step_probs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,6 @@ def model():
 def images() -> torch.Tensor:
     _, test = load_mnist()
     return normalize(test.images[:1000]).contiguous()  # (1000, 1, 28, 28)
-
-
-def torch_step_probs(model, method, steps: int, x: torch.Tensor) -> np.ndarray:
-    """(steps + 1, N, 10) softmax of the head at every grid time, computed by the project's own solver."""
-    with torch.no_grad():
-        sol = FixedStepSolver(model.gradient, 0.0, 1.0, method, steps=steps, check_finite=False).solve(
-            model.sampling(x), trajectory=True)
-        return torch.stack([model.output(h).softmax(-1) for h in sol.ys]).numpy()
 
 
 def onnx_probs(data: bytes, x: torch.Tensor) -> np.ndarray:
@@ -128,36 +120,9 @@ def test_failed_write_keeps_the_old_file_and_no_temp(model, tmp_path, monkeypatc
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
-def test_cache_is_shared_thread_safe_and_bounded(model):
-    clear_onnx_cache()
-    rk4 = get_method("rk4")
-    results: list[bytes] = []
-
-    def worker() -> None:
-        results.append(cached_onnx_bytes(model, rk4, 1, 0.0, 1.0, key=("rk4_1step", 1)))
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(results) == 4 and len(set(results)) == 1
-    first = cached_onnx_bytes(model, rk4, 1, 0.0, 1.0, key=("rk4_1step", 1))
-    assert first is cached_onnx_bytes(model, rk4, 1, 0.0, 1.0, key=("rk4_1step", 1))  # a hit: the same object
-    other = cached_onnx_bytes(model, get_method("euler"), 2, 0.0, 1.0, key=("rk4_1step", 1))  # solver is in the key
-    assert other != first
-    from odenet.model import export as export_mod
-
-    for i in range(export_mod._CACHE_MAX + 2):
-        cached_onnx_bytes(model, get_method("euler"), 1, 0.0, 1.0, key=("bound", i))
-    assert len(export_mod._cache) == export_mod._CACHE_MAX
-    clear_onnx_cache()
-
-
 def test_shipped_export_is_fast(model):
     import time
 
-    clear_onnx_cache()
     t = time.perf_counter()
     export_onnx_bytes(model, get_method("rk4"), 1)
     assert time.perf_counter() - t <= 2.0
@@ -166,3 +131,21 @@ def test_shipped_export_is_fast(model):
 def test_ts_grid_matches_solver():
     solver = FixedStepSolver(lambda t, y: y, 0.0, 1.0, "euler", steps=3)
     assert step_times(3, 0.0, 1.0) == list(solver.ts)
+
+
+def test_unrolled_graph_takes_the_solvers_steps_with_fsal():
+    """The exported graph is the solvers' own loop traced: dopri5 reuses its last stage (6N+1
+    evaluations of f for N steps, not 7N) and the states equal FixedStepSolver's to the bit."""
+    torch.manual_seed(0)
+    model = RKNet().eval()
+    calls = []
+    hook = model.gradient.register_forward_hook(lambda *_: calls.append(1))
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        probs = UnrolledRKNet(model, get_method("dopri5"), 3, 0.0, 1.0)(x)  # (4, 2, 10)
+        hook.remove()
+        h0 = model.sampling(x)
+        ref = FixedStepSolver(model.gradient, 0.0, 1.0, "dopri5", steps=3).solve(h0, trajectory=True)
+        want = torch.softmax(torch.stack([model.output(y) for y in ref.ys]), dim=-1)
+    assert len(calls) == 6 * 3 + 1 and probs.shape == (4, 2, 10)
+    assert torch.equal(probs, want)
