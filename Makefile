@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PORT ?= 8501
 ADDRESS ?= localhost
 
-.PHONY: run test lint bench bench-quick clean-venv
+.PHONY: run test test-unit test-app test-browser lint bench bench-quick clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+# each group on its own (`make test` runs all three): library, AppTest pages, real chromium
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+test-app: $(STAMP)
+	$(PY) -m pytest tests/app
+
+test-browser: $(STAMP)
+	$(PY) -m pytest tests/browser -m "browser and not slow"
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -29,6 +29,9 @@ from odenet import RKNet, TrainConfig  # noqa: E402
 from odenet.data.mnist import MNIST_MEAN, MNIST_STD, default_cache_dir, iterate_batches, load_mnist  # noqa: E402
 from odenet.train.trainer import Trainer, evaluate  # noqa: E402
 from odenet.utils import amp_pays, pick_device  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
+from tests.support.server import start_server  # noqa: E402
 
 DEV = pick_device("auto")
 CONFIGS = [("rk4", 1), ("euler", 1), ("rk4", 4)]
@@ -37,11 +40,7 @@ RESULTS: dict = {"machine": {}, "rows": []}
 
 def machine() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": str(DEV)}
-    try:
-        info["cpu"] = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "device": str(DEV), "cpu": cpu_name()}
     if DEV.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info
@@ -419,44 +418,25 @@ def bench_flops(n: int) -> None:
             f"achieved / {'bf16' if amp else 'fp32'} matmul peak")
 
 
-def bench_app() -> None:
-    import socket
-    import subprocess
-    import urllib.request
+def bench_app(deadline_s: float = 180.0) -> None:
+    """Server start to healthy, first page render and server memory; ServerDidNotStart (naming the
+    port and quoting the server's last output) if it is not healthy within ``deadline_s``."""
+    from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "odenet.app.serve", "--server.port",  # as `make run`
-                             str(port), "--server.headless", "true"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    url = f"http://localhost:{port}"
-    try:
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.1)
+    with start_server(deadline_s=deadline_s) as server:  # python -m odenet.app.serve on loopback, as `make run`
         t_up = time.perf_counter() - t0
-        from playwright.sync_api import sync_playwright
-
         with sync_playwright() as p:
-            b = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu",
-                                  "--disable-background-networking", "--disable-component-update", "--no-first-run"])
+            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             pg = b.new_page()
             t1 = time.perf_counter()
-            pg.goto(url)
+            pg.goto(server.url)
             pg.get_by_text("Pretrained models").first.wait_for(timeout=60_000)
             t_first = time.perf_counter() - t1
-            pg.goto(f"{url}/draw")
+            pg.goto(f"{server.url}/draw")
             pg.locator("canvas[data-testid=pen-canvas]").wait_for(timeout=60_000)
             b.close()
-        rss = int(next(ln.split()[1] for ln in open(f"/proc/{proc.pid}/status") if ln.startswith("VmRSS"))) / 1024
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        rss = server.usage()[0]
     row("5 app", "server start to healthy", t_up, "s")
     row("5 app", "first page rendered after server up", t_first, "s", target="< 5 s")
     row("5 app", "server memory with shipped model loaded (Draw page)", rss, "MiB")

@@ -1,3 +1,8 @@
+"""Settings every test group shares (tests/unit, tests/app, tests/browser; each runs on its own:
+``make test-unit``, ``make test-app``, ``make test-browser``): a fixed Hypothesis profile, two torch
+threads, a private runs directory per test, Streamlit's steady navigation for AppTest, and the
+``runs`` fixture.  Helpers shared with the benchmarks live in tests/support/."""
+
 import json
 import os
 
@@ -18,7 +23,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 @pytest.fixture(autouse=True)
 def _isolated_runs(tmp_path, monkeypatch):
     """Each test writes runs into its own temp directory, never into the project's runs/; the Train
-    page's background speed probe stays off (tests/test_throughput.py runs it on purpose)."""
+    page's background speed probe stays off (tests/app/test_train_room.py turns it on on purpose)."""
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("ODENET_SPEED_PROBE", "0")
     yield

@@ -58,6 +58,7 @@ from odenet.inspect.digitcheck import (
     is_dot,
     render_strokes,
 )
+from tests.support.machine import cpu_name  # noqa: E402
 
 Stroke = list[tuple[float, float]]
 SIZE, PEN = 280, 20  # the Draw page's canvas: odenet.app.web.pen_canvas(size=280, pen_width=20)
@@ -434,23 +435,13 @@ def main() -> None:
         command="OMP_NUM_THREADS=1 python benchmarks/app/digit_check.py",
         seed=seed, mnist_split=split, thresholds=asdict(THRESHOLDS), results=results, before_ood_score=old,
         timing_rk4_1step=tm, stats_fit_seconds=fit,
-        machine=dict(cpu=_cpu_name(), cores=os.cpu_count(), torch_threads=1, python=platform.python_version(),
+        machine=dict(cpu=cpu_name(), cores=os.cpu_count(), torch_threads=1, python=platform.python_version(),
                      torch=torch.__version__),
         seconds=round(time.perf_counter() - start, 1))
     if "calibration" in previous:
         report["calibration"] = previous["calibration"]
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {out} ({report['seconds']} s)")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 if __name__ == "__main__":

@@ -23,9 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.app.load_test import ARGS, MODEL_READY, alternating, baseline_and_this, server_usage  # noqa: E402
-from benchmarks.app.page_times import CHROMIUM  # noqa: E402
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
+from benchmarks.app.load_test import alternating, baseline_and_this  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
+from tests.support.pen import MODEL_READY  # noqa: E402
 
 # (name, download bytes/s, upload bytes/s, latency ms): None = no emulation
 NETWORKS = [("local", None, None, 0), ("wifi_20mbit", 20e6 / 8, 10e6 / 8, 20)]
@@ -62,17 +63,17 @@ def main() -> int:
     cpu: dict[str, list[float]] = {k: [] for k in times}
     wasm_bytes: dict[str, int] = {}
     with baseline_and_this(args.baseline) as (base_rev, servers), sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for rnd in range(args.rounds + 1):  # round 0 warms both servers' caches
                 for net in NETWORKS:
-                    for name, (proc, url) in alternating(servers, rnd):
-                        before = server_usage(proc.pid)[1]
-                        s, nbytes = time_to_model(browser, url, net)
+                    for name, server in alternating(servers, rnd):
+                        before = server.usage()[1]
+                        s, nbytes = time_to_model(browser, server.url, net)
                         time.sleep(0.5)  # let the server finish the visit's rerun
                         if rnd:
                             times[name][net[0]].append(round(s, 2))
-                            cpu[name].append(round(server_usage(proc.pid)[1] - before, 3))
+                            cpu[name].append(round(server.usage()[1] - before, 3))
                         wasm_bytes[name] = nbytes
         finally:
             browser.close()

@@ -13,66 +13,31 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
+sys.path.insert(0, str(ROOT))
 
-
-def start_server(runs: str, checkout: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """The app as `make run` starts it (``odenet.app.serve``), from ``checkout`` (default: this one) on a
-    free loopback port with ``runs`` as its runs directory; returns the process and its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    checkout = checkout or ROOT
-    proc = subprocess.Popen([sys.executable, "-m", "odenet.app.serve", "--server.port",
-                             str(port), "--server.address", "127.0.0.1", "--server.headless", "true"], cwd=checkout,
-                            env={**os.environ, "ODENET_RUNS": runs,
-                                 "PYTHONPATH": os.pathsep.join(filter(None, [str(checkout),
-                                                                            os.environ.get("PYTHONPATH")]))},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                return proc, url
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
-CANVAS = "canvas[data-testid=pen-canvas]"  # odenet.app.web.pen_canvas
-PREDICTION = "[data-testid=pen-prediction]"  # its aria-live "Prediction: D"
-PEN_CLEAR = "[data-testid=pen-clear]"  # the one Clear on the Draw page (drawing and upload)
-PEN_NOTICE = "[data-testid=pen-notice]"  # the panel's "does not look like a digit" notice
-MODEL_READY = ("() => globalThis.odenetPenCanvas && [...globalThis.odenetPenCanvas.instances.values()]"
-               ".some(i => i.wasm !== null)")
-# the component renders in a shadow root (document.querySelector cannot see it): read its instances
-PENS = _PENS = "[...((globalThis.odenetPenCanvas || {}).instances || new Map()).values()]"
-IS_BLANK = f"() => {_PENS}.length === 1 && {_PENS}.every(i => /Draw a digit/.test(i.pred.textContent))"
-IS_PREDICTION = f"() => {_PENS}.some(i => /Prediction:\\s*\\d/.test(i.pred.textContent))"
-CENTRE = "e => e.scrollIntoView({block: 'center', behavior: 'instant'})"
-MOUNTS = f"() => {_PENS}.map(i => i.mount).join(',')"  # ids of the canvas instances on the page
-
-
-def stroke_points(k: int) -> list[tuple[int, int]]:
-    """Canvas-pixel points of one stroke: a 1 (k even) or a 7 (k odd)."""
-    return ([(140 - i, 50 + 16 * i) for i in range(12)] if k % 2 == 0 else
-            [(80 + 12 * i, 60) for i in range(11)] + [(200 - 6 * i, 60 + 12 * i) for i in range(1, 16)])
-
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.support.pen import (  # noqa: E402
+    CANVAS,
+    CENTRE,
+    IS_BLANK,
+    IS_PREDICTION,
+    MODEL_READY,
+    MOUNTS,
+    PEN_CLEAR,
+    PENS,
+    stroke_points,
+)
+from tests.support.server import Server, start_server  # noqa: E402
 
 # what each pen canvas on the page sits in: Streamlit's element containers up to the app, through
 # the component's shadow root, with their stale flag and key classes (to find why two exist)
@@ -135,24 +100,6 @@ async def draw_digit_async(page, k: int) -> None:
         await page.mouse.move(x0 + x, y0 + y, steps=2)
 
 
-def draw_digit(page, k: int) -> None:
-    """Synchronous twin of :func:`draw_digit_async` for the browser tests."""
-    canvas = page.locator(CANVAS)
-    deadline = time.monotonic() + 60
-    while canvas.count() != 1 and time.monotonic() < deadline:  # the page may still be rendering it
-        page.wait_for_timeout(100)
-    canvas.evaluate(CENTRE)
-    box = None
-    while box != (box := canvas.bounding_box()):
-        page.wait_for_timeout(50)
-    x0, y0 = box["x"], box["y"]
-    pts = stroke_points(k)
-    page.mouse.move(x0 + pts[0][0], y0 + pts[0][1])
-    page.mouse.down()
-    for x, y in pts[1:]:
-        page.mouse.move(x0 + x, y0 + y, steps=2)
-
-
 async def open_draw_page(browser, url: str):
     """A fresh context on the Draw page with the in-browser model loaded: (context, page)."""
     ctx = await browser.new_context(viewport={"width": 1300, "height": 950})
@@ -164,7 +111,7 @@ async def open_draw_page(browser, url: str):
     return ctx, page
 
 
-PEN_STATE = ("() => JSON.stringify(" + _PENS + ".map(i => ({pred: i.pred.textContent, wasm: i.wasm, "
+PEN_STATE = ("() => JSON.stringify(" + PENS + ".map(i => ({pred: i.pred.textContent, wasm: i.wasm, "
              "session: !!i.session, strokes: i.strokes.length, busy: i.busy, error: i.error, "
              "connected: i.canvas.isConnected, version: i.version, done: i.doneVersion})))")
 
@@ -254,7 +201,7 @@ def run_users(url: str, users: int, draws: int, browsers: int = 0) -> tuple[list
 
     async def main() -> None:
         async with async_playwright() as p:
-            b = await p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             await asyncio.gather(*(user(b, url, draws, lat, errors, server) for _ in range(users)),
                                  *(browser_user(b, url, max(1, draws // 2), pages, errors) for _ in range(browsers)))
             await b.close()
@@ -267,24 +214,23 @@ def run_users(url: str, users: int, draws: int, browsers: int = 0) -> tuple[list
 
 
 @contextlib.contextmanager
-def baseline_and_this(baseline: str) -> Iterator[tuple[str, dict[str, tuple[subprocess.Popen, str]]]]:
+def baseline_and_this(baseline: str) -> Iterator[tuple[str, dict[str, Server]]]:
     """Two servers at once, for side-by-side comparisons: ``baseline`` (a git revision, checked out
     in a temporary worktree) and this checkout, each with its own empty runs directory.  Yields
-    (the revision's short hash, {"baseline": (process, url), "this checkout": (process, url)});
+    (the revision's short hash, {"baseline": server, "this checkout": server});
     both servers and the worktree are removed afterwards, also when a start fails."""
     rev = subprocess.check_output(["git", "rev-parse", "--short", baseline], cwd=ROOT, text=True).strip()
-    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    servers: dict[str, Server] = {}
     with tempfile.TemporaryDirectory() as tmp:
         base_dir = Path(tmp) / "baseline"
         subprocess.run(["git", "worktree", "add", "--detach", "-q", str(base_dir), rev], cwd=ROOT, check=True)
         try:
-            servers["baseline"] = start_server(tempfile.mkdtemp(dir=tmp), base_dir)
-            servers["this checkout"] = start_server(tempfile.mkdtemp(dir=tmp))
+            servers["baseline"] = start_server(runs=tempfile.mkdtemp(dir=tmp), cwd=base_dir)
+            servers["this checkout"] = start_server(runs=tempfile.mkdtemp(dir=tmp))
             yield rev, servers
         finally:
-            for proc, _ in servers.values():
-                proc.terminate()
-                proc.wait(timeout=30)
+            for server in servers.values():
+                server.stop(timeout=30)
             subprocess.run(["git", "worktree", "remove", "--force", str(base_dir)], cwd=ROOT, check=False)
 
 
@@ -293,13 +239,6 @@ def alternating(servers: dict, rnd: int) -> list:
     is always visited first."""
     items = list(servers.items())
     return items if rnd % 2 == 0 else items[::-1]
-
-
-def server_usage(pid: int) -> tuple[float, float]:
-    """(resident MiB, CPU seconds so far) of the server process, from /proc."""
-    rss = int(next(ln.split()[1] for ln in open(f"/proc/{pid}/status") if ln.startswith("VmRSS"))) / 1024
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stats(lat: list[float]) -> dict:
@@ -319,17 +258,18 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as runs:
-        proc, url = start_server(runs)
+        server = start_server(runs=runs)
+        url = server.url
         try:
             warm, _, _, _ = run_users(url, 1, 1)  # first visit: imports, model export and load
-            rss0, cpu0 = server_usage(proc.pid)
+            rss0, cpu0 = server.usage()
             idle, idle_err, idle_server, _ = run_users(url, 1, args.draws)
-            rss1, cpu1 = server_usage(proc.pid)
+            rss1, cpu1 = server.usage()
             per_user = {"server_rss_growth_mib_per_drawing_session": round(rss1 - rss0, 1),
                         "server_cpu_ms_per_drawing": round(1000 * (cpu1 - cpu0) / max(1, args.draws), 1),
                         "server_rss_mib": round(rss1, 1)}
             with sync_playwright() as p:
-                b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+                b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 trainer = b.new_page()
                 trainer.goto(f"{url}/train")
                 trainer.get_by_label("Epochs").fill(str(args.epochs))
@@ -343,8 +283,7 @@ def main() -> None:
                 trainer.get_by_role("button", name="■ Stop").click()
                 b.close()
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop(timeout=30)
     expected = args.users * args.draws
     res = {**per_user, "users": args.users, "browsing_users": args.browsers,
            "page_interactions_under_load": stats(pages),

@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.app.load_test import ARGS, alternating, baseline_and_this  # noqa: E402
-from benchmarks.app.page_times import CHROMIUM, wait_rendered  # noqa: E402
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
+from benchmarks.app.load_test import alternating, baseline_and_this  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, wait_rendered  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
 
 
 def main() -> int:
@@ -34,14 +34,14 @@ def main() -> int:
     times: dict[str, list[float]] = {"baseline": [], "this checkout": []}
     with baseline_and_this(args.baseline) as (base_rev, servers), sync_playwright() as p:
         time.sleep(5)  # let both finish their start-up page warm-up
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             for rnd in range(args.rounds + 1):  # round 0 fills both servers' caches
-                for name, (_, url) in alternating(servers, rnd):
+                for name, server in alternating(servers, rnd):
                     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
                     page = ctx.new_page()
                     t = time.perf_counter()
-                    page.goto(f"{url}/{args.page}")
+                    page.goto(f"{server.url}/{args.page}")
                     wait_rendered(page)
                     if rnd:
                         times[name].append(round(time.perf_counter() - t, 2))

@@ -32,24 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.app.load_test import start_server  # noqa: E402  (one way to start the app for benchmarks)
 from odenet.app.nav import PAGES  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, wait_rendered  # noqa: E402
+from tests.support.server import start_server  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
-DONE = "document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') === 'notRunning'"
 FIRST_TARGET_S, REVISIT_TARGET_S = 2.0, 1.0
-
-
-def wait_rendered(page, heading: str | None = None, timeout_ms: int = 120_000) -> str:
-    """Block until the script run is over and (if given) ``heading`` is the page's h1; returns the h1."""
-    want = json.dumps(heading)
-    page.wait_for_function(
-        f"() => {{ const h = document.querySelector('[data-testid=stMain] h1');"
-        f" return {DONE} && h !== null && ({want} === null || h.innerText.trim() === {want}); }}",
-        timeout=timeout_ms, polling=50)
-    return page.locator("[data-testid=stMain] h1").first.inner_text().strip()
 
 
 def main() -> int:
@@ -72,8 +59,9 @@ def main() -> int:
 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as runs, sync_playwright() as p:
-        proc, url = start_server(runs)
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        server = start_server(runs=runs)
+        url = server.url
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             headings: dict[str, str] = {}
             warm: dict[str, list[float]] = {i.title: [] for i in PAGES}
@@ -115,8 +103,7 @@ def main() -> int:
                 results[title]["revisit"] = round(statistics.median(times), 2)
         finally:
             browser.close()
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop(timeout=30)
 
     missed = [f"{t} {k} {r[k]} s" for t, r in results.items() for k in ("cold", "warm_max", "revisit")
               if r[k] > (REVISIT_TARGET_S if k == "revisit" else FIRST_TARGET_S)]

@@ -29,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.app.load_test import ARGS, server_usage, start_server  # noqa: E402
-from benchmarks.app.page_times import CHROMIUM, wait_rendered  # noqa: E402
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
 from odenet.app.nav import PAGES  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, wait_rendered  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
+from tests.support.server import server_usage, start_server  # noqa: E402
 
 
 def active_sessions(url: str) -> int:
@@ -72,8 +72,9 @@ def main() -> None:
     os.environ["STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL"] = str(args.ttl)
     result: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as runs, sync_playwright() as p:
-        proc, url = start_server(runs)
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        server = start_server(runs=runs)
+        proc, url = server.proc, server.url
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
         def visit(path: str) -> None:
             ctx = browser.new_context(viewport={"width": 1300, "height": 950})
@@ -103,8 +104,7 @@ def main() -> None:
                 print(name, json.dumps(result[name]), flush=True)
         finally:
             browser.close()
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop(timeout=30)
     out = {"cpu": cpu_name(), "ttl_s": args.ttl, "warmup": args.warmup, "batches": args.batches,
            "visits_per_batch": args.visits, "pages": result, "when": time.strftime("%Y-%m-%d %H:%M")}
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")

@@ -27,19 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.app.load_test import (  # noqa: E402
-    ARGS,
-    IS_BLANK,
-    PEN_CLEAR,
-    TWO_CANVASES,
-    browse_round,
-    draw_and_wait,
-    open_draw_page,
-    server_usage,
-    start_server,
-    stats,
-)
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
+from benchmarks.app.load_test import TWO_CANVASES, browse_round, draw_and_wait, open_draw_page, stats  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
+from tests.support.pen import IS_BLANK, PEN_CLEAR  # noqa: E402
+from tests.support.server import server_usage, start_server  # noqa: E402
 
 DONE = "() => !document.querySelector('[data-testid=stStatusWidget]')"  # Streamlit finished running
 
@@ -155,13 +147,14 @@ def main() -> None:
                  "errors": []}
     samples: list[dict] = []
     with tempfile.TemporaryDirectory() as runs:
-        proc, url = start_server(runs)
+        server = start_server(runs=runs)
+        proc, url = server.proc, server.url
         start = time.monotonic()
         deadline = start + 60 * args.minutes
 
         async def run() -> None:
             async with async_playwright() as p:
-                b = await p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+                b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 await asyncio.gather(sampler(proc.pid, start, deadline, samples, res),
                                      presenter(b, url, deadline, res),
                                      *(drawer(b, url, deadline, res, i) for i in range(args.drawers)),
@@ -173,8 +166,7 @@ def main() -> None:
             asyncio.run(run())
             alive = proc.poll() is None
         finally:
-            proc.terminate()
-            proc.wait(timeout=60)
+            server.stop(timeout=60)
         n_runs = len(list(Path(runs).iterdir()))
         server_jobs = []  # the server's own account of each run: status and duration
         for run in sorted(Path(runs).iterdir()):

@@ -27,10 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
 from odenet import TrainConfig  # noqa: E402
 from odenet.data.mnist import load_mnist  # noqa: E402
 from odenet.train.trainer import Trainer  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
 
 
 def summarize(out: dict) -> dict:

@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import odenet.ode.gradients as adjoint  # noqa: E402
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
 from odenet import RKNet, TrainConfig  # noqa: E402
 from odenet.data.mnist import load_mnist, normalize  # noqa: E402
 from odenet.ode.solvers import SolverSpec  # noqa: E402
 from odenet.train.trainer import Trainer  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
 
 
 def gradients(state: dict, config, gradient: str, steps: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

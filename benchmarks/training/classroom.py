@@ -26,12 +26,7 @@ from odenet.data.mnist import MNISTSplit, load_mnist  # noqa: E402
 from odenet.train.config import TrainConfig  # noqa: E402
 from odenet.train.jobs import JobManager  # noqa: E402
 from odenet.utils import amp_pays, pick_device  # noqa: E402
-
-try:
-    from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
-except ImportError:  # pragma: no cover
-    def cpu_name() -> str:
-        return "unknown"
+from tests.support.machine import cpu_name  # noqa: E402
 
 
 def parse_value(text: str) -> object:

@@ -29,14 +29,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.app.load_test import server_usage  # noqa: E402
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
 from odenet import TrainConfig  # noqa: E402
 from odenet.data.mnist import load_mnist, normalize  # noqa: E402
 from odenet.inspect.analysis import predict  # noqa: E402
 from odenet.train.checkpoints import load_model, pretrained_models  # noqa: E402
 from odenet.train.jobs import JobManager  # noqa: E402
 from odenet.utils import release_free_memory  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
+from tests.support.server import server_usage  # noqa: E402
 
 
 def rss_mib() -> float:

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
 
 
 def _port() -> int:

@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.run import forever, make_step, matmul_peak, round_robin, timed_steps, torchvision_loader  # noqa: E402
 from benchmarks.training import notebook_reference as nb  # noqa: E402
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
 from odenet import RKNet  # noqa: E402
 from odenet.data.mnist import iterate_batches, load_mnist  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
 
 BATCH, PROFILED_STEPS = 128, 10
 BATCHNORM = ("aten::native_batch_norm", "aten::native_batch_norm_backward", "aten::_native_batch_norm_legit",

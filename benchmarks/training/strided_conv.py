@@ -22,7 +22,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
 
 
 def space_to_depth_conv(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, pad: tuple[int, ...]) -> torch.Tensor:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -25,13 +24,7 @@ from odenet import TrainConfig  # noqa: E402
 from odenet.data.mnist import load_mnist  # noqa: E402
 from odenet.train.trainer import Trainer  # noqa: E402
 from odenet.utils import amp_pays, pick_device  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        return next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+from tests.support.machine import cpu_name  # noqa: E402
 
 
 def run(preset: str, eval_every: int, amp: bool | None, overrides: dict) -> dict:

@@ -20,8 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.app.load_test import ARGS, start_server  # noqa: E402
-from benchmarks.training.time_to_accuracy import cpu_name  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.support.machine import cpu_name  # noqa: E402
+from tests.support.server import start_server  # noqa: E402
 
 ACC = re.compile(r"test accuracy(?: \([\d,]+ images\))?\s*([\d.]+)%")
 
@@ -38,10 +39,11 @@ def main() -> None:
 
     out: dict = {"cpu": cpu_name(), "bf16": amp_pays(pick_device("auto")), "recipe": recipe}
     with tempfile.TemporaryDirectory() as runs:
-        proc, url = start_server(runs)
+        server = start_server(runs=runs)
+        url = server.url
         try:
             with sync_playwright() as p:
-                b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+                b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = b.new_page(viewport={"width": 1300, "height": 950})
                 page.set_default_timeout(300_000)
                 page.goto(f"{url}/train" + ("" if recipe == "default" else f"?preset={recipe}"))
@@ -70,8 +72,7 @@ def main() -> None:
                 out["start_to_first_97_s"] = first97
                 b.close()
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop(timeout=30)
         run = next(Path(runs).iterdir())
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         # the same evaluation in this process, server stopped: what 10,000 images of inference cost here

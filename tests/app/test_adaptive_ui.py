@@ -4,7 +4,7 @@ tests/app/test_app.py."""
 
 import re
 
-from tests.app.test_app import page
+from tests.support.apptest import page
 
 
 def _counts(text: str) -> tuple[int, int, int]:

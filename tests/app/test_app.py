@@ -10,18 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from odenet.data.mnist import load_mnist
 from odenet.data.preprocess import render_digit_on_canvas
-
-APP = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "app.py")
-
-
-def page(name: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.run()
-    if name != "home":
-        at.switch_page(f"pages/{name}.py")
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from tests.support.apptest import page
 
 
 def test_home_explains_and_lists_models(runs):

@@ -11,19 +11,7 @@ from odenet.inspect.analysis import pca_fit, pca_project, plane_field, rk_stages
 from odenet.ode.integrators import METHODS
 from odenet.ode.problems import PROBLEMS
 from odenet.train.checkpoints import load_model, pretrained_models
-
-APP = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "app.py")
-
-
-def open_link(page: str, **query: str) -> AppTest:
-    """A fresh session opening ``/<page>?<query>``."""
-    at = AppTest.from_file(APP, default_timeout=90)
-    at.run()
-    at.query_params.update(query)
-    at.switch_page(f"pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+from tests.support.apptest import open_link
 
 
 def warnings(at: AppTest) -> list[str]:

@@ -15,10 +15,9 @@ from odenet.data.mnist import load_mnist
 from odenet.data.preprocess import prepare_grey
 from odenet.inspect.analysis import OOD_THRESHOLD, ood_score, pca_project
 from odenet.ode.problems import PROBLEMS, AdaptiveStepSolver, convergence, reference_solution, solve_fixed
-from odenet.train.jobs import JobSnapshot
 from odenet.train.trainer import TrainEvent
-
-APP = str(__import__("pathlib").Path(__file__).resolve().parents[2] / "app.py")
+from tests.support.apptest import APP
+from tests.support.jobs import snapshot
 
 
 def go(at: AppTest, name: str) -> AppTest:
@@ -101,29 +100,24 @@ def test_ood_score_separates_digits_from_noise():
     assert ood_score(noise) > OOD_THRESHOLD and ood_score(np.zeros((28, 28))) == 1.0
 
 
-def _snap(events, status="running", config=None, best=None):
-    cfg = config or TrainConfig.for_app("default", train_size=1280, epochs=1)
-    return JobSnapshot(1, cfg, "x", status, None, 0.0, 0.0, None, tuple(events), "", best, None)
-
-
 def test_live_view_phase_eta_and_verdict():
     cfg = TrainConfig.for_app("default", train_size=1280, epochs=1, eval_every=5)  # 10 batches, eval after 5
     start = TrainEvent("start", batches_per_epoch=10, total_steps=10)
-    assert _snap([start], config=cfg).phase == "starting" and _snap([start], config=cfg).eta_seconds is None
+    assert snapshot([start], config=cfg).phase == "starting" and snapshot([start], config=cfg).eta_seconds is None
     b5 = TrainEvent("batch", epoch=1, batch=5, batches_per_epoch=10, step=5, total_steps=10, elapsed=5.0,
                     train_loss=2.0, train_acc=0.2, images_per_s=128.0)
-    snap = _snap([start, b5], config=cfg)
+    snap = snapshot([start, b5], config=cfg)
     assert snap.phase == "evaluating on 1,000 test images"
     # 5 s of training left plus 1,000 + 10,000 test images at ~4x the training speed
     assert snap.eta_seconds == pytest.approx(5.0 + 11_000 / (4 * 128.0))
     b10 = TrainEvent("batch", epoch=1, batch=10, batches_per_epoch=10, step=10, total_steps=10, elapsed=10.0,
                      train_loss=9.0, train_acc=0.1, images_per_s=128.0)
-    assert _snap([start, b5, b10], config=cfg).phase == "evaluating on 10,000 test images"
+    assert snapshot([start, b5, b10], config=cfg).phase == "evaluating on 10,000 test images"
     ev = TrainEvent("eval", epoch=1, batch=5, batches_per_epoch=10, step=5, test_acc=0.11, eval_seconds=1.0)
-    done = _snap([start, b5, ev, b10], status="stopped", config=cfg)
+    done = snapshot([start, b5, ev, b10], status="stopped", config=cfg)
     assert done.last_test_acc == 0.11  # a stopped run shows its last accuracy, not None
     assert "chance" in done.verdict
-    good = _snap([start, b5, b10], status="finished", config=cfg, best=0.98)
+    good = snapshot([start, b5, b10], status="finished", config=cfg, best=0.98)
     assert good.verdict is not None and "loss rose" in good.verdict  # loss 2.0 -> 9.0
 
 

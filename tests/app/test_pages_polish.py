@@ -11,7 +11,7 @@ import pytest
 
 from odenet.ode.integrators import METHODS
 from odenet.ode.problems import PROBLEMS, solve_fixed
-from tests.app.test_app import page
+from tests.support.apptest import page
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,7 @@ def test_van_der_pol_starts_at_its_default_and_a_tiny_step_count_is_flagged_in_t
 
 
 def test_integrators_link_without_steps_uses_the_problems_default(runs):
-    from tests.app.test_links import open_link
+    from tests.support.apptest import open_link
 
     at = open_link("integrators", problem="lotka_volterra", methods="euler,rk4")
     assert at.number_input(key="int_steps").value == PROBLEMS["lotka_volterra"].default_steps

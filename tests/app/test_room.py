@@ -499,7 +499,7 @@ def _shown_png(files: dict[str, bytes], image) -> bytes:
 
 
 def test_the_sidebar_shows_the_join_address_and_its_qr_code(monkeypatch, everywhere, media):
-    from tests.app.test_app import page
+    from tests.support.apptest import page
 
     _shared(monkeypatch)
     for name in ("home", "gallery"):
@@ -517,7 +517,7 @@ def test_the_sidebar_shows_the_join_address_and_its_qr_code(monkeypatch, everywh
 
 
 def test_a_local_lab_shows_no_join_block(monkeypatch):
-    from tests.app.test_app import page
+    from tests.support.apptest import page
 
     monkeypatch.setattr(address, "lan_ipv4", lambda: "192.168.1.20")
     at = page("home")
@@ -526,7 +526,7 @@ def test_a_local_lab_shows_no_join_block(monkeypatch):
 
 def test_copied_links_use_the_join_address_when_shared(monkeypatch, everywhere, runs):
     from odenet.app.links import link_box_key
-    from tests.app.test_app import page
+    from tests.support.apptest import page
 
     _shared(monkeypatch)
     at = page("integrators")
@@ -538,7 +538,7 @@ def test_copied_links_use_the_join_address_when_shared(monkeypatch, everywhere, 
 
 def test_the_gallery_page_is_the_presenters(monkeypatch, everywhere):
     from odenet.app.room import gallery
-    from tests.app.test_app import page
+    from tests.support.apptest import page
 
     _shared(monkeypatch)
     gallery().clear(True)
@@ -559,7 +559,7 @@ def test_the_gallery_page_is_the_presenters(monkeypatch, everywhere):
 
 def test_new_class_from_the_gallery_page_needs_the_named_confirmation(monkeypatch, tmp_path):
     from odenet.app.room import gallery
-    from tests.app.test_app import page
+    from tests.support.apptest import page
 
     gallery().clear(True)
     at = page("gallery")  # localhost: the presenter; app.py recorded the server start for this runs dir

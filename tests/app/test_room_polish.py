@@ -21,7 +21,8 @@ from odenet.inspect.analysis import (
     wilson_interval,
 )
 from odenet.train.checkpoints import load_model, pretrained_models
-from tests.app.test_app import page
+from tests.support.apptest import page
+from tests.support.figures import animated_figures
 
 # -- the statistics --------------------------------------------------------------------------
 
@@ -203,50 +204,10 @@ def test_pca_figures_mark_an_unlabelled_input_by_its_prediction():
 # -- animation controls off the data -----------------------------------------------------------
 
 
-def _animations() -> dict:
-    torch.manual_seed(0)
-    t_len, n = 9, 30
-    ts = torch.linspace(0, 1, t_len)
-    return {"pca": plots.pca_animation(torch.randn(t_len, n, 2).cumsum(0), [i % 10 for i in range(n)],
-                                       [i % 10 for i in range(n)], ts, list(range(n)), torch.tensor([0.3, 0.2]),
-                                       torch.randn(t_len - 1, 4, n, 2)),
-            "probs": plots.probability_animation(ts, torch.softmax(torch.randn(t_len, 10), -1))}
-
-
 def test_play_controls_sit_in_the_top_margin():
-    for name, fig in _animations().items():
+    for name, fig in animated_figures().items():
         slider, buttons = fig.layout.sliders[0], fig.layout.updatemenus[0]
         # anchored by their bottom edge at or above the plot area's top edge (paper y = 1)
         assert slider.yanchor == "bottom" and slider.y >= 1 and slider.pad.b >= 5, name
         assert buttons.yanchor == "bottom" and buttons.y >= 1 and buttons.pad.b > 70, name  # above the slider too
         assert fig.layout.margin.t >= 140 and fig.layout.title.yanchor == "top", name
-
-
-@pytest.mark.browser
-def test_play_controls_do_not_overlap_the_plot_in_chromium():
-    """Measured: the slider's tick labels used to reach 22 px into the plot area."""
-    from pathlib import Path
-
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian chromium not installed")
-    import plotly.offline
-
-    js = plotly.offline.get_plotlyjs()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
-        pg = browser.new_page(viewport={"width": 900, "height": 800})
-        for width in (520, 700, 1100):
-            for name, fig in _animations().items():
-                pg.set_content(f"<html><body><script>{js}</script><div id=g style='width:{width}px'></div><script>"
-                               f"var f={fig.to_json()};Plotly.newPlot('g',f.data,f.layout);</script></body></html>")
-                pg.wait_for_function("() => ['.nsewdrag', '.slider-container', '.updatemenu-container', "
-                                     "'.gtitle'].every(s => document.querySelector(s))")
-                box = pg.evaluate("""() => Object.fromEntries(Object.entries({plot: '.nsewdrag',
-                    slider: '.slider-container', buttons: '.updatemenu-container', title: '.gtitle'}).map(
-                    ([k, s]) => { const b = document.querySelector(s).getBoundingClientRect();
-                                  return [k, [b.top, b.bottom, b.left, b.right]]; }))""")
-                assert box["slider"][1] <= box["plot"][0], (name, width, box)
-                assert box["buttons"][1] <= box["slider"][0] + 1, (name, width, box)  # the buttons above the slider
-                assert box["title"][1] <= min(box["slider"][0], box["buttons"][0]), (name, width, box)
-        browser.close()

@@ -11,6 +11,7 @@ from odenet.app.access import Busy, Limits, WorkLimiter, is_public_address, pres
 from odenet.data.mnist import load_mnist
 from odenet.train.runs import RunBusy, delete_run, list_runs, remove_stale_temp_files
 from odenet.train.trainer import Trainer
+from tests.support.concurrency import run_in_threads
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +88,7 @@ def test_work_limiter_is_thread_safe():
         except Busy:
             refused.append(i)
 
-    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(visitor, 8)
     assert len(got) <= 3 and len(got) + len(refused) == 8 and lim.running() == 0
 
 
@@ -172,7 +169,7 @@ def test_manager_start_removes_temp_files_left_by_a_killed_server(tmp_path, smal
 
 def test_train_page_on_a_shared_server_needs_the_presenter_token(tmp_path, monkeypatch):
     import odenet.app.visitor as visitor
-    from tests.app.test_app import page
+    from tests.support.apptest import page
 
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("ODENET_PRESENTER_TOKEN", "correct horse")
@@ -189,7 +186,7 @@ def test_train_page_on_a_shared_server_needs_the_presenter_token(tmp_path, monke
 def test_train_page_reads_and_writes_its_settings_in_the_url(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from tests.app.test_app import APP
+    from tests.support.apptest import APP
 
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
     at = AppTest.from_file(APP, default_timeout=90)
@@ -209,27 +206,23 @@ def test_train_page_reads_and_writes_its_settings_in_the_url(tmp_path, monkeypat
 
 def test_stopping_another_visitors_job_needs_a_confirmation(tmp_path, monkeypatch):
     from odenet.train.jobs import get_manager
-    from tests.app.test_app import page
+    from tests.support.apptest import page
+    from tests.support.jobs import stop_from_page, stopped_after
 
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
     mgr = get_manager()
-    job = mgr.submit(TrainConfig.from_preset("default", train_size=1024, batch_size=64, epochs=20, device="cpu"),
-                     owner="alice")
-    try:
+    cfg = TrainConfig.from_preset("default", train_size=1024, batch_size=64, epochs=20, device="cpu")
+    with stopped_after(mgr, mgr.submit(cfg, owner="alice")) as job:
         at = page("train")
         assert at.button(key="btn_stop").disabled  # someone else's job
         at.checkbox(key="confirm_stop_other").check().run()
         assert not at.button(key="btn_stop").disabled
-        at.button(key="btn_stop").click().run()
-        assert mgr.wait(job.id, timeout=120).status in ("stopped", "cancelled")
-    finally:
-        mgr.stop(job.id)
-        mgr.wait(job.id, timeout=120)
+        stop_from_page(at, mgr, job)
 
 
 def test_expensive_page_work_is_limited_per_visitor(tmp_path, monkeypatch):
     from odenet.app.access import work_limiter
-    from tests.app.test_app import page
+    from tests.support.apptest import page
 
     monkeypatch.setenv("ODENET_RUNS", str(tmp_path / "runs"))
     at = page("robustness")

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from odenet import TrainConfig
 from odenet.app.plots import training_curves
 from odenet.train.runs import list_runs
-from tests.app.test_app import APP
+from tests.support.apptest import APP
 
 
 def _adapted_run(root, name="adapted"):

@@ -24,7 +24,8 @@ from odenet.train.throughput import (
     probe_speed,
     speed_from_events,
 )
-from tests.app.test_app import APP, page
+from tests.support.apptest import APP, page
+from tests.support.jobs import stop_from_page, stopped_after
 
 
 def tiny(**kw) -> TrainConfig:
@@ -53,8 +54,7 @@ def test_the_starter_keeps_stop_after_a_reload_another_browser_does_not(runs, mo
     at = page("train")
     at.select_slider(key="tr_train_size").set_value(60000)  # long enough to still run after the reload
     at.button(key="btn_start").click().run()
-    job = mgr.current() or mgr.queued()[0]
-    try:
+    with stopped_after(mgr, mgr.current() or mgr.queued()[0]) as job:
         assert job.owner == "browser-teacher"
         reloaded = page("train")  # a new session: what a reload or a second tab is
         assert not reloaded.button(key="btn_stop").disabled  # no "another visitor's job" in the way
@@ -65,11 +65,7 @@ def test_the_starter_keeps_stop_after_a_reload_another_browser_does_not(runs, mo
         assert [c for c in other.checkbox if c.key == "confirm_stop_other"]
         as_browser(monkeypatch, "browser-teacher")
         reloaded.run()
-        reloaded.button(key="btn_stop").click().run()
-        assert mgr.wait(job.id, timeout=120).status in ("stopped", "cancelled")
-    finally:
-        mgr.stop(job.id)
-        mgr.wait(job.id, timeout=120)
+        stop_from_page(reloaded, mgr, job)
 
 
 def test_the_presenter_stays_the_presenter_after_a_reload(runs, monkeypatch):
@@ -174,12 +170,12 @@ def test_a_finished_job_records_its_speed(tmp_path):
 
 def test_short_run_verdict_names_too_few_images():
     from odenet.train.trainer import TrainEvent
-    from tests.app.test_live import _snap
+    from tests.support.jobs import snapshot
 
     cfg = TrainConfig.for_app("default", train_size=1000)
     events = [TrainEvent("batch", epoch=1, batch=7, batches_per_epoch=7, step=7, train_loss=2.0, train_acc=0.2),
               TrainEvent("eval", epoch=1, batch=7, batches_per_epoch=7, step=7, test_acc=0.19)]
-    verdict = _snap(events, status="finished", config=cfg, best=0.19).verdict
+    verdict = snapshot(events, status="finished", config=cfg, best=0.19).verdict
     assert verdict.startswith("Only 896 training images were seen") and "learning rate" not in verdict
     assert FEW_IMAGES == 10_000
 

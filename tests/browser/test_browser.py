@@ -6,20 +6,12 @@ and copied into docs/screenshots for the README.
 """
 
 import contextlib
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
 
-from benchmarks.app.load_test import (
+from tests.support.browser import SHOTS, no_exception, settle, shot
+from tests.support.pen import (
     CANVAS,
     IS_BLANK,
     IS_PREDICTION,
@@ -30,103 +22,29 @@ from benchmarks.app.load_test import (
     PENS,
     draw_digit,
 )
-from odenet import RKNet, TrainConfig, save_checkpoint
+from tests.support.server import odenet_app
 
 ROOT = Path(__file__).resolve().parents[2]
 expect = pytest.importorskip("playwright.sync_api").expect
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)"),
-]
-SHOTS = Path(os.environ.get("ODENET_SCREENSHOTS", ROOT / "artifacts" / "screenshots"))
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
-def _app_server(tmp_path_factory, runs: Path, extra_env: dict | None = None):
-    """A server started as `make run` does, on a free loopback port; no traceback may reach its log."""
-    port = free_port()
-    env = {**os.environ, "ODENET_RUNS": str(runs), "PYTHONUNBUFFERED": "1",
-           "ODENET_SPEED_PROBE": "0",  # no background training while tests time the pages (tested on its own)
-           **(extra_env or {})}
-    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "odenet.app.serve", "--server.headless",  # as `make run` does
-                             "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+def shared_demo(tmp_path_factory, browser, token: str, runs: Path | None = None, width: int = 1280,
+                height: int = 720, timeout_ms: int = 90_000):
+    """A shared-demo server (ODENET_SHARED=1, as behind a reverse proxy) whose presenter token is
+    ``token``, and two visitors on it (two contexts: two cookies): yields (url, page, other page)."""
+    env = {"ODENET_SHARED": "1", "ODENET_PRESENTER_TOKEN": token}
+    with odenet_app(tmp_path_factory.mktemp("log") / "server.log", runs or tmp_path_factory.mktemp("runs"),
+                    env) as server:
+        contexts = [browser.new_context(viewport={"width": width, "height": height}) for _ in range(2)]
         try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        proc.wait(timeout=20)
-        log.seek(0)
-        pytest.fail(f"server did not start: {log.read()[-2000:]}")
-    try:
-        yield url
-    finally:  # also when the test body failed: no orphan server
-        proc.terminate()
-        proc.wait(timeout=20)
-    log.seek(0)
-    text = log.read()
-    log.close()
-    assert "Traceback" not in text, text[-3000:]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    run = runs / "browser-fixture"
-    run.mkdir()
-    cfg = TrainConfig(train_size=1000, epochs=1)
-    torch.manual_seed(0)
-    save_checkpoint(run / "last.pt", RKNet(cfg.model).eval(), cfg, {"test_acc": 0.1})
-    (run / "status.json").write_text(json.dumps({"status": "finished", "config": cfg.to_dict(), "best_test_acc": 0.1}))
-    with _app_server(tmp_path_factory, runs) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    ctx.close()
-
-
-def settle(pg, extra_ms: int = 300) -> None:
-    """Wait until Streamlit has finished running the script."""
-    pg.wait_for_selector("[data-testid='stApp']")
-    pg.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=90_000)
-    pg.wait_for_timeout(extra_ms)
-
-
-def no_exception(pg) -> None:
-    exc = pg.locator("[data-testid='stException']")
-    assert exc.count() == 0, exc.first.inner_text()
+            pages = [ctx.new_page() for ctx in contexts]
+            for pg in pages:
+                pg.set_default_timeout(timeout_ms)
+            yield server.url, *pages
+        finally:
+            for ctx in contexts:
+                ctx.close()
 
 
 def enter_presenter_token(pg, token: str) -> None:
@@ -136,11 +54,6 @@ def enter_presenter_token(pg, token: str) -> None:
     field.fill(token)
     field.press("Enter")
     expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled()
-
-
-def shot(pg, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 @pytest.mark.parametrize("path, name, text", [
@@ -505,37 +418,26 @@ def test_presenter_token_in_the_browser(tmp_path_factory, browser):
     visitor cannot start training; a wrong token is refused; the right one unlocks Start for
     that session only, and the token never appears in the URL."""
     token = "browser-test-token-42"
-    with _app_server(tmp_path_factory, tmp_path_factory.mktemp("runs"),
-                     {"ODENET_SHARED": "1", "ODENET_PRESENTER_TOKEN": token}) as url:
-        presenter = browser.new_context(viewport={"width": 1400, "height": 1000})
-        visitor = browser.new_context(viewport={"width": 1400, "height": 1000})
-        try:
-            pg = presenter.new_page()
-            pg.set_default_timeout(60_000)
-            pg.goto(f"{url}/train")
-            settle(pg)
-            start = pg.get_by_role("button", name="▶ Start")
-            assert start.is_disabled()
-            pg.get_by_text("Presenter").first.click()
-            field = pg.get_by_role("textbox", name="Presenter token")
-            field.fill("not-the-token")
-            field.press("Enter")
-            pg.get_by_text("That is not the presenter token.").wait_for()
-            field.fill(token)
-            field.press("Enter")
-            expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled(timeout=60_000)
-            settle(pg)
-            assert token not in pg.url
-            other = visitor.new_page()
-            other.set_default_timeout(60_000)
-            other.goto(f"{url}/train")
-            settle(other)
-            assert other.get_by_role("button", name="▶ Start").is_disabled()
-            no_exception(pg)
-            no_exception(other)
-        finally:
-            presenter.close()
-            visitor.close()
+    with shared_demo(tmp_path_factory, browser, token, width=1400, height=1000, timeout_ms=60_000) as (url, pg, other):
+        pg.goto(f"{url}/train")
+        settle(pg)
+        start = pg.get_by_role("button", name="▶ Start")
+        assert start.is_disabled()
+        pg.get_by_text("Presenter").first.click()
+        field = pg.get_by_role("textbox", name="Presenter token")
+        field.fill("not-the-token")
+        field.press("Enter")
+        pg.get_by_text("That is not the presenter token.").wait_for()
+        field.fill(token)
+        field.press("Enter")
+        expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled(timeout=60_000)
+        settle(pg)
+        assert token not in pg.url
+        other.goto(f"{url}/train")
+        settle(other)
+        assert other.get_by_role("button", name="▶ Start").is_disabled()
+        no_exception(pg)
+        no_exception(other)
 
 
 def test_teacher_flow_reload_keeps_control_and_watchers_see_the_end(tmp_path_factory, browser):
@@ -544,42 +446,31 @@ def test_teacher_flow_reload_keeps_control_and_watchers_see_the_end(tmp_path_fac
     watcher sees the run's final verdict and the new run in the list without reloading; on a shared
     server the presenter token survives a reload in the same browser, not in another."""
     token = "room-test-token-7"
-    with _app_server(tmp_path_factory, tmp_path_factory.mktemp("runs"),
-                     {"ODENET_SHARED": "1", "ODENET_PRESENTER_TOKEN": token}) as url:
-        teacher = browser.new_context(viewport={"width": 1280, "height": 720})
-        student = browser.new_context(viewport={"width": 1280, "height": 720})
-        try:
-            pg = teacher.new_page()
-            pg.set_default_timeout(90_000)
-            pg.goto(f"{url}/train?train_size=60000")  # long enough to still run after the reload
-            settle(pg)
-            enter_presenter_token(pg, token)
-            assert any(c["name"] == "odenet_browser" for c in teacher.cookies())
-            pg.get_by_role("button", name="▶ Start").click()
-            pg.get_by_text("img/s").first.wait_for(timeout=120_000)
-            pg.reload()
-            settle(pg)
-            expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled()  # still the presenter
-            expect(pg.get_by_role("button", name="■ Stop")).to_be_enabled()  # still the owner
-            assert pg.get_by_text("Stop another visitor's job").count() == 0
-            other = student.new_page()
-            other.set_default_timeout(90_000)
-            other.goto(f"{url}/train")
-            settle(other)
-            other.get_by_text("img/s").first.wait_for()  # watching the teacher's job
-            expect(other.get_by_role("button", name="▶ Start")).to_be_disabled()
-            expect(other.get_by_role("button", name="■ Stop")).to_be_disabled()
-            pg.get_by_role("button", name="■ Stop").click()
-            ended = other.get_by_text("It is now selectable on the other pages.")
-            ended.first.wait_for(timeout=120_000)  # the watcher sees how it ended, without a reload
-            assert "stopped" in ended.first.inner_text()
-            expect(other.get_by_text("No training job is running")).to_have_count(0)
-            other.get_by_text("Finished and stopped runs will appear here.").wait_for(state="detached")
-            no_exception(pg)
-            no_exception(other)
-        finally:
-            teacher.close()
-            student.close()
+    with shared_demo(tmp_path_factory, browser, token) as (url, pg, other):
+        pg.goto(f"{url}/train?train_size=60000")  # long enough to still run after the reload
+        settle(pg)
+        enter_presenter_token(pg, token)
+        assert any(c["name"] == "odenet_browser" for c in pg.context.cookies())
+        pg.get_by_role("button", name="▶ Start").click()
+        pg.get_by_text("img/s").first.wait_for(timeout=120_000)
+        pg.reload()
+        settle(pg)
+        expect(pg.get_by_role("button", name="▶ Start")).to_be_enabled()  # still the presenter
+        expect(pg.get_by_role("button", name="■ Stop")).to_be_enabled()  # still the owner
+        assert pg.get_by_text("Stop another visitor's job").count() == 0
+        other.goto(f"{url}/train")
+        settle(other)
+        other.get_by_text("img/s").first.wait_for()  # watching the teacher's job
+        expect(other.get_by_role("button", name="▶ Start")).to_be_disabled()
+        expect(other.get_by_role("button", name="■ Stop")).to_be_disabled()
+        pg.get_by_role("button", name="■ Stop").click()
+        ended = other.get_by_text("It is now selectable on the other pages.")
+        ended.first.wait_for(timeout=120_000)  # the watcher sees how it ended, without a reload
+        assert "stopped" in ended.first.inner_text()
+        expect(other.get_by_text("No training job is running")).to_have_count(0)
+        other.get_by_text("Finished and stopped runs will appear here.").wait_for(state="detached")
+        no_exception(pg)
+        no_exception(other)
 
 
 def test_teacher_flow_gallery_and_new_class(tmp_path_factory, browser):
@@ -592,86 +483,76 @@ def test_teacher_flow_gallery_and_new_class(tmp_path_factory, browser):
 
     token = "gallery-test-token-3"
     runs_dir = tmp_path_factory.mktemp("runs")
-    with _app_server(tmp_path_factory, runs_dir, {"ODENET_SHARED": "1", "ODENET_PRESENTER_TOKEN": token}) as url:
-        teacher = browser.new_context(viewport={"width": 1280, "height": 720})
-        student = browser.new_context(viewport={"width": 1280, "height": 720})
-        try:
-            pg = teacher.new_page()
-            pg.set_default_timeout(90_000)
-            pg.goto(f"{url}/train?train_size=1000&epochs=1")  # the server's first page: no run exists yet
-            settle(pg)
-            enter_presenter_token(pg, token)
-            pg.get_by_role("button", name="▶ Start").click()
-            pg.get_by_text("It is now selectable on the other pages.").first.wait_for(timeout=180_000)
-            settle(pg)
-            run_names = [p.name for p in runs_dir.iterdir() if p.is_dir()]
-            assert len(run_names) == 1, run_names
-            expect(pg.locator("[data-testid='stDataFrame']").first).to_be_visible(timeout=60_000)
+    with shared_demo(tmp_path_factory, browser, token, runs=runs_dir) as (url, pg, other):
+        pg.goto(f"{url}/train?train_size=1000&epochs=1")  # the server's first page: no run exists yet
+        settle(pg)
+        enter_presenter_token(pg, token)
+        pg.get_by_role("button", name="▶ Start").click()
+        pg.get_by_text("It is now selectable on the other pages.").first.wait_for(timeout=180_000)
+        settle(pg)
+        run_names = [p.name for p in runs_dir.iterdir() if p.is_dir()]
+        assert len(run_names) == 1, run_names
+        expect(pg.locator("[data-testid='stDataFrame']").first).to_be_visible(timeout=60_000)
 
-            # the teacher puts the gallery on the projector before anyone shared
-            pg.goto(f"{url}/gallery")
-            settle(pg)
-            expect(pg.get_by_role("button", name="Clear gallery")).to_be_visible()  # still the presenter
-            pg.get_by_text("No drawings shared yet.").wait_for()
-            captions = pg.locator("[data-testid=stImageCaption]")
+        # the teacher puts the gallery on the projector before anyone shared
+        pg.goto(f"{url}/gallery")
+        settle(pg)
+        expect(pg.get_by_role("button", name="Clear gallery")).to_be_visible()  # still the presenter
+        pg.get_by_text("No drawings shared yet.").wait_for()
+        captions = pg.locator("[data-testid=stImageCaption]")
 
-            # the student shares a drawing from the Draw page
-            other = student.new_page()
-            other.set_default_timeout(90_000)
-            other.goto(f"{url}/draw")
-            other.locator(CANVAS).wait_for()
-            other.wait_for_function(MODEL_READY, timeout=90_000)
-            settle(other)
-            share = other.get_by_role("switch", name="Share my drawings with the room")
-            other.get_by_text("Share my drawings with the room").click()
-            expect(share).to_be_checked(timeout=30_000)
-            settle(other)
-            draw_digit(other, 1)  # a 7
-            other.mouse.up()
-            other.wait_for_function(IS_PREDICTION, timeout=60_000)
-            settle(other, 1000)  # the server received the 28x28 and shared it
+        # the student shares a drawing from the Draw page
+        other.goto(f"{url}/draw")
+        other.locator(CANVAS).wait_for()
+        other.wait_for_function(MODEL_READY, timeout=90_000)
+        settle(other)
+        share = other.get_by_role("switch", name="Share my drawings with the room")
+        other.get_by_text("Share my drawings with the room").click()
+        expect(share).to_be_checked(timeout=30_000)
+        settle(other)
+        draw_digit(other, 1)  # a 7
+        other.mouse.up()
+        other.wait_for_function(IS_PREDICTION, timeout=60_000)
+        settle(other, 1000)  # the server received the 28x28 and shared it
 
-            # ... and it appears on the teacher's wall without a reload (the wall refreshes every 3 s)
-            expect(captions).to_have_count(1, timeout=60_000)
-            assert re.search(r"\d · \d+%", captions.first.inner_text()), captions.first.inner_text()
-            expect(pg.locator("[data-testid=stImage] img")).to_have_count(1)
-            expect(pg.get_by_text(re.compile(r"1\s*drawing ·"))).to_be_visible()
-            draw_digit(other, 0)  # more strokes on the same drawing replace its share: still one tile
-            other.mouse.up()
-            settle(other, 1000)
-            pg.wait_for_timeout(4000)  # at least one refresh of the wall
-            expect(captions).to_have_count(1)
-            settle(pg)
-            shot(pg, "gallery")
+        # ... and it appears on the teacher's wall without a reload (the wall refreshes every 3 s)
+        expect(captions).to_have_count(1, timeout=60_000)
+        assert re.search(r"\d · \d+%", captions.first.inner_text()), captions.first.inner_text()
+        expect(pg.locator("[data-testid=stImage] img")).to_have_count(1)
+        expect(pg.get_by_text(re.compile(r"1\s*drawing ·"))).to_be_visible()
+        draw_digit(other, 0)  # more strokes on the same drawing replace its share: still one tile
+        other.mouse.up()
+        settle(other, 1000)
+        pg.wait_for_timeout(4000)  # at least one refresh of the wall
+        expect(captions).to_have_count(1)
+        settle(pg)
+        shot(pg, "gallery")
 
-            # a student opening the gallery gets an explanation, not the controls
-            other.goto(f"{url}/gallery")
-            settle(other)
-            other.get_by_text("This is the presenter's view").wait_for()
-            assert other.get_by_role("button", name="Clear gallery").count() == 0
-            assert other.get_by_role("button", name="New class").count() == 0
-            assert other.locator("[data-testid=stImageCaption]").count() == 0
+        # a student opening the gallery gets an explanation, not the controls
+        other.goto(f"{url}/gallery")
+        settle(other)
+        other.get_by_text("This is the presenter's view").wait_for()
+        assert other.get_by_role("button", name="Clear gallery").count() == 0
+        assert other.get_by_role("button", name="New class").count() == 0
+        assert other.locator("[data-testid=stImageCaption]").count() == 0
 
-            # New class: the confirmation names the one run; confirmed, the wall and the run list are empty
-            new_class = pg.get_by_role("button", name="New class")
-            expect(new_class).to_be_disabled()
-            sure = pg.get_by_text(re.compile(r"^Yes, delete 1 run made since the server started"))
-            expect(sure).to_contain_text("clear 1 shared drawing")
-            sure.click()
-            expect(new_class).to_be_enabled(timeout=30_000)
-            new_class.click()
-            pg.get_by_text("New class: deleted 1 run and cleared 1 drawing.").wait_for(timeout=60_000)
-            pg.get_by_text("No drawings shared yet.").wait_for(timeout=60_000)
-            expect(captions).to_have_count(0)
-            expect(pg.get_by_text(re.compile(r"^Yes, delete 0 runs"))).to_be_visible()
-            assert [p.name for p in runs_dir.iterdir() if p.is_dir()] == []
-            pg.goto(f"{url}/train")
-            settle(pg, 800)
-            pg.get_by_text("Finished and stopped runs will appear here.").wait_for(timeout=60_000)
-            assert pg.locator("[data-testid='stDataFrame']").count() == 0
-            assert pg.get_by_text(run_names[0]).count() == 0
-            no_exception(pg)
-            no_exception(other)
-        finally:
-            teacher.close()
-            student.close()
+        # New class: the confirmation names the one run; confirmed, the wall and the run list are empty
+        new_class = pg.get_by_role("button", name="New class")
+        expect(new_class).to_be_disabled()
+        sure = pg.get_by_text(re.compile(r"^Yes, delete 1 run made since the server started"))
+        expect(sure).to_contain_text("clear 1 shared drawing")
+        sure.click()
+        expect(new_class).to_be_enabled(timeout=30_000)
+        new_class.click()
+        pg.get_by_text("New class: deleted 1 run and cleared 1 drawing.").wait_for(timeout=60_000)
+        pg.get_by_text("No drawings shared yet.").wait_for(timeout=60_000)
+        expect(captions).to_have_count(0)
+        expect(pg.get_by_text(re.compile(r"^Yes, delete 0 runs"))).to_be_visible()
+        assert [p.name for p in runs_dir.iterdir() if p.is_dir()] == []
+        pg.goto(f"{url}/train")
+        settle(pg, 800)
+        pg.get_by_text("Finished and stopped runs will appear here.").wait_for(timeout=60_000)
+        assert pg.locator("[data-testid='stDataFrame']").count() == 0
+        assert pg.get_by_text(run_names[0]).count() == 0
+        no_exception(pg)
+        no_exception(other)

@@ -1,11 +1,10 @@
-"""The in-browser pen canvas (odenet.app.web): JS preprocessing parity (node), and a real `streamlit run`
-app driven by Playwright in Debian's chromium: browser 28x28 and probabilities equal Python's,
-live prediction during the stroke, undo/clear, the wasm-failure report, nothing fetched off-host."""
+"""The in-browser pen canvas (odenet.app.web) in a real `streamlit run` app driven by Playwright in
+Debian's chromium: browser 28x28 and probabilities equal Python's, live prediction during the
+stroke, undo/clear, the wasm-failure report, sessions and stats kept bounded, nothing fetched
+off-host.  Without a browser: tests/unit/test_web_assets.py."""
 
 import json
 import random
-import shutil
-import subprocess
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -13,173 +12,34 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.app.draw_latency import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+from odenet.app.web import assets_available
+from odenet.data.preprocess import prepare_canvas
+from odenet.ode.integrators import get_method
+from odenet.train.checkpoints import load_model
+from tests.support.pen import (
     JS_INSTANCE,
     digit_strokes,
     draw_stroke,
     instance_state,
     rgba_array,
     server_seq_shown,
-    streamlit_server,
     wait_ready,
     wait_settled,
 )
-from odenet.app.web import ASSET_DIR, assets_available, drawing_image, drawing_tensor
-from odenet.data.preprocess import prepare_canvas, render_digit_on_canvas
-from odenet.ode.integrators import get_method
-from odenet.train.checkpoints import load_model
-from tests.unit.test_export import torch_step_probs
+from tests.support.reference import python_u8, torch_step_probs
+from tests.support.server import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "tests" / "support" / "pen_canvas_app.py"
-NODE = shutil.which("node")
-
-NODE_HARNESS = """
-import { readFileSync, writeFileSync } from 'node:fs';
-import { pathToFileURL } from 'node:url';
-const [mod, inPath, outPath, w, h] = process.argv.slice(2);
-const { prepareCanvas } = await import(pathToFileURL(mod).href);
-const W = +w, H = +h, buf = readFileSync(inPath), n = buf.length / (W * H * 4), out = new Uint8Array(n * 785);
-for (let i = 0; i < n; i++) {
-  const r = prepareCanvas(buf.subarray(i * W * H * 4, (i + 1) * W * H * 4), W, H, {});
-  out[i * 785] = r.blank ? 1 : 0;
-  out.set(r.u8, i * 785 + 1);
-}
-writeFileSync(outPath, out);
-"""
-
-
-def python_u8(rgba: np.ndarray) -> tuple[bool, np.ndarray]:
-    p = prepare_canvas(rgba)
-    return p.blank, np.rint(p.image28 * 255).astype(np.int64)
-
-
-def torch_width1_bug(rgba: np.ndarray) -> bool:
-    """torch 2.14's antialiased bilinear resize returns row 0 everywhere when the output is 1 px wide;
-    the JS port computes the real filter, so such (needle-thin) crops are left out of the comparison."""
-    arr = rgba.astype(np.float32) / 255
-    grey = (arr[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)) * arr[..., 3]
-    rows, cols = np.where(grey > 0.1)
-    if rows.size == 0:
-        return False
-    h, w = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
-    return max(1, round(w * 20.0 / max(h, w))) == 1 and h > 1
-
-
-@pytest.mark.skipif(NODE is None, reason="node is not installed")
-def test_js_preprocess_matches_prepare_canvas(tmp_path):
-    """preprocess.js == prepare_canvas to the grey level on MNIST digits painted at many sizes and
-    places, random pen strokes (PIL), transparent and coloured ink."""
-    from PIL import Image, ImageDraw
-
-    from odenet.data.mnist import load_mnist
-
-    _, test = load_mnist()
-    rng = np.random.default_rng(0)
-    canvases = []
-    for i in range(40):
-        canvases.append(render_digit_on_canvas(test.images[i].numpy(), 280, offset=tuple(rng.integers(-60, 60, 2)),
-                                               scale=float(rng.uniform(0.3, 1.2))))
-    for _ in range(40):
-        im = Image.new("RGBA", (280, 280), (0, 0, 0, int(rng.choice([0, 255]))))
-        pts = [tuple(rng.integers(0, 280, 2).tolist()) for _ in range(int(rng.integers(1, 8)))]
-        colour = (255, 255, 255, 255) if rng.random() < 0.7 else tuple(int(v) for v in rng.integers(60, 256, 4))
-        ImageDraw.Draw(im).line(pts, fill=colour, width=int(rng.integers(2, 30)), joint="curve")
-        canvases.append(np.asarray(im))
-    canvases.append(np.zeros((280, 280, 4), np.uint8))  # blank
-    canvases = [c for c in canvases if not torch_width1_bug(c)]
-    batch = tmp_path / "canvases.bin"
-    np.stack(canvases).astype(np.uint8).tofile(batch)
-    (tmp_path / "harness.mjs").write_text(NODE_HARNESS)
-    subprocess.run([NODE, str(tmp_path / "harness.mjs"), str(ASSET_DIR / "preprocess.js"), str(batch),
-                    str(tmp_path / "out.bin"), "280", "280"], check=True, timeout=60)
-    out = np.fromfile(tmp_path / "out.bin", np.uint8).reshape(len(canvases), 785)
-    for i, rgba in enumerate(canvases):
-        blank, ref = python_u8(rgba)
-        assert bool(out[i, 0]) == blank, i
-        if not blank:
-            assert np.abs(out[i, 1:].astype(np.int64) - ref.ravel()).max() == 0, i
-
-
-def test_drawing_helpers():
-    assert drawing_image(None) is None
-    assert drawing_image({"blank": True, "image28": [0] * 784}) is None
-    img = np.zeros((28, 28), np.uint8)
-    img[10:18, 12:15] = 255
-    t = drawing_tensor({"blank": False, "image28": img.ravel().tolist()})
-    assert t.shape == (1, 1, 28, 28)
-    with pytest.raises(ValueError, match="784"):
-        drawing_image({"blank": False, "image28": [1, 2, 3]})
-
-
-def test_vendored_runtime_matches_its_manifest():
-    """The shipped files hash to vendor/VERSION.json, and the gzip-compressed wasm inflates to the
-    pinned onnxruntime-web release's wasm (its sha256 before compression), a wasm module."""
-    import gzip
-    import hashlib
-
-    vendor = ASSET_DIR / "vendor"
-    manifest = json.loads((vendor / "VERSION.json").read_text())
-    assert set(manifest["files"]) == {"ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm.gz"}
-    for name, digest in manifest["files"].items():
-        assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
-    packed = (vendor / "ort-wasm-simd-threaded.wasm.gz").read_bytes()
-    wasm = gzip.decompress(packed)
-    assert wasm[:4] == b"\0asm"
-    # onnxruntime-web 1.30.0's own ort-wasm-simd-threaded.wasm (npm), not just what the build wrote down
-    release = "3398c10d07d229bd91b364548e130e0e51a8e5704b88c7c083ebbeb78842dee2"
-    assert hashlib.sha256(wasm).hexdigest() == manifest["uncompressed"]["ort-wasm-simd-threaded.wasm"] == release
-    assert len(packed) < 0.3 * len(wasm)  # what the compression is for: 3.7 of 14.2 MB per visitor
-
-
-# -- real browser --------------------------------------------------------------------------------
-_BROWSER_MARKS = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)"),
-    pytest.mark.skipif(not assets_available(),
-                       reason="odenet/app/web assets not built (cd odenet/app/web && npm ci && npm run build)"),
-]
-
-
-def browser_test(fn):
-    """Mark a test as a browser test that needs chromium and the built assets."""
-    for mark in _BROWSER_MARKS:
-        fn = mark(fn)
-    return fn
+VIEWPORT = (1300, 950)
+pytestmark = pytest.mark.skipif(not assets_available(), reason="odenet/app/web assets not built "
+                                "(cd odenet/app/web && npm ci && npm run build)")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    log = tmp_path_factory.mktemp("log") / "server.log"
-    with streamlit_server(APP, log_path=log) as url:
-        yield url
-    text = log.read_text()
-    assert "Traceback" not in text, text[-3000:]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1300, "height": 950})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    pg.requests = []
-    pg.on("request", lambda r: pg.requests.append(r.url))
-    pg.errors = []
-    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-    yield pg
-    ctx.close()
+    with serving(tmp_path_factory.mktemp("log") / "server.log", app=APP) as srv:
+        yield srv.url
 
 
 def assert_local_only(pg) -> None:
@@ -198,7 +58,6 @@ def rk4_model():
     return load_model("rk4_1step")
 
 
-@browser_test
 def test_browser_parity_20_drawings(server, page, rk4_model):
     """20 drawn digits: the browser's 28x28 equals prepare_canvas of the same canvas pixels, its
     per-step probabilities equal PyTorch's within 1e-3 with the same argmax; 'Prediction: D' is in
@@ -254,7 +113,6 @@ def test_browser_parity_20_drawings(server, page, rk4_model):
     assert_local_only(page)
 
 
-@browser_test
 def test_undo_clear_and_server_copy(server, page):
     """Undo removes the last stroke and clear empties the canvas; each sends the new state to Python."""
     page.goto(server)
@@ -287,7 +145,6 @@ def test_undo_clear_and_server_copy(server, page):
     assert_local_only(page)
 
 
-@browser_test
 def test_multi_step_chart_matches_pytorch(server, page, rk4_model):
     """An Euler x4 export: five rows of probabilities, each equal to PyTorch's at its step time."""
     page.goto(f"{server}/?steps=4")
@@ -304,7 +161,6 @@ def test_multi_step_chart_matches_pytorch(server, page, rk4_model):
     assert_local_only(page)
 
 
-@browser_test
 def test_wasm_failure_is_reported_and_drawing_still_sent(server, page):
     """A model the browser cannot load: the server hears wasm=False (before anything is drawn) and
     still gets the 28x28, so the page can predict server-side."""
@@ -346,7 +202,6 @@ REMOUNT = """async () => {
 }"""
 
 
-@browser_test
 def test_cleanup_then_remount_into_the_same_element_leaves_one_canvas(server, page):
     """The soak saw two pen canvases in one element container (one dead: not in the registry):
     Streamlit ran the component's cleanup and mounted it again into the same element, and the
@@ -383,7 +238,6 @@ SESSIONS = ("() => ({created: ortCount.created, released: ortCount.released, pea
             " live: ortCount.before + ortCount.tracked.size, counted: globalThis.odenetPenCanvas.sessions})")
 
 
-@browser_test
 def test_switching_models_and_remounting_keeps_at_most_two_sessions_and_bounded_stats(server, page):
     """Three models, each picked twice, and two unmount/mount cycles: onnxruntime never holds more
     than the current session plus the one loading (it used to keep every session it ever made), and

@@ -13,6 +13,7 @@ from odenet.train.config import APP_SETTINGS, PRESETS
 from odenet.train.jobs import JobLimits, JobManager
 from odenet.train.runs import config_solver_label
 from odenet.train.trainer import Ranks
+from tests.support.concurrency import run_in_threads
 
 
 def test_notebook_preset_is_exactly_the_notebook_recipe():
@@ -67,11 +68,7 @@ def test_solver_passed_in_is_thread_safe_on_one_shared_model():
                 if not torch.allclose(model(x, solver=specs[i]), expected[i], atol=1e-6):
                     errors.append(i)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(worker, 3)
     assert errors == [] and model.config == ModelConfig()
 
 

@@ -1,7 +1,10 @@
 """Defects from issue 27's review, each with a test that failed before its fix."""
 
+import functools
+import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,6 +17,7 @@ from odenet.train.config import OPTIMIZERS, TrainConfig
 from odenet.train.jobs import JobManager
 from odenet.train.runs import list_runs
 from odenet.train.trainer import Trainer
+from tests.support.server import ServerDidNotStart, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,3 +114,38 @@ def test_weight_decay_only_on_conv_and_linear_weights(optimizer):
             assert decay_of[id(p)] == 0.0, name
             kinds["norm" if owner in norms else "bias"] += 1
     assert kinds == {"decayed": 6, "bias": 6, "norm": 10}
+
+
+def _stub(tmp_path: Path, code: str) -> list[str]:
+    """A 'server' that writes its pid, prints a line naming its port, then runs ``code``; it never listens."""
+    pid_file = str(tmp_path / "pid")
+    return [sys.executable, "-c", f"import os, sys, time; open({pid_file!r}, 'w').write(str(os.getpid())); "
+            f"print('stub for port {{port}}: warming up', flush=True); {code}"]
+
+
+def test_server_start_gives_up_at_its_deadline_and_says_why(tmp_path):
+    """The health wait has a deadline: past it the error names the port and quotes the server's
+    last output, and the server process is gone (benchmarks/run.py used to wait forever)."""
+    t = time.monotonic()
+    with pytest.raises(ServerDidNotStart) as err:
+        start_server(command=_stub(tmp_path, "time.sleep(120)"), deadline_s=1.5)
+    assert 1.5 <= time.monotonic() - t < 15
+    msg = str(err.value)
+    port = int(re.search(r"server on port (\d+) not healthy after 1.5 s", msg).group(1))
+    assert f"stub for port {port}: warming up" in msg and f"127.0.0.1:{port}/_stcore/health" in msg
+    pid = int((tmp_path / "pid").read_text())
+    assert not Path(f"/proc/{pid}").exists()  # stopped and reaped, no orphan
+    with pytest.raises(ServerDidNotStart, match=r"exited with code 3[\s\S]*warming up"):
+        t = time.monotonic()
+        start_server(command=_stub(tmp_path, "sys.exit(3)"), deadline_s=60)
+    assert time.monotonic() - t < 15  # an exit is reported at once, not at the deadline
+
+
+def test_benchmark_app_start_has_a_deadline(tmp_path, monkeypatch):
+    import benchmarks.run as bench
+
+    stub = _stub(tmp_path, "time.sleep(120)")
+    monkeypatch.setattr(bench, "start_server", functools.partial(start_server, command=stub))
+    with pytest.raises(ServerDidNotStart, match="not healthy after 1 s"):
+        bench.bench_app(deadline_s=1)
+    assert not Path(f"/proc/{int((tmp_path / 'pid').read_text())}").exists()
