@@ -8,7 +8,6 @@ wasm, are classified on the server and shown in the same panel. The latest input
 replaces the drawing, a stroke or Clear replaces the upload.
 """
 
-import threading
 
 import streamlit as st
 
@@ -31,7 +30,7 @@ from odenet.app.web import drawing_image, drawing_tensor, pen_canvas
 from odenet.app.widgets import MAX_VIEW_STEPS, model_picker, solver_picker
 from odenet.data.preprocess import ImageError, load_upload, prepare_canvas
 from odenet.inspect.analysis import predict
-from odenet.inspect.digitcheck import check_digit, digit_stats
+from odenet.inspect.digitcheck import check_digit, warm_digit_stats
 from odenet.model.export import ExportError, step_times
 
 # less empty space above the title, so that the canvas and its panel fit a 720-pixel-high projector
@@ -73,7 +72,7 @@ link.publish({"model": model_url_name(choice.key), "integrator": solver.integrat
 warmed = st.session_state.setdefault("_digit_stats_warm", set())
 if choice.key not in warmed:  # the non-digit check's statistics (3-6 s once per model) fit while the visitor draws
     warmed.add(choice.key)
-    threading.Thread(target=digit_stats, args=(model,), name="odenet-digit-stats", daemon=True).start()
+    warm_digit_stats(model)
 
 canvas_nonce = st.session_state.setdefault("canvas_nonce", 0)  # a new value wipes the canvas in place
 upload_nonce = st.session_state.setdefault("upload_nonce", 0)  # a new value empties the file uploader

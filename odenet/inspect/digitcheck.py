@@ -45,7 +45,7 @@ from PIL import Image, ImageDraw
 from odenet.errors import OdenetError
 
 __all__ = ["DigitCheck", "DigitCheckError", "DigitStats", "InkStats", "Thresholds", "THRESHOLDS", "check_digit",
-           "decide", "digit_distance", "digit_stats", "ink_stats", "is_dot", "render_strokes"]
+           "decide", "digit_distance", "digit_stats", "ink_stats", "is_dot", "render_strokes", "warm_digit_stats"]
 
 _N8 = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 INK = 0.5  # grey level counted as ink for the shape statistics
@@ -290,6 +290,26 @@ def digit_stats(model: torch.nn.Module) -> DigitStats:
         if st is None:
             st = _STATS[model] = _fit(model)
         return st
+
+
+_WARMING: dict[int, threading.Thread] = {}  # id(model) -> its fitting thread (one per model, while it runs)
+
+
+def warm_digit_stats(model: torch.nn.Module) -> threading.Thread:
+    """Fit :func:`digit_stats` in a background thread (one per model at a time), so the first
+    check after a page shows the model does not wait for it.
+
+    The thread is not a daemon (said explicitly: a thread inherits a daemon creator's flag, and
+    Streamlit runs pages in daemon threads): an interpreter that exits meanwhile waits the few seconds for it
+    instead of tearing torch down under a running fit (which aborts the process, exit 134)."""
+    with _STATS_LOCK:
+        th = _WARMING.get(id(model))
+        if th is not None and th.is_alive():
+            return th
+        th = threading.Thread(target=digit_stats, args=(model,), name="odenet-digit-stats", daemon=False)
+        _WARMING[id(model)] = th
+        th.start()
+        return th
 
 
 @torch.no_grad()

@@ -33,7 +33,7 @@ class JobView:
 
 
 class PlaneJob:
-    """Train ``config`` on ``train`` in a daemon thread; thread-safe to watch and stop."""
+    """Train ``config`` on ``train`` in a background thread; thread-safe to watch and stop."""
 
     def __init__(self, config: PlaneConfig, train: PointSet, test: PointSet | None = None,
                  slot: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> None:
@@ -44,7 +44,9 @@ class PlaneJob:
         self._history: list[PlaneProgress] = []
         self._run: PlaneRun | None = None
         self._error: str | None = None
-        self._thread = threading.Thread(target=self._work, name="odenet-plane", daemon=True)
+        # not a daemon: an interpreter exiting mid-training waits for it (seconds) instead of tearing
+        # torch down under it, which aborts the process
+        self._thread = threading.Thread(target=self._work, name="odenet-plane", daemon=False)
         self._thread.start()
 
     def _progress(self, p: PlaneProgress) -> None:

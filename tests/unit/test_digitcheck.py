@@ -191,3 +191,24 @@ def test_ink_stats_of_simple_shapes():
     assert stats.holes == 1 and stats.ends == 0 and stats.components == 1
     disc = (r < 10).astype(np.float32)
     assert ink_stats(disc).stroke_radius >= 9 and ink_stats(disc).roundness > 0.9
+
+
+def test_warm_up_thread_is_never_a_daemon(monkeypatch):
+    """Started from a daemon thread (Streamlit runs pages in one), the fitting thread still must not
+    be a daemon: an exit during the fit otherwise tears torch down under it (exit 134)."""
+    import threading
+
+    import odenet.inspect.digitcheck as dc
+
+    started = threading.Event()
+    monkeypatch.setattr(dc, "digit_stats", lambda model: started.set())
+    out = {}
+
+    def page_run():
+        out["thread"] = dc.warm_digit_stats(object())
+
+    runner = threading.Thread(target=page_run, daemon=True)
+    runner.start()
+    runner.join(10)
+    out["thread"].join(10)
+    assert started.is_set() and out["thread"].daemon is False

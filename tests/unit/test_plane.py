@@ -199,3 +199,14 @@ def test_cli_bad_csv_is_one_line_and_exit_2(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
     assert main(["plane", "--test", str(bad)]) == 2
     assert "--test needs --data" in capsys.readouterr().err
+
+
+def test_job_thread_is_never_a_daemon():
+    """A job started from a page (a daemon thread) must still hold the interpreter open until it ends."""
+    train, test = split(make_dataset("moons", n=100, seed=0), seed=0)
+    out = {}
+    runner = threading.Thread(target=lambda: out.setdefault("job", PlaneJob(PlaneConfig(iterations=2), train, test)),
+                              daemon=True)
+    runner.start()
+    runner.join(30)
+    assert out["job"].wait(30) and out["job"]._thread.daemon is False
