@@ -9,13 +9,14 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from odenet import TrainConfig
-from odenet.app.cache import BoundedCache
 from odenet.app.plots import training_curves
+from odenet.app.training_view import phase_text, verdict
 from odenet.data.mnist import load_mnist
 from odenet.data.preprocess import prepare_grey
 from odenet.inspect.analysis import OOD_THRESHOLD, ood_score, pca_project
 from odenet.ode.problems import PROBLEMS, AdaptiveStepSolver, convergence, reference_solution, solve_fixed
 from odenet.train.trainer import TrainEvent
+from odenet.utils import BoundedLRU
 from tests.support.apptest import APP
 from tests.support.jobs import snapshot
 
@@ -103,22 +104,22 @@ def test_ood_score_separates_digits_from_noise():
 def test_live_view_phase_eta_and_verdict():
     cfg = TrainConfig.for_app("default", train_size=1280, epochs=1, eval_every=5)  # 10 batches, eval after 5
     start = TrainEvent("start", batches_per_epoch=10, total_steps=10)
-    assert snapshot([start], config=cfg).phase == "starting" and snapshot([start], config=cfg).eta_seconds is None
+    assert phase_text(snapshot([start], config=cfg)) == "starting" and snapshot([start], config=cfg).eta_seconds is None
     b5 = TrainEvent("batch", epoch=1, batch=5, batches_per_epoch=10, step=5, total_steps=10, elapsed=5.0,
                     train_loss=2.0, train_acc=0.2, images_per_s=128.0)
     snap = snapshot([start, b5], config=cfg)
-    assert snap.phase == "evaluating on 1,000 test images"
+    assert phase_text(snap) == "evaluating on 1,000 test images"
     # 5 s of training left plus 1,000 + 10,000 test images at ~4x the training speed
     assert snap.eta_seconds == pytest.approx(5.0 + 11_000 / (4 * 128.0))
     b10 = TrainEvent("batch", epoch=1, batch=10, batches_per_epoch=10, step=10, total_steps=10, elapsed=10.0,
                      train_loss=9.0, train_acc=0.1, images_per_s=128.0)
-    assert snapshot([start, b5, b10], config=cfg).phase == "evaluating on 10,000 test images"
+    assert phase_text(snapshot([start, b5, b10], config=cfg)) == "evaluating on 10,000 test images"
     ev = TrainEvent("eval", epoch=1, batch=5, batches_per_epoch=10, step=5, test_acc=0.11, eval_seconds=1.0)
     done = snapshot([start, b5, ev, b10], status="stopped", config=cfg)
     assert done.last_test_acc == 0.11  # a stopped run shows its last accuracy, not None
-    assert "chance" in done.verdict
+    assert "chance" in verdict(done)
     good = snapshot([start, b5, b10], status="finished", config=cfg, best=0.98)
-    assert good.verdict is not None and "loss rose" in good.verdict  # loss 2.0 -> 9.0
+    assert verdict(good) is not None and "loss rose" in verdict(good)  # loss 2.0 -> 9.0
 
 
 def test_training_curves_before_and_at_the_first_report():
@@ -168,7 +169,7 @@ def test_pca_project_matches_svd():
 
 
 def test_bounded_cache_evicts_least_recent():
-    cache, calls = BoundedCache(2), []
+    cache, calls = BoundedLRU(2), []
     for k in ["a", "b", "a", "c", "b"]:
         cache.get_or_compute(k, lambda k=k: calls.append(k) or k.upper())
     assert calls == ["a", "b", "c", "b"] and len(cache) == 2

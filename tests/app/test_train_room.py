@@ -12,8 +12,9 @@ from streamlit.testing.v1 import AppTest
 import odenet.app.visitor as app_visitor
 from odenet.app.identity import browser_owner, forget_presenters, is_remembered_presenter
 from odenet.app.links import link_box_key
+from odenet.app.training_view import FEW_IMAGES, verdict
 from odenet.train.config import APP_PURPOSE, PRESETS, TrainConfig
-from odenet.train.jobs import FEW_IMAGES, JobManager, get_manager
+from odenet.train.jobs import JobManager, get_manager
 from odenet.train.throughput import (
     TEST_SIZE,
     Speed,
@@ -175,8 +176,8 @@ def test_short_run_verdict_names_too_few_images():
     cfg = TrainConfig.for_app("default", train_size=1000)
     events = [TrainEvent("batch", epoch=1, batch=7, batches_per_epoch=7, step=7, train_loss=2.0, train_acc=0.2),
               TrainEvent("eval", epoch=1, batch=7, batches_per_epoch=7, step=7, test_acc=0.19)]
-    verdict = snapshot(events, status="finished", config=cfg, best=0.19).verdict
-    assert verdict.startswith("Only 896 training images were seen") and "learning rate" not in verdict
+    why = verdict(snapshot(events, status="finished", config=cfg, best=0.19))
+    assert why.startswith("Only 896 training images were seen") and "learning rate" not in why
     assert FEW_IMAGES == 10_000
 
 
