@@ -143,6 +143,14 @@ def test_readme_is_a_short_front_door_with_the_two_commands():
     assert re.search(r"^make test$", ci, re.M), ".ci/run no longer calls `make test`: README's claim is false"
 
 
+def test_every_make_target_the_docs_name_exists():
+    targets = set(re.findall(r"^([\w-]+):", _text(ROOT / "Makefile"), re.M))
+    named = {t for doc in doc_files() for t in re.findall(r"`make ([a-z][\w-]*)", _text(doc))}
+    named |= set(re.findall(r"^make ([a-z][\w-]*)", _text(README), re.M))
+    assert {"run", "test"} <= named
+    assert not named - targets, f"the docs name make targets the Makefile lacks: {sorted(named - targets)}"
+
+
 def test_every_page_is_shown_with_its_screenshot():
     shown = {Path(p).name for p in _IMAGE.findall(_text(README))}
     pages = sorted(p.stem for p in (ROOT / "pages").glob("*.py") if p.stem != "__init__")
