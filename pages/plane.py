@@ -82,7 +82,7 @@ b3.caption(f"{len(train)} training and {len(test)} test points, {train.classes} 
            "of f per solve).")
 
 
-@st.fragment(run_every=0.5 if running else None)
+@st.fragment(run_every=1.0 if running else None)
 def live() -> None:
     """The training curve while a job runs; a full rerun when it ends, so the pictures appear."""
     j = st.session_state.get("plane_job")

@@ -25,7 +25,7 @@ def test_plane_page_trains_and_plays_the_flow_in_the_browser(server, page):
     no_exception(page)
     flow = page.locator("[data-testid=stPlotlyChart]").filter(has_text="The flow")
     flow.scroll_into_view_if_needed()
-    current = flow.locator(".slider-current-value")
+    current = flow.locator(".slider-label").first  # plotly's current-value text of the slider
     expect(current).to_have_text("solver time t=0")
     assert sent, "the page's websocket was not observed"
     sent.clear()
