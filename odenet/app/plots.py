@@ -704,7 +704,7 @@ def plane_regions(regions: object | None, x: torch.Tensor, y: torch.Tensor, titl
         z = lab + 0.999 * (conf - conf.min()) / max(float(np.ptp(conf)), 1e-9)  # class + shade within [k, k+1)
         scale = []
         for k in range(classes):
-            scale += [(k / classes, _class_color(k, 0.08)), ((k + 1) / classes - 1e-9, _class_color(k, 0.45))]
+            scale += [(k / classes, _class_color(k, 0.08)), ((k + 1) / classes, _class_color(k, 0.45))]  # bands
         fig.add_trace(go.Heatmap(x=regions.xs.numpy(), y=regions.ys.numpy(), z=z, zmin=0,  # type: ignore
                                  zmax=classes, colorscale=scale, showscale=False, hoverinfo="skip", name="regions"))
     fig.add_trace(_points_trace(x.numpy(), y.numpy()))
@@ -811,5 +811,5 @@ def plane_curves(history: pd.DataFrame) -> go.Figure:
     fig.update_layout(title="Training", height=320, **_LAYOUT)
     fig.update_xaxes(title="iteration")
     fig.update_yaxes(title="loss", secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title="accuracy (%)", secondary_y=True, range=[0, 101])
+    fig.update_yaxes(title="accuracy (%)", secondary_y=True, range=[0, 102], tickvals=[0, 25, 50, 75, 100])
     return fig

@@ -32,8 +32,9 @@ def test_plane_page_trains_and_plays_the_flow_in_the_browser(server, page):
     flow.get_by_text("▶ Play").click()
     expect(current).to_have_text("solver time t=1", timeout=15_000)  # played to the end in the browser
     assert sent == []  # no message to the server while it played
-    page.set_viewport_size({"width": 1400, "height": 1000})
-    page.evaluate("window.scrollTo(0, 0)")
+    page.set_viewport_size({"width": 1400, "height": 1300})
+    page.get_by_text("Trained in").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
     shot(page, "plane")
     if os.environ.get("ODENET_UPDATE_DOCS") == "1":
         (ROOT / "docs" / "screenshots").mkdir(exist_ok=True)

@@ -210,3 +210,17 @@ def test_job_thread_is_never_a_daemon():
     runner.start()
     runner.join(30)
     assert out["job"].wait(30) and out["job"]._thread.daemon is False
+
+
+def test_region_colours_are_the_class_colours(moons, moons_run):
+    """The decision-region heatmap's colour bands are the points' class colours (a colorscale plotly
+    accepts: it must end at exactly 1, or plotly silently falls back to its default)."""
+    from odenet.app import plots
+
+    train, test = moons
+    fig = plots.plane_regions(decision_regions(moons_run.model, moons_run.config.solver, train.bounds(), res=20),
+                              test.x, test.y, "regions")
+    scale = fig.data[0].colorscale
+    assert scale[0][0] == 0 and scale[-1][0] == 1
+    assert [c for _, c in scale][1::2] == [plots._class_color(0, 0.45), plots._class_color(1, 0.45)]
+    assert plots._class_color(0).startswith("rgba(31,119,180")  # PALETTE[0], the class-0 points' colour
