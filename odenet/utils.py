@@ -180,6 +180,22 @@ V = TypeVar("V")
 _MISSING: Any = object()
 
 
+def process_wide(factory: Callable[[], V]) -> Callable[[], V]:
+    """A function returning one instance of ``factory()`` shared by the whole process, created on
+    first call (thread-safe): the room's gallery, the work limiter."""
+    lock = threading.Lock()
+    made: list[V] = []
+
+    def get() -> V:
+        with lock:
+            if not made:
+                made.append(factory())
+            return made[0]
+
+    get.__doc__ = f"The process-wide {getattr(factory, '__name__', 'instance')} (created on first use)."
+    return get
+
+
 class BoundedLRU(Generic[V]):
     """A thread-safe map that keeps the ``max_entries`` most recently used values (the one bounded
     cache of odenet: the app's shared results, checkpoint summaries, QR codes).

@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from odenet.errors import OdenetError
+from odenet.utils import process_wide
 
 __all__ = ["LOCAL_ADDRESSES", "is_public_address", "shared_override", "presenter_token", "token_matches", "Busy",
            "WorkLimiter", "work_limiter"]
@@ -149,14 +150,4 @@ class WorkLimiter:
             return self._total
 
 
-_limiter: WorkLimiter | None = None
-_limiter_lock = threading.Lock()
-
-
-def work_limiter() -> WorkLimiter:
-    """The process-wide limiter (created on first use from the environment)."""
-    global _limiter
-    with _limiter_lock:
-        if _limiter is None:
-            _limiter = WorkLimiter()
-        return _limiter
+work_limiter = process_wide(WorkLimiter)  # the process-wide limiter, its limits read from the environment

@@ -31,6 +31,7 @@ from odenet.errors import OdenetError
 from odenet.train.checkpoints import PRETRAINED_DIR
 from odenet.train.runs import RunBusy, delete_run, list_runs
 from odenet.train.trainer import default_runs_dir
+from odenet.utils import process_wide
 
 __all__ = ["GALLERY_SIZE", "PER_VISITOR", "LOW_CONFIDENCE", "NotPresenter", "require_presenter", "as_image28",
            "SharedDrawing", "Gallery", "gallery", "mark_server_start", "server_started", "runs_since_start",
@@ -202,17 +203,7 @@ def tile(drawing: SharedDrawing, scale: int = 3, frame: int = 3) -> np.ndarray:
     return out
 
 
-_gallery: Gallery | None = None
-_gallery_lock = threading.Lock()
-
-
-def gallery() -> Gallery:
-    """The process-wide gallery (created on first use; never written to disk)."""
-    global _gallery
-    with _gallery_lock:
-        if _gallery is None:
-            _gallery = Gallery()
-        return _gallery
+gallery = process_wide(Gallery)  # the room's one gallery (never written to disk)
 
 
 # -- New class ------------------------------------------------------------------------------------
