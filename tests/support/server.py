@@ -115,10 +115,12 @@ class Server:
         self.stop()
 
 
-def serve_command(app: str | Path | None, port: int, address: str | None) -> list[str]:
-    """``python -m odenet.app.serve`` (app None: as `make run`) or ``streamlit run app``, headless on ``port``."""
-    head = [sys.executable, "-m", "odenet.app.serve"] if app is None else [sys.executable, "-m", "streamlit", "run",
-                                                                           str(app)]
+def serve_command(app: str | Path | None, port: int, address: str | None, checkout: Path = ROOT) -> list[str]:
+    """``python -m odenet.app.serve`` (app None: as `make run`) or ``streamlit run app``, headless on ``port``.
+
+    A checkout from before the layers were split (an A/B baseline) has the flat ``odenet.serve``."""
+    module = "odenet.app.serve" if (checkout / "odenet" / "app" / "serve.py").exists() else "odenet.serve"
+    head = [sys.executable, "-m", module] if app is None else [sys.executable, "-m", "streamlit", "run", str(app)]
     cmd = [*head, "--server.headless", "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
     return cmd + (["--server.address", address] if address else [])
 
@@ -138,8 +140,8 @@ def start_server(app: str | Path | None = None, *, runs: str | Path | None = Non
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")])),
                 **({"ODENET_RUNS": str(runs)} if runs is not None else {}), **(env or {})}
-    cmd = [c.replace("{port}", str(port)) for c in command] if command is not None else serve_command(app, port,
-                                                                                                      address)
+    cmd = ([c.replace("{port}", str(port)) for c in command] if command is not None
+           else serve_command(app, port, address, checkout=Path(cwd)))
     proc = subprocess.Popen(cmd, cwd=cwd,
                             env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace")
