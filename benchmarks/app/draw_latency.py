@@ -10,7 +10,7 @@ in the page):
 - prediction updates per second during a stroke;
 - mouse-up -> the server has the drawing (Python round trip, informative).
 
-Targets: mouse-up p50 <= 100 ms, p95 <= 250 ms; >= 10 updates/s.  Writes benchmarks/draw_latency.json.
+Targets: mouse-up p50 <= 100 ms, p95 <= 250 ms; >= 10 updates/s.  Writes benchmarks/app/draw_latency.json.
 
     python -m benchmarks.app.draw_latency [--drawings 30] [--url http://localhost:8501]
 """

@@ -85,7 +85,7 @@ def main() -> int:
            "server_cpu_s_per_visit_all": cpu,
            "seconds_median": {k: {n: statistics.median(v) for n, v in d.items()} for k, d in times.items()},
            "seconds_all": times, "when": time.strftime("%Y-%m-%d %H:%M")}
-    (ROOT / "benchmarks" / "draw_load.json").write_text(json.dumps(out, indent=2) + "\n")
+    Path(__file__).with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     return 0
 

@@ -253,7 +253,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=6)
     ap.add_argument("--browsers", type=int, default=0, help="extra contexts browsing Trajectories and Train")
     ap.add_argument("--epochs", type=int, default=3, help="of the training job (long enough to outlast the test)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "load_test.json"))
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 

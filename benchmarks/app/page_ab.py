@@ -53,7 +53,7 @@ def main() -> int:
            "median_s": {k: statistics.median(v) for k, v in times.items()},
            "worst_s": {k: max(v) for k, v in times.items()}, "all_s": times,
            "when": time.strftime("%Y-%m-%d %H:%M")}
-    (ROOT / "benchmarks" / "page_ab.json").write_text(json.dumps(out, indent=2) + "\n")
+    Path(__file__).with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     return 0
 

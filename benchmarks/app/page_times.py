@@ -110,7 +110,7 @@ def main() -> int:
     out = {"seconds": results, "targets": {"first": FIRST_TARGET_S, "revisit": REVISIT_TARGET_S},
            "missed": missed, "requests_outside_localhost": sorted(set(outside)),
            "machine": f"{os.cpu_count()} cores", "when": time.strftime("%Y-%m-%d %H:%M")}
-    (ROOT / "benchmarks" / "page_times.json").write_text(json.dumps(out, indent=2) + "\n")
+    Path(__file__).with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     print(f"{'page':<20}{'cold':>8}{'warm':>8}{'worst':>8}{'revisit':>9}")
     for title, r in results.items():
         print(f"{title:<20}{r['cold']:>8.2f}{r['warm']:>8.2f}{r['warm_max']:>8.2f}{r['revisit']:>9.2f}")

@@ -66,7 +66,7 @@ def main() -> None:
         results["policies"][name] = {**summary(lat), "train_img_per_s": statistics.median(ips),
                                      "main_thread_threads": main_threads}
         print(name, results["policies"][name], flush=True)
-    (ROOT / "benchmarks" / "responsiveness.json").write_text(json.dumps(results, indent=2))
+    Path(__file__).with_suffix(".json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--visits", type=int, default=10)
     ap.add_argument("--ttl", type=int, default=2, help="server.disconnectedSessionTTL for this probe (s)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "session_memory.json"))
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = ap.parse_args()
     os.environ["STREAMLIT_SERVER_DISCONNECTED_SESSION_TTL"] = str(args.ttl)
     result: dict[str, dict] = {}

@@ -139,7 +139,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--drawers", type=int, default=2)
     ap.add_argument("--browsers", type=int, default=1)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "soak.json"))
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = ap.parse_args()
     from playwright.async_api import async_playwright
 

@@ -2,7 +2,8 @@
 same data order, fp32): final test accuracy and training time of each, side by side.
 
     .venv/bin/python benchmarks/numerics/adjoint_epoch.py        # writes benchmarks/numerics/adjoint_epoch.json
-    python benchmarks/numerics/adjoint_epoch.py --device cuda --seeds 0,1,2 --out adjoint_epoch_cuda.json
+    python benchmarks/numerics/adjoint_epoch.py --device cuda --seeds 0,1,2 \\
+        --out benchmarks/numerics/adjoint_epoch_cuda.json
 
 With several seeds it also reports the spread of each method's accuracy over seeds, which says
 whether a difference between the two methods is larger than the run-to-run noise.  With
@@ -75,7 +76,7 @@ def main() -> None:
     ap.add_argument("--preset", default="default",
                     help="training recipe (TrainConfig.from_preset) over one epoch; 'fast' adds an average of "
                          "the weights, which damps how far rounding moves one epoch's final accuracy")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "adjoint_epoch.json"))
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="only merge these results into --out")
     args = ap.parse_args()
     if args.merge:

@@ -56,7 +56,7 @@ def compare(a: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batches", type=int, default=100, help="backprop training batches before the comparison")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "adjoint_gap.json"))
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = ap.parse_args()
     train, test = load_mnist()
     cfg = TrainConfig.from_preset("default", epochs=1, integrator="rk4", steps=4, amp=False, seed=0,

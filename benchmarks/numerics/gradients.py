@@ -2,7 +2,8 @@
 
     python benchmarks/numerics/gradients.py                      # rk4, batch 64, steps 1, 2, 4, ..., 64
     python benchmarks/numerics/gradients.py --steps 1,4,16 --repeats 1     # a reduced grid
-    python benchmarks/numerics/gradients.py --device cuda --out gradients_cuda.json  # adds peak CUDA memory
+    python benchmarks/numerics/gradients.py --device cuda \\
+        --out benchmarks/numerics/gradients_cuda.json           # adds peak CUDA memory
 
 For each gradient method and step count: bytes autograd saves for backward (deterministic,
 ``odenet.ode.gradients.saved_tensor_bytes``), wall time of forward + backward (best of
@@ -67,7 +68,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda adds the peak GPU memory of each row)")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "gradients.json"))
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)

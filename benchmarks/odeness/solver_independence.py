@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--split", choices=("test", "holdout"), default="test")
     ap.add_argument("--holdout-from", type=int, default=55_000)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "solver_independence.json"))
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = ap.parse_args()
     train, test = load_mnist()
     split = test if args.split == "test" else MNISTSplit(train.images[args.holdout_from:],

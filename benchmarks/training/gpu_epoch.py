@@ -4,7 +4,7 @@
     python benchmarks/training/gpu_epoch.py --device cpu --train-size 2000    # smoke run without a GPU
 
 Prints the training time of the epoch (evaluation excluded) for each variant and writes
-benchmarks/gpu_epoch.json.  Run on a machine with CUDA; the dataset stays resident on the GPU.
+benchmarks/training/gpu_epoch.json.  Run on a machine with CUDA; the dataset stays resident on the GPU.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=60_000)
     ap.add_argument("--batch-sizes", default="128,512")
     ap.add_argument("--variants", default="fp32,bf16,bf16+compile", help="a subset of fp32,bf16,bf16+compile")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "gpu_epoch.json"))
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = ap.parse_args()
     data = load_mnist()
     rows = []

@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=12)
     ap.add_argument("--images", type=int, default=3000, help="training images per job")
     ap.add_argument("--predictions", type=int, default=2000, help="server-side predictions after the jobs")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "job_memory.json"))
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = ap.parse_args()
     train, test = load_mnist()
     rows = []

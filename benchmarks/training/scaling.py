@@ -56,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-size", type=int, default=12_800)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "scaling.json"))
+    ap.add_argument("--out", default=str(Path(__file__).with_suffix(".json")))
     args = ap.parse_args()
     out = {"cpu": cpu_name(), "cores": os.cpu_count(), "train_size": args.train_size, "rows": []}
     for label, extra in (("fp32", ["--no-amp"]), ("default precision", [])):

@@ -137,7 +137,7 @@ def main() -> None:
         "speedup_bound_if_only_convolutions_remained": round(bound, 3),
         "fp32_over_notebook_bound": round(ratio * bound, 3),
     }
-    (ROOT / "benchmarks" / "step_profile.json").write_text(json.dumps(out, indent=2) + "\n")
+    Path(__file__).with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     print(f"\nfp32 step {step_ms:.1f} ms; convolutions {cats['convolutions'] / total_us:.1%} of it; "
           f"odenet fp32 / notebook {ratio:.2f}x now, at most {ratio * bound:.2f}x if nothing but the "

@@ -60,7 +60,7 @@ def main() -> None:
                          "speedup": round(t0 / t1, 2)})
             print(rows[-1])
     out = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "rows": rows, "when": time.strftime("%Y-%m-%d %H:%M")}
-    (ROOT / "benchmarks" / "strided_conv.json").write_text(json.dumps(out, indent=2) + "\n")
+    Path(__file__).with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=58, help="measure the test accuracy every N batches")
     ap.add_argument("--amp", choices=["auto", "true", "false"], default="auto")
     ap.add_argument("--set", nargs="*", default=[], help="extra TrainConfig overrides key=value (JSON values)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "time_to_accuracy.json")
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_suffix(".json"))
     args = ap.parse_args()
     overrides = {}
     for kv in args.set:

@@ -96,7 +96,7 @@ def main() -> None:
     out["training_s"] = round(final["elapsed"] - final["eval_seconds"], 1)
     print(json.dumps(out, indent=2))
     name = "train_live.json" if recipe == "default" else f"train_live_{recipe}.json"
-    (ROOT / "benchmarks" / name).write_text(json.dumps(out, indent=2) + "\n")
+    Path(__file__).with_name(name).write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":
