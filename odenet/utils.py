@@ -100,7 +100,7 @@ def torch_threads(n: int) -> Iterator[None]:
 
 def amp_pays(device: torch.device) -> bool:
     """Whether bf16 autocast speeds training up on ``device`` (measured: 1.9-2.5x on a CPU with
-    AMX tiles, see README benchmarks; GPUs with bf16 support); elsewhere it costs time."""
+    AMX tiles, see docs/benchmarks.md; GPUs with bf16 support); elsewhere it costs time."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":

@@ -1,4 +1,4 @@
-"""Page render times in a real browser (Debian chromium + Playwright), the README's table.
+"""Page render times in a real browser (Debian chromium + Playwright): the table in docs/benchmarks.md.
 
 Starts ``streamlit run app.py`` on a free port with an empty runs directory, then for every page
 of ``odenet.app.nav.PAGES`` measures, until Streamlit reports the script run finished

@@ -1,7 +1,7 @@
 """Soak test: the app's server (started as `make run` does) on loopback for a fixed time (one hour).
 
 A presenter context starts short training jobs one after another on the Train page (the app's
-defaults: 30,000 images, one epoch; 20,000 in the run reported in the README), while
+defaults: 30,000 images, one epoch; 20,000 in the run reported in docs/reliability.md), while
 ``--drawers`` contexts draw digits on the Draw page and ``--browsers`` contexts browse
 Trajectories and Train, each with a pause between actions (bounded loops, loopback only).  Every
 30 s it samples the server's resident memory, thread count, open file descriptors and CPU time.

@@ -1,6 +1,6 @@
 """ODE-ness of the shipped models: accuracy with the training solver vs an accurate reference solve.
 
-Writes ``odenet/model/pretrained/odeness.json`` (read by the Home page, model labels and the README):
+Writes ``odenet/model/pretrained/odeness.json`` (read by the Home page and model labels; quoted in docs/benchmarks.md):
 for each shipped model, on the full MNIST test set, the training solver's accuracy, the reference
 (adaptive dopri5, rtol 1e-5, atol 1e-6) accuracy and evaluations per batch, and the gap.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU measurement of the README in one prepared run (the device machine is lent by the
+# Every GPU measurement of docs/benchmarks.md in one prepared run (the device machine is lent by the
 # minute).  Needs: CUDA PyTorch, MNIST's four raw IDX files gzip'd in .gpu/ (they are unpacked
 # into .data/MNIST/raw), and $OUT (a folder for the results; default ./gpu-out).
 #   1. benchmarks/training/gpu_epoch.py      one RK4 x1 epoch: fp32, bf16, bf16+compile at batch 128 and 512

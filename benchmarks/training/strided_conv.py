@@ -1,6 +1,6 @@
 """Stem's stride-2 4x4 convolutions: as they are vs rewritten as space-to-depth + 2x2 convolution.
 
-The fp32 profile (README, issue 13) puts 21% of a training step in the backward of the stride-2
+The fp32 profile (docs/benchmarks.md, issue 13) puts 21% of a training step in the backward of the stride-2
 4x4 convolution from 26x26 to 13x13.  The same convolution can be written as zero padding, a
 ``pixel_unshuffle`` by 2 and a stride-1 2x2 convolution over 4x the channels (identical
 arithmetic, weights rearranged).  This measures forward + backward of both, batch 128, 64

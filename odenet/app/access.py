@@ -14,7 +14,7 @@ presenter" in the session.
 
 :class:`WorkLimiter` bounds expensive work (robustness grids, trajectory batches, gradient
 measurements, exports): at most one such job per visitor at a time and a few server-wide, so
-one visitor cannot starve the others.  Limits come from the environment (see README).
+one visitor cannot starve the others.  Limits come from the environment (docs/deploying.md, "Environment variables").
 """
 
 from __future__ import annotations

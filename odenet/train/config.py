@@ -22,7 +22,7 @@ TRAIN_SIZE_MAX = 60_000
 # Recipes by name.  A preset sets every optimisation field it lists; anything it does not list
 # keeps TrainConfig's default, so ``from_preset(name)`` means the same thing in the CLI, the app
 # and a saved run.  "default" is TrainConfig's own field defaults (their one source), chosen by
-# measurement (README "Training recipe"): AdamW + one-cycle reaches >= 98% test accuracy in one
+# measurement (docs/benchmarks.md, "Training recipes"): AdamW + one-cycle reaches >= 98% test accuracy in one
 # epoch.  "notebook" is the seed notebook's recipe exactly: Adam, lr 0.1, no weight decay,
 # constant learning rate, batch 128, 20 epochs, fp32.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -30,7 +30,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "notebook": dict(optimizer="adam", lr=0.1, weight_decay=0.0, schedule="constant", batch_size=128, epochs=20,
                      augment=False, amp=False),
     # "fast": a fixed 3-epoch schedule measured to pass 98% test accuracy after ~23 s and end at ~99.1%
-    # after ~115 s of training on a 2-core AMX CPU (benchmarks/training/time_to_accuracy.py; README "Training recipe")
+    # after ~115 s of training on a 2-core AMX CPU (benchmarks/training/time_to_accuracy.py; docs/benchmarks.md)
     "fast": dict(optimizer="adamw", lr=3e-3, weight_decay=1e-4, schedule="onecycle", batch_size=128, epochs=3,
                  augment=True, ema=0.995, label_smoothing=0.1),
     # "classroom": one short epoch for a live demo: >= 97% shown within 60 s on a 2-core CPU without AMX
