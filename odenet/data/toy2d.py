@@ -88,8 +88,18 @@ def _blobs(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     return centres[y] + 0.35 * torch.randn(n, 2, generator=g), y
 
 
+def _ringblobs(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    y = torch.arange(n) % 4  # 0: a ring of radius 1; 1, 2, 3: blobs in its centre and at two upper corners
+    a = torch.rand(n, generator=g) * 2 * math.pi
+    ring = torch.stack([torch.cos(a), torch.sin(a)], 1)  # (n, 2)
+    centres = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.6, 1.2], [-1.6, 1.2]])  # (4, 2); row 0 unused
+    blob = centres[y] + 0.15 * torch.randn(n, 2, generator=g)
+    return torch.where(y[:, None] == 0, ring, blob), y
+
+
 _MAKERS: dict[str, Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]] = {
-    "moons": _moons, "circles": _circles, "spirals": _spirals, "xor": _xor, "blobs": _blobs}
+    "moons": _moons, "circles": _circles, "spirals": _spirals, "xor": _xor, "blobs": _blobs,
+    "ringblobs": _ringblobs}
 DATASETS: tuple[str, ...] = tuple(_MAKERS)
 
 
@@ -121,14 +131,17 @@ def split(points: PointSet, test_fraction: float = 0.3, seed: int = 0) -> tuple[
             PointSet(points.x[te], points.y[te], points.classes, points.name + " (test)"))
 
 
-def load_csv(source: str | Path | bytes, name: str | None = None, classes: int | None = None) -> PointSet:
+def load_csv(source: str | Path | bytes, name: str | None = None, classes: int | None = None,
+             labelled: bool = True) -> PointSet:
     """Points from CSV text with the header ``x,y,label`` (labels ``0..K-1``, ``2 <= K <= 10``).
 
     ``source`` is a path or the file's bytes (an upload).  Anything unusable raises
     :class:`DataError` with one line that names the row or the rule: not numbers, NaN or
     infinite values, a label that is not a whole number, one class, more than 10 classes, more
     than 100,000 rows.  ``classes`` (a test file read beside its training file) checks that the
-    labels fit the training file's classes."""
+    labels fit the training file's classes.  ``labelled=False`` (a density needs no labels) also
+    takes the header ``x,y``, ignores a label column and asks for at least 10 training rows (1 in
+    a test file); every point gets label 0."""
     if isinstance(source, bytes):
         label = name or "the uploaded file"
         try:
@@ -149,27 +162,32 @@ def load_csv(source: str | Path | bytes, name: str | None = None, classes: int |
     if not rows:
         raise DataError(f"{label} is empty; expected a header x,y,label and one row per point")
     header = [c.strip().lower() for c in rows[0]]
-    if header != ["x", "y", "label"]:
-        raise DataError(f"{label}: the first line must be the header x,y,label, got {','.join(rows[0])[:60]!r}")
+    if header != ["x", "y", "label"] and (labelled or header != ["x", "y"]):
+        want = "x,y,label" if labelled else "x,y or x,y,label"
+        raise DataError(f"{label}: the first line must be the header {want}, got {','.join(rows[0])[:60]!r}")
+    width = len(header)
     body = rows[1:]
     if len(body) > MAX_ROWS:
         raise DataError(f"{label} has {len(body):,} rows; at most {MAX_ROWS:,} are allowed")
     xs: list[tuple[float, float]] = []
     ys: list[int] = []
     for i, row in enumerate(body, start=2):
-        if len(row) != 3:
-            raise DataError(f"{label}, line {i}: expected 3 values (x,y,label), got {len(row)}")
+        if len(row) != width:
+            raise DataError(f"{label}, line {i}: expected {width} values ({','.join(header)}), got {len(row)}")
+        if not labelled:  # the label column, if any, is ignored
+            row = row[:2] + ["0"]
         try:
             a, b, c = (float(v) for v in row)
         except ValueError:
-            raise DataError(f"{label}, line {i}: {','.join(row)[:60]!r} is not three numbers") from None
+            words = f"{','.join(row[:width])[:60]!r} is not {('two', 'three')[width - 2]} numbers"
+            raise DataError(f"{label}, line {i}: {words}") from None
         if not all(math.isfinite(v) for v in (a, b, c)):
             raise DataError(f"{label}, line {i}: NaN or infinite values are not allowed")
         if c != int(c) or c < 0:
             raise DataError(f"{label}, line {i}: label {row[2].strip()!r} is not a whole number 0..{MAX_CLASSES - 1}")
         xs.append((a, b))
         ys.append(int(c))
-    need = 1 if classes is not None else 2  # a test file may be a single point; training needs two classes
+    need = 1 if classes is not None else 2 if labelled else 10  # a test file may be a single point
     if len(ys) < need:
         raise DataError(f"{label} has {len(ys)} data rows; at least {need} {'is' if need == 1 else 'are'} needed")
     y = torch.tensor(ys, dtype=torch.long)
@@ -180,22 +198,23 @@ def load_csv(source: str | Path | bytes, name: str | None = None, classes: int |
         if k > classes:
             raise DataError(f"{label}: label {k - 1} is not one of the training file's classes 0..{classes - 1}")
         k = classes
-    elif len(torch.unique(y)) < 2:
+    elif len(torch.unique(y)) < 2 and labelled:
         raise DataError(f"{label}: every point has label {ys[0]}; a classifier needs at least two classes")
     return PointSet(torch.tensor(xs, dtype=torch.float32), y, k, name or label)
 
 
 def train_test_points(dataset: str | None = "moons", data: str | Path | bytes | None = None,
                       test: str | Path | bytes | None = None, n: int = 1000, noise: float = 0.1, seed: int = 0,
-                      test_fraction: float = 0.3) -> tuple[PointSet, PointSet]:
+                      test_fraction: float = 0.3, labelled: bool = True) -> tuple[PointSet, PointSet]:
     """The training and test points of a plane run: a generated ``dataset``, or the CSV ``data``
-    (split ``test_fraction`` unless a ``test`` CSV is given). One rule for the CLI and the page."""
+    (split ``test_fraction`` unless a ``test`` CSV is given). One rule for the CLI and the page;
+    ``labelled=False`` reads CSVs for a density (see :func:`load_csv`)."""
     if data is None:
         return split(make_dataset(dataset or "moons", n=n, noise=noise, seed=seed), test_fraction, seed)
-    points = load_csv(data)
+    points = load_csv(data, labelled=labelled)
     if test is None:
         return split(points, test_fraction, seed)
-    return points, load_csv(test, classes=points.classes)
+    return points, load_csv(test, classes=points.classes, labelled=labelled)
 
 
 def to_csv(points: PointSet) -> str:

@@ -1,5 +1,9 @@
 """One plane training in a background thread, watched by a page: progress, stop, result or error.
 
+Any trainer with the shape of :func:`~odenet.plane.classifier.train_plane` runs in it
+(``trainer(config, train, test, on_progress=..., stop=...)`` returning a run with ``stopped``): the
+classifier by default, the density flow (:func:`odenet.plane.density.train_density`) too.
+
 A Streamlit page cannot run a loop (every click reruns it), so the page starts a
 :class:`PlaneJob`, keeps it in the visitor's session and polls :meth:`PlaneJob.snapshot`.
 The thread holds one of the visitor's work slots (``slot``: a context manager from the
@@ -27,18 +31,21 @@ class JobView:
     """What a page shows of a job at one moment."""
 
     state: str  # "running", "finished", "stopped" or "failed"
-    history: list[PlaneProgress] = field(default_factory=list)
-    run: PlaneRun | None = None
+    history: list[PlaneProgress] = field(default_factory=list)  # (or the trainer's own progress points)
+    run: PlaneRun | None = None  # (or the trainer's own run)
     error: str | None = None
 
 
 class PlaneJob:
-    """Train ``config`` on ``train`` in a background thread; thread-safe to watch and stop."""
+    """Train ``config`` on ``train`` in a background thread with ``trainer`` (default: the classifier's
+    :func:`train_plane`); thread-safe to watch and stop."""
 
     def __init__(self, config: PlaneConfig, train: PointSet, test: PointSet | None = None,
-                 slot: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> None:
+                 slot: Callable[[], contextlib.AbstractContextManager[Any]] | None = None,
+                 trainer: Callable[..., Any] = train_plane) -> None:
         self.config, self.train, self.test = config, train, test
         self._slot = slot or contextlib.nullcontext
+        self._trainer = trainer
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._history: list[PlaneProgress] = []
@@ -56,7 +63,7 @@ class PlaneJob:
     def _work(self) -> None:
         try:
             with self._slot():
-                run = train_plane(self.config, self.train, self.test, on_progress=self._progress, stop=self._stop)
+                run = self._trainer(self.config, self.train, self.test, on_progress=self._progress, stop=self._stop)
             with self._lock:
                 self._run = run
         except OdenetError as exc:  # Busy, a blown-up solve, bad settings: the page shows the words
