@@ -56,6 +56,7 @@ KINDS: dict[str, Kind] = {
     "pareto": Kind(64, "Pareto view"),  # Train: (accuracy, evaluations per image) per checkpoint version
     "onnx": Kind(8, "ONNX export"),  # Draw: the model unrolled for the browser, ~0.9 MB each
     "plane_lesson": Kind(1, "Augment lesson"),  # Flows in the plane: circles trained with augment 0 and 1
+    "density_lesson": Kind(1, "Regulariser lesson"),  # Density flows: a CNF trained without and with RNODE
 }
 _STORES: dict[str, BoundedLRU[Any]] = {name: BoundedLRU(kind.max_entries) for name, kind in KINDS.items()}
 

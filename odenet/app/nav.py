@@ -38,6 +38,8 @@ PAGES: tuple[PageInfo, ...] = (
              "backprop vs the adjoint method vs checkpointing"),
     PageInfo("pages/plane.py", "Flows in the plane", ":material/gesture:", "plane",
              "train a 2-D Neural ODE in seconds and watch its flow"),
+    PageInfo("pages/density.py", "Density flows", ":material/blur_on:", "density",
+             "a continuous normalizing flow trained live: watch the density move"),
     PageInfo("pages/gallery.py", "Class gallery", ":material/photo_library:", "gallery",
              "the room's shared drawings, live (presenter)"),
 )

@@ -18,7 +18,8 @@ __all__ = [
     "step_probabilities", "pca_figure", "feature_maps", "norms_figure", "robustness_heatmap", "accuracy_vs_nfe",
     "digit_pixels", "format_confidence", "pca_animation", "probability_animation", "rk_step_figure",
     "step_size_timeline", "pareto_plot", "plane_regions", "plane_flow_animation", "plane_field", "plane_lift_3d",
-    "plane_curves",
+    "plane_curves", "density_curves", "density_nfe", "density_heatmap", "density_animation", "density_samples",
+    "density_paths", "density_lesson",
 ]
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -438,10 +439,12 @@ def gradient_costs(df: pd.DataFrame) -> go.Figure:
 _CONTROLS_TOP = 144
 
 
-def _play_controls(fig: go.Figure, names: Sequence[str], prefix: str, duration: int = 500) -> None:
+def _play_controls(fig: go.Figure, names: Sequence[str], prefix: str, duration: int = 500,
+                   redraw: bool = False) -> None:
     """Play/pause buttons and a slider over ``names`` (the figure's frames, in order), both in
-    the top margin (the caller keeps ``margin.t >= _CONTROLS_TOP``)."""
-    play = dict(frame=dict(duration=duration, redraw=False), transition=dict(duration=duration // 2),
+    the top margin (the caller keeps ``margin.t >= _CONTROLS_TOP``).  ``redraw``: frames of
+    traces Plotly cannot morph (heatmaps) are redrawn instead."""
+    play = dict(frame=dict(duration=duration, redraw=redraw), transition=dict(duration=duration // 2),
                 fromcurrent=True, mode="immediate")
     pause = dict(frame=dict(duration=0, redraw=False), transition=dict(duration=0), mode="immediate")
     fig.update_layout(
@@ -453,7 +456,7 @@ def _play_controls(fig: go.Figure, names: Sequence[str], prefix: str, duration: 
         sliders=[dict(active=0, x=0, len=1, y=1, yanchor="bottom", pad=dict(t=0, b=10),
                       currentvalue=dict(prefix=prefix, visible=True),
                       steps=[dict(label=n, method="animate", args=[[n], {**pause, "frame": dict(duration=0,
-                                                                                                redraw=False)}])
+                                                                                                redraw=redraw)}])
                              for n in names])])
 
 
@@ -812,4 +815,135 @@ def plane_curves(history: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title="iteration")
     fig.update_yaxes(title="loss", secondary_y=False, rangemode="tozero")
     fig.update_yaxes(title="accuracy (%)", secondary_y=True, range=[0, 102], tickvals=[0, 25, 50, 75, 100])
+    return fig
+
+
+# -- density flows --------------------------------------------------------------------------------
+DENSITY_SCALE = "Viridis"
+
+
+def density_curves(history: pd.DataFrame, baselines: Mapping[str, float] | None = None) -> go.Figure:
+    """The training curve of a density flow: train and test NLL (nats per point) over iterations,
+    the test NLL under the probe solver when measured, and the baselines as dashed lines."""
+    fig = _fig("Negative log-likelihood (nats per point, lower is better)", 340)
+    fig.add_trace(go.Scatter(x=history["iteration"], y=history["train_nll"], name="train (batch)",
+                             line=dict(color=PALETTE[0])))
+    if history["test_nll"].notna().any():
+        fig.add_trace(go.Scatter(x=history["iteration"], y=history["test_nll"], name="test",
+                                 line=dict(color=PALETTE[3])))
+    if "probe_nll" in history and history["probe_nll"].notna().any():
+        fig.add_trace(go.Scatter(x=history["iteration"], y=history["probe_nll"], name="test, accurate solve",
+                                 line=dict(color=PALETTE[3], dash="dot")))
+    for k, (name, value) in enumerate((baselines or {}).items()):
+        fig.add_hline(y=value, line=dict(color=PALETTE[7 + k], dash="dash", width=1), annotation_text=name,
+                      annotation_position="top right")
+    fig.update_xaxes(title="iteration")
+    fig.update_yaxes(title="NLL (nats per point)")
+    return fig
+
+
+def density_nfe(history: pd.DataFrame) -> go.Figure:
+    """Evaluations of f per iteration: the training solve's, and the accurate adaptive solve's of the
+    test points when measured (how hard the flow has become to solve)."""
+    fig = _fig("Evaluations of f per solve", 300)
+    fig.add_trace(go.Scatter(x=history["iteration"], y=history["nfe"], name="training solve",
+                             line=dict(color=PALETTE[0], shape="hv")))
+    if "probe_nfe" in history and history["probe_nfe"].notna().any():
+        fig.add_trace(go.Scatter(x=history["iteration"], y=history["probe_nfe"], name="accurate adaptive solve",
+                                 line=dict(color=PALETTE[1], shape="hv"), mode="lines+markers"))
+    fig.update_xaxes(title="iteration")
+    fig.update_yaxes(title="evaluations", rangemode="tozero")
+    return fig
+
+
+def _density_trace(frames: object, k: int) -> go.Heatmap:
+    p = np.exp(frames.log_p[k].double().numpy())  # type: ignore[attr-defined]  (res, res)
+    return go.Heatmap(x=frames.xs.numpy(), y=frames.ys.numpy(), z=p.round(5), zmin=0,  # type: ignore[attr-defined]
+                      zmax=float(p.max()), colorscale=DENSITY_SCALE, showscale=False, name="density",
+                      hovertemplate="x %{x:.2f}, y %{y:.2f}: p %{z:.3g}<extra></extra>")
+
+
+def density_heatmap(frames: object, k: int = -1, points: torch.Tensor | None = None, title: str = "") -> go.Figure:
+    """The density of ``frames`` (a :class:`odenet.plane.density_views.DensityFrames`) at its ``k``-th
+    time as a heatmap (colours scaled to that time's largest density), with ``points`` (n, 2) on top."""
+    t = frames.times[k]  # type: ignore[attr-defined]
+    fig = _fig(title or f"The density at t = {t:.3g}", 440)
+    fig.add_trace(_density_trace(frames, k))
+    if points is not None:
+        xy = points.numpy()
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name="samples at t", hoverinfo="skip",
+                                 marker=dict(size=3, color="rgba(255,255,255,0.75)")))
+    fig.update_xaxes(range=[float(frames.xs[0]), float(frames.xs[-1])], title="x")  # type: ignore[attr-defined]
+    fig.update_yaxes(range=[float(frames.ys[0]), float(frames.ys[-1])], title="y",  # type: ignore[attr-defined]
+                     scaleanchor="x", scaleratio=1)
+    fig.update_layout(showlegend=False, margin=dict(l=50, r=10, t=50, b=40))
+    return fig
+
+
+def density_animation(frames: object) -> go.Figure:
+    """The density carried from the Gaussian at t0 to the model at t1, a frame per time, played in
+    the browser (play/pause and a time slider; no server round trip per frame)."""
+    times = frames.times  # type: ignore[attr-defined]
+    fig = density_heatmap(frames, 0, title="The flow carries the Gaussian into the data's density")
+    names = [f"t={t:.2f}" for t in times]
+    fig.frames = [go.Frame(name=n, data=[_density_trace(frames, k)], traces=[0]) for k, n in enumerate(names)]
+    _play_controls(fig, names, "time ", duration=max(120, 2400 // max(len(names), 1)), redraw=True)
+    fig.update_layout(height=560, margin=dict(l=50, r=10, t=_CONTROLS_TOP, b=40))
+    return fig
+
+
+def density_samples(data: torch.Tensor, samples: torch.Tensor) -> go.Figure:
+    """The data beside as many points drawn from the model, on the same axes."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["the data", "samples from the model"], shared_yaxes=True,
+                        horizontal_spacing=0.04)
+    for col, (xy, color) in enumerate(((data.numpy(), PALETTE[0]), (samples.numpy(), PALETTE[1])), start=1):
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", hoverinfo="skip", showlegend=False,
+                                 marker=dict(size=3, color=color, opacity=0.6)), row=1, col=col)
+    both = np.concatenate([data.numpy(), samples.numpy()])
+    lo, hi = np.percentile(both, 0.5, axis=0), np.percentile(both, 99.5, axis=0)
+    pad = 0.1 * (hi - lo)
+    for col in (1, 2):
+        fig.update_xaxes(range=[float(lo[0] - pad[0]), float(hi[0] + pad[0])], row=1, col=col)
+        fig.update_yaxes(range=[float(lo[1] - pad[1]), float(hi[1] + pad[1])], row=1, col=col)
+    fig.update_yaxes(scaleanchor="x", scaleratio=1, row=1, col=1)
+    fig.update_yaxes(scaleanchor="x2", scaleratio=1, row=1, col=2)
+    fig.update_layout(title="Samples beside the data", height=420, template="plotly_white",
+                      margin=dict(l=40, r=10, t=70, b=40))
+    return fig
+
+
+def density_paths(paths: object, frames: object | None = None) -> go.Figure:
+    """Trajectories of a few samples from t0 (grey dots) to t1 (orange dots), a dot at every
+    solver step, over the model's final density when ``frames`` is given."""
+    s = paths.states.numpy()  # type: ignore[attr-defined]  (T, n, 2)
+    fig = _fig(f"Trajectories of {s.shape[1]} samples ({len(paths.ts) - 1} solver steps)", 440)  # type: ignore
+    if frames is not None:
+        trace = _density_trace(frames, -1)
+        trace.update(opacity=0.55)
+        fig.add_trace(trace)
+    xy = np.concatenate([np.vstack([s[:, j, :], [[np.nan, np.nan]]]) for j in range(s.shape[1])])
+    fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="lines+markers", name="paths", hoverinfo="skip",
+                             line=dict(color="rgba(255,255,255,0.8)", width=1.2), marker=dict(size=3)))
+    edge = dict(color="black", width=1)
+    fig.add_trace(go.Scatter(x=s[0, :, 0], y=s[0, :, 1], mode="markers", name="t0 (Gaussian draws)",
+                             hoverinfo="skip", marker=dict(size=7, color="#9e9e9e", line=edge)))
+    fig.add_trace(go.Scatter(x=s[-1, :, 0], y=s[-1, :, 1], mode="markers", name="t1 (samples)",
+                             hoverinfo="skip", marker=dict(size=7, color=PALETTE[1], line=edge)))
+    if frames is not None:
+        fig.update_xaxes(range=[float(frames.xs[0]), float(frames.xs[-1])])  # type: ignore[attr-defined]
+        fig.update_yaxes(range=[float(frames.ys[0]), float(frames.ys[-1])])  # type: ignore[attr-defined]
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    fig.update_layout(margin=dict(l=50, r=10, t=50, b=90))
+    return fig
+
+
+def density_lesson(curves: Mapping[str, pd.DataFrame]) -> go.Figure:
+    """Evaluations an accurate adaptive solve of the test points needs as training goes on, one line
+    per model (``curves``: label -> a training history with ``probe_nfe``)."""
+    fig = _fig("How hard the flow is to solve while it trains (accurate adaptive solve)", 340)
+    for k, (label, h) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=h["iteration"], y=h["probe_nfe"], name=label, mode="lines+markers",
+                                 line=dict(color=PALETTE[3 if k == 0 else 2], shape="hv")))
+    fig.update_xaxes(title="iteration")
+    fig.update_yaxes(title="evaluations of f", rangemode="tozero")
     return fig

@@ -50,13 +50,15 @@ from odenet.ode.solvers import SolverError, SolverSpec
 from odenet.utils import torch_threads
 
 __all__ = ["DIVERGENCES", "DensityConfig", "Velocity", "CNFDynamics", "DensityFlow", "LogLikelihood",
-           "DensityProgress", "DensityRun", "train_density", "evaluate_nll", "gaussian_nll", "kde_bandwidth",
-           "kde_log_prob", "kde_nll", "KDE_SEARCH_POINTS", "MAX_WIDTH", "MAX_DEPTH"]
+           "DensityProgress", "DensityRun", "train_density", "evaluate_nll", "until", "backwards", "one_thread",
+           "gaussian_nll", "kde_bandwidth", "kde_log_prob", "kde_nll", "KDE_SEARCH_POINTS", "MAX_WIDTH", "MAX_DEPTH",
+           "REPORT_EVERY"]
 
 DIVERGENCES = ("exact", "hutchinson")
 MAX_WIDTH = 256
 MAX_DEPTH = 4
 MAX_ITERATIONS = 20_000
+REPORT_EVERY = 20  # iterations between progress reports (and probe solves)
 LOG_2PI = math.log(2 * math.pi)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -283,12 +285,18 @@ class DensityFlow(nn.Module):
         return x
 
 
-def backwards(solver: SolverSpec, t: float) -> SolverSpec:
-    """``solver`` run from ``t`` back to its ``t0``; a fixed grid keeps its step size (at least one step)."""
-    if solver.adaptive:
-        return solver.replace(t0=t, t1=solver.t0)
+def until(solver: SolverSpec, t: float) -> SolverSpec:
+    """``solver`` on ``[t0, t]``; a fixed grid keeps its step size (``t`` halfway: half the steps, at least one)."""
+    if solver.adaptive or t == solver.t1:
+        return solver.replace(t1=t)
     frac = abs(t - solver.t0) / abs(solver.t1 - solver.t0)
-    return solver.replace(t0=t, t1=solver.t0, steps=max(1, math.ceil(solver.steps * frac - 1e-9)))
+    return solver.replace(t1=t, steps=max(1, math.ceil(solver.steps * frac - 1e-9)))
+
+
+def backwards(solver: SolverSpec, t: float) -> SolverSpec:
+    """``solver`` run from ``t`` back to its ``t0`` (:func:`until` reversed)."""
+    fwd = until(solver, t)
+    return fwd.replace(t0=t, t1=solver.t0)
 
 
 @one_thread
@@ -403,7 +411,7 @@ class DensityRun:
 
 
 def train_density(config: DensityConfig, train: PointSet, test: PointSet | None = None,
-                  on_progress: Callable[[DensityProgress], None] | None = None, report_every: int = 20,
+                  on_progress: Callable[[DensityProgress], None] | None = None, report_every: int = REPORT_EVERY,
                   stop: threading.Event | None = None, probe: SolverSpec | None = None,
                   reference: SolverSpec | None = REFERENCE_SOLVER) -> DensityRun:
     """Fit a :class:`DensityFlow` to the points of ``train`` (labels ignored) by maximum likelihood.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from odenet.ode.solvers import SolverError, SolverSpec
-from odenet.plane.density import DensityFlow, one_thread
+from odenet.plane.density import DensityFlow, one_thread, until
 from odenet.plane.views import Bounds, Flow, _mesh
 
 __all__ = ["DensityFrames", "density_frames", "density_at", "probability_mass", "sample_flow", "frame_times"]
@@ -84,15 +84,16 @@ def probability_mass(model: DensityFlow, solver: SolverSpec, bounds: Bounds, res
 
 
 @one_thread
-def sample_flow(model: DensityFlow, solver: SolverSpec, n: int, seed: int = 0) -> Flow:
-    """``n`` Gaussian draws carried from t0 to t1, in data coordinates at every solver step:
-    ``states`` (steps + 1, n, 2); the last row are samples from the model."""
+def sample_flow(model: DensityFlow, solver: SolverSpec, n: int, seed: int = 0, t: float | None = None) -> Flow:
+    """``n`` Gaussian draws carried from t0 to ``t`` (default t1), in data coordinates at every solver
+    step: ``states`` (steps + 1, n, 2); the last row are samples from the flow's density at ``t``."""
     z0 = torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
-    sol = model.push(z0, solver, trajectory=True)
+    if t is not None and t == solver.t0:
+        return Flow([solver.t0], model.to_data(z0)[None], 0)
+    sol = model.push(z0, solver if t is None else until(solver, t), trajectory=True)
     states = model.to_data(sol.stacked())  # (T, n, 2)
     if not bool(torch.isfinite(states).all()):
         bad = next(k for k in range(len(sol.ts)) if not bool(torch.isfinite(states[k]).all()))
         raise SolverError(f"samples became NaN or infinite at t={sol.ts[bad]:.3g} under {solver.label()}; use more "
                           "steps or an adaptive solver")
     return Flow(list(sol.ts), states, sol.stats.nfe)
-
