@@ -47,7 +47,7 @@ u = link.values
 link.seed({"dn_data": u["dataset"], "dn_noise": u["noise"], "dn_integ": u["integrator"], "dn_steps": u["steps"],
            "dn_adapt": u["adaptive"], "dn_grad": u["gradient"], "dn_kin": u["kinetic"], "dn_jac": u["jacobian"]})
 with locked_controls(link.lesson):
-    c = st.columns([2, 2, 2, 2, 1, 2, 2, 2])
+    c = st.columns([2, 2, 2, 2, 2, 2, 2, 2])
     dataset = c[0].selectbox("Dataset", [*DATASETS, CSV_CHOICE], index=DATASETS.index("ringblobs"), key="dn_data",
                              help="labels are ignored: the flow models where the points are")
     noise = c[1].slider("Noise", 0.0, 0.5, 0.05, 0.01, key="dn_noise", disabled=dataset == CSV_CHOICE)
@@ -97,7 +97,7 @@ b3.caption(f"{len(train)} training and {len(test)} test points; {config.iteratio
            f"reference solver ({REFERENCE.label()}).")
 
 
-@st.fragment(run_every=0.5 if running else None)
+@st.fragment(run_every=1.0 if running else None)  # a second: the browser redraws two charts per update
 def live() -> None:
     """The NLL and NFE curves while a job runs; a full rerun when it ends, so the pictures appear."""
     j = st.session_state.get("density_job")
