@@ -9,7 +9,7 @@ from odenet.app.cache import get_or_compute, peek
 from odenet.app.density_view import LESSON, baselines, lesson_table, pictures, regulariser_lesson, start_job
 from odenet.app.links import PageLink, locked_controls
 from odenet.app.nav import ensure_app_navigation
-from odenet.app.plane_view import CSV_CHOICE
+from odenet.app.plane_view import CSV_CHOICE, poll_job
 from odenet.app.state import keep
 from odenet.app.urlstate import Param
 from odenet.data.toy2d import DATASETS, DataError, train_test_points
@@ -100,25 +100,19 @@ b3.caption(f"{len(train)} training and {len(test)} test points; {config.iteratio
 @st.fragment(run_every=1.0 if running else None)  # a second: the browser redraws two charts per update
 def live() -> None:
     """The NLL and NFE curves while a job runs; a full rerun when it ends, so the pictures appear."""
-    j = st.session_state.get("density_job")
-    if j is None:
-        return
-    view = j.snapshot()
-    if view.history:
-        hist = pd.DataFrame([p.__dict__ for p in view.history])
-        last = view.history[-1]
-        test_s = f", test NLL {last.test_nll:.3f}" if last.test_nll is not None else ""
-        st.progress(last.iteration / last.iterations,
-                    text=f"iteration {last.iteration}/{last.iterations}: train NLL {last.train_nll:.3f}{test_s} "
-                         f"nats/point, {last.seconds:.1f} s")
-        left, right = st.columns([3, 2])
-        left.plotly_chart(plots.density_curves(hist, st.session_state.get("density_baselines")), key="dn_curve")
-        right.plotly_chart(plots.density_nfe(hist), key="dn_nfe")
-    if view.state == "failed":
-        st.error(view.error)
-    elif view.state != "running" and st.session_state.get("density_shown") is not j:
-        st.session_state["density_shown"] = j
-        st.rerun()
+    poll_job("density_job", "density_shown", draw_progress)
+
+
+def draw_progress(history: list) -> None:
+    hist = pd.DataFrame([p.__dict__ for p in history])
+    last = history[-1]
+    test_s = f", test NLL {last.test_nll:.3f}" if last.test_nll is not None else ""
+    st.progress(last.iteration / last.iterations,
+                text=f"iteration {last.iteration}/{last.iterations}: train NLL {last.train_nll:.3f}{test_s} "
+                     f"nats/point, {last.seconds:.1f} s")
+    left, right = st.columns([3, 2])
+    left.plotly_chart(plots.density_curves(hist, st.session_state.get("density_baselines")), key="dn_curve")
+    right.plotly_chart(plots.density_nfe(hist), key="dn_nfe")
 
 
 def results(job) -> None:

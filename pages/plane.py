@@ -7,7 +7,7 @@ from odenet.app import plots
 from odenet.app.cache import get_or_compute, peek
 from odenet.app.links import PageLink, locked_controls
 from odenet.app.nav import ensure_app_navigation
-from odenet.app.plane_view import CSV_CHOICE, LESSON, lesson_pair, start_job
+from odenet.app.plane_view import CSV_CHOICE, LESSON, lesson_pair, poll_job, start_job
 from odenet.app.state import keep
 from odenet.app.urlstate import Param
 from odenet.data.toy2d import DATASETS, DataError, train_test_points
@@ -85,23 +85,17 @@ b3.caption(f"{len(train)} training and {len(test)} test points, {train.classes} 
 @st.fragment(run_every=1.0 if running else None)
 def live() -> None:
     """The training curve while a job runs; a full rerun when it ends, so the pictures appear."""
-    j = st.session_state.get("plane_job")
-    if j is None:
-        return
-    view = j.snapshot()
-    if view.history:
-        hist = pd.DataFrame([p.__dict__ for p in view.history])
-        last = view.history[-1]
-        test_s = f", test {100 * last.test_accuracy:.1f}%" if last.test_accuracy is not None else ""
-        st.progress(last.iteration / last.iterations,
-                    text=f"iteration {last.iteration}/{last.iterations}: loss {last.loss:.3f}, train "
-                         f"{100 * last.train_accuracy:.1f}%{test_s}, {last.seconds:.1f} s")
-        st.plotly_chart(plots.plane_curves(hist), key="pl_curve")
-    if view.state == "failed":
-        st.error(view.error)
-    elif view.state != "running" and st.session_state.get("plane_shown") is not j:
-        st.session_state["plane_shown"] = j
-        st.rerun()
+    poll_job("plane_job", "plane_shown", draw_progress)
+
+
+def draw_progress(history: list) -> None:
+    hist = pd.DataFrame([p.__dict__ for p in history])
+    last = history[-1]
+    test_s = f", test {100 * last.test_accuracy:.1f}%" if last.test_accuracy is not None else ""
+    st.progress(last.iteration / last.iterations,
+                text=f"iteration {last.iteration}/{last.iterations}: loss {last.loss:.3f}, train "
+                     f"{100 * last.train_accuracy:.1f}%{test_s}, {last.seconds:.1f} s")
+    st.plotly_chart(plots.plane_curves(hist), key="pl_curve")
 
 
 def results(job) -> None:

@@ -3,7 +3,11 @@ the augmentation lesson (shared by every visitor, computed once)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
 
 from odenet.app.access import work_limiter
 from odenet.app.visitor import visitor_id
@@ -12,7 +16,7 @@ from odenet.plane.classifier import PlaneConfig, PlaneRun, accuracy, train_plane
 from odenet.plane.job import PlaneJob
 from odenet.plane.views import REFERENCE, Regions, decision_regions
 
-__all__ = ["CSV_CHOICE", "LESSON", "start_job", "lesson_pair", "LessonRun"]
+__all__ = ["CSV_CHOICE", "LESSON", "start_job", "lesson_pair", "LessonRun", "poll_job"]
 
 CSV_CHOICE = "your CSV"
 
@@ -59,3 +63,20 @@ def lesson_pair() -> list[tuple[str, LessonRun, Regions]]:
         label = f"augment {aug}: {100 * ref:.1f}% test accuracy"
         out.append((label, LessonRun(run, test, ref), decision_regions(run.model, REFERENCE, train.bounds())))
     return out
+
+
+def poll_job(job_key: str, shown_key: str, draw: Callable[[list[Any]], None]) -> None:
+    """One look at the training job kept in ``st.session_state[job_key]`` (the plane pages' live
+    fragment): ``draw`` its progress points, show its error, and rerun the whole page once when it
+    ends, so the pictures appear (``shown_key`` remembers which job was already shown)."""
+    job = st.session_state.get(job_key)
+    if job is None:
+        return
+    view = job.snapshot()
+    if view.history:
+        draw(view.history)
+    if view.state == "failed":
+        st.error(view.error)
+    elif view.state != "running" and st.session_state.get(shown_key) is not job:
+        st.session_state[shown_key] = job
+        st.rerun()
