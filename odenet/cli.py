@@ -21,6 +21,7 @@ from odenet.model.rknet import ModelConfig
 from odenet.ode.gradients import GRADIENT_METHODS
 from odenet.ode.integrators import METHODS
 from odenet.train.config import OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from odenet.utils import atomic_write_text
 
 __all__ = ["main", "build_parser"]
 
@@ -145,48 +146,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_plane_parser(sub: Any) -> None:
+def _add_points_options(p: argparse.ArgumentParser, dataset_help: str, data_help: str, noise: float) -> None:
+    """The 2-D commands' data options: a generated dataset or a CSV (with optional test CSV)."""
     from odenet.data.toy2d import DATASETS
+
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--dataset", choices=list(DATASETS), default=None, help=dataset_help)
+    src.add_argument("--data", type=Path, help=data_help)
+    p.add_argument("--test", type=Path, help="test points for --data (default: 30%% of --data held out)")
+    p.add_argument("--n", type=int, default=1000, help="points of a generated dataset (default: 1000)")
+    p.add_argument("--noise", type=float, default=noise, help=f"noise of a generated dataset (default: {noise})")
+
+
+def _add_solve_options(p: argparse.ArgumentParser, solver: Any, gradient: str) -> None:
+    """The 2-D commands' solver options, with the config's defaults."""
+    p.add_argument("--integrator", choices=list(METHODS), default=solver.integrator,
+                   help=f"integration method (default: {solver.integrator})")
+    p.add_argument("--steps", type=int, default=solver.steps, help=f"fixed solver steps (default: {solver.steps})")
+    p.add_argument("--adaptive", action="store_true", help="adaptive steps (bosh3, dopri5)")
+    p.add_argument("--rtol", type=float, default=1e-3, help="adaptive relative tolerance (default: 1e-3)")
+    p.add_argument("--gradient", choices=list(GRADIENT_METHODS), default=gradient,
+                   help=f"how gradients go through the solve (default: {gradient})")
+
+
+def _add_fit_options(p: argparse.ArgumentParser, cfg: Any, what: str) -> None:
+    """The 2-D commands' optimiser, seed and output options, with the config's defaults."""
+    p.add_argument("--iterations", type=int, default=cfg.iterations, help=f"{what} (default: {cfg.iterations})")
+    p.add_argument("--lr", type=float, default=cfg.lr, help=f"learning rate (default: {cfg.lr})")
+    p.add_argument("--seed", type=int, default=cfg.seed, help="seed of the data and the model (default: 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _points_and_solver(args: argparse.Namespace, dataset: str | None, labelled: bool) -> tuple[Any, Any, Any]:
+    """(train points, test points, SolverSpec) from the 2-D commands' shared options."""
+    from odenet.data.toy2d import train_test_points
+    from odenet.ode.solvers import SolverSpec
+
+    if args.test is not None and args.data is None:
+        raise ConfigError("--test needs --data (a generated dataset holds out its own test points)")
+    train, test = train_test_points(args.dataset or dataset, args.data, args.test, n=args.n, noise=args.noise,
+                                    seed=args.seed, labelled=labelled)
+    solver = SolverSpec(integrator=args.integrator, steps=args.steps, adaptive=args.adaptive, rtol=args.rtol,
+                        atol=args.rtol / 10)
+    return train, test, solver
+
+
+def _add_plane_parser(sub: Any) -> None:
     from odenet.plane.classifier import MAX_AUGMENT, PlaneConfig
 
     d = PlaneConfig()
     p = sub.add_parser("plane", help="train a Neural ODE classifier on 2-D points (seconds on a CPU)",
                        description="Train a Neural ODE on labelled points in the plane, optionally with augmented "
                                    "dimensions (ANODE), and print its train/test accuracy.")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--dataset", choices=list(DATASETS), default=None, help="a generated dataset (default: moons)")
-    src.add_argument("--data", type=Path, help="your own points: CSV with the header x,y,label (labels 0..K-1, "
-                     "K <= 10)")
-    p.add_argument("--test", type=Path, help="test points for --data (default: 30%% of --data held out)")
-    p.add_argument("--n", type=int, default=1000, help="points of a generated dataset (default: 1000)")
-    p.add_argument("--noise", type=float, default=0.1, help="noise of a generated dataset (default: 0.1)")
+    _add_points_options(p, "a generated dataset (default: moons)",
+                        "your own points: CSV with the header x,y,label (labels 0..K-1, K <= 10)", 0.1)
     p.add_argument("--augment", type=int, default=d.augment, help=f"extra zero dimensions, 0..{MAX_AUGMENT} (ANODE; "
                    f"default: {d.augment})")
     p.add_argument("--width", type=int, default=d.width, help=f"hidden units of the vector field (default: {d.width})")
-    p.add_argument("--integrator", choices=list(METHODS), default=d.solver.integrator,
-                   help=f"integration method (default: {d.solver.integrator})")
-    p.add_argument("--steps", type=int, default=d.solver.steps, help=f"fixed solver steps (default: {d.solver.steps})")
-    p.add_argument("--adaptive", action="store_true", help="adaptive steps (bosh3, dopri5)")
-    p.add_argument("--rtol", type=float, default=1e-3, help="adaptive relative tolerance (default: 1e-3)")
-    p.add_argument("--gradient", choices=list(GRADIENT_METHODS), default=d.gradient,
-                   help=f"how gradients go through the solve (default: {d.gradient})")
-    p.add_argument("--iterations", type=int, default=d.iterations, help=f"full-batch Adam steps (default: "
-                   f"{d.iterations})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default: {d.lr})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the data and the model (default: 0)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_solve_options(p, d.solver, d.gradient)
+    _add_fit_options(p, d, "full-batch Adam steps")
 
 
 def _plane(args: argparse.Namespace) -> int:
-    from odenet.data.toy2d import train_test_points
-    from odenet.ode.solvers import SolverSpec
     from odenet.plane.classifier import PlaneConfig, train_plane
 
-    if args.test is not None and args.data is None:
-        raise ConfigError("--test needs --data (a generated dataset holds out its own test points)")
-    train, test = train_test_points(args.dataset, args.data, args.test, n=args.n, noise=args.noise, seed=args.seed)
-    solver = SolverSpec(integrator=args.integrator, steps=args.steps, adaptive=args.adaptive, rtol=args.rtol,
-                        atol=args.rtol / 10)
+    train, test, solver = _points_and_solver(args, None, labelled=True)
     cfg = PlaneConfig(augment=args.augment, width=args.width, solver=solver, gradient=args.gradient,
                       iterations=args.iterations, lr=args.lr, seed=args.seed)
     run = train_plane(cfg, train, test)
@@ -201,7 +225,6 @@ def _plane(args: argparse.Namespace) -> int:
 
 
 def _add_density_parser(sub: Any) -> None:
-    from odenet.data.toy2d import DATASETS
     from odenet.plane.density import DIVERGENCES, DensityConfig
 
     d = DensityConfig()
@@ -210,55 +233,34 @@ def _add_density_parser(sub: Any) -> None:
                                    "the data) to points in the plane and print its negative log-likelihood in nats "
                                    "per point, in the data's own coordinates, beside a fitted Gaussian's and a "
                                    "kernel density estimate's.")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--dataset", choices=list(DATASETS), default=None,
-                     help="a generated dataset (default: ringblobs; labels are ignored)")
-    src.add_argument("--data", type=Path, help="your own points: CSV with the header x,y (or x,y,label; labels are "
-                     "ignored)")
-    p.add_argument("--test", type=Path, help="test points for --data (default: 30%% of --data held out)")
-    p.add_argument("--n", type=int, default=1000, help="points of a generated dataset (default: 1000)")
-    p.add_argument("--noise", type=float, default=0.05, help="noise of a generated dataset (default: 0.05)")
+    _add_points_options(p, "a generated dataset (default: ringblobs; labels are ignored)",
+                        "your own points: CSV with the header x,y (or x,y,label; labels are ignored)", 0.05)
     p.add_argument("--width", type=int, default=d.width, help=f"hidden units of the vector field (default: {d.width})")
     p.add_argument("--depth", type=int, default=d.depth, help=f"hidden layers of the vector field (default: "
                    f"{d.depth})")
-    p.add_argument("--integrator", choices=list(METHODS), default=d.solver.integrator,
-                   help=f"integration method (default: {d.solver.integrator})")
-    p.add_argument("--steps", type=int, default=d.solver.steps, help=f"fixed solver steps (default: {d.solver.steps})")
-    p.add_argument("--adaptive", action="store_true", help="adaptive steps (bosh3, dopri5)")
-    p.add_argument("--rtol", type=float, default=1e-3, help="adaptive relative tolerance (default: 1e-3)")
-    p.add_argument("--gradient", choices=list(GRADIENT_METHODS), default=d.gradient,
-                   help=f"how gradients go through the solve (default: {d.gradient})")
+    _add_solve_options(p, d.solver, d.gradient)
     p.add_argument("--divergence", choices=list(DIVERGENCES), default=d.divergence,
                    help="exact (two vector-Jacobian products) or hutchinson (one random probe; default: exact)")
     p.add_argument("--kinetic", type=float, default=d.kinetic, help=f"weight of the kinetic-energy regulariser "
                    f"(0 = off; default: {d.kinetic})")
     p.add_argument("--jacobian", type=float, default=d.jacobian, help=f"weight of the Jacobian Frobenius-norm "
                    f"regulariser (0 = off; default: {d.jacobian})")
-    p.add_argument("--iterations", type=int, default=d.iterations, help=f"Adam steps (default: {d.iterations})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default: {d.lr})")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the data and the model (default: 0)")
+    _add_fit_options(p, d, "Adam steps")
     p.add_argument("--samples", type=int, default=0, help="draw this many points from the trained model (with --out)")
     p.add_argument("--out", type=Path, help="CSV file for --samples (header x,y,label, label 0)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _density(args: argparse.Namespace) -> int:
     import torch
 
-    from odenet.data.toy2d import DataError, PointSet, to_csv, train_test_points
-    from odenet.ode.solvers import SolverSpec
+    from odenet.data.toy2d import DataError, PointSet, to_csv
     from odenet.plane.density import DensityConfig, gaussian_nll, kde_nll, train_density
 
-    if args.test is not None and args.data is None:
-        raise ConfigError("--test needs --data (a generated dataset holds out its own test points)")
     if (args.samples > 0) != (args.out is not None) or not 0 <= args.samples <= 100_000:
         raise ConfigError("--samples N (1 to 100,000) and --out FILE go together")
     if args.out is not None and not args.out.resolve().parent.is_dir():
         raise DataError(f"{args.out}: its directory does not exist")
-    train, test = train_test_points(args.dataset or "ringblobs", args.data, args.test, n=args.n, noise=args.noise,
-                                    seed=args.seed, labelled=False)
-    solver = SolverSpec(integrator=args.integrator, steps=args.steps, adaptive=args.adaptive, rtol=args.rtol,
-                        atol=args.rtol / 10)
+    train, test, solver = _points_and_solver(args, "ringblobs", labelled=False)
     cfg = DensityConfig(width=args.width, depth=args.depth, solver=solver, gradient=args.gradient,
                         divergence=args.divergence, kinetic=args.kinetic, jacobian=args.jacobian,
                         iterations=args.iterations, lr=args.lr, seed=args.seed)
@@ -268,7 +270,7 @@ def _density(args: argparse.Namespace) -> int:
            "kde_test_nll": kde, "kde_bandwidth": bandwidth}
     if args.samples:
         x = run.model.sample(args.samples, solver, torch.Generator().manual_seed(args.seed))
-        args.out.write_text(to_csv(PointSet(x, torch.zeros(len(x), dtype=torch.long), 1, "samples")))
+        atomic_write_text(args.out, to_csv(PointSet(x, torch.zeros(len(x), dtype=torch.long), 1, "samples")))
         out["samples"] = str(args.out)
     if args.json:
         print(json.dumps(out))

@@ -36,7 +36,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
@@ -45,8 +45,9 @@ from torch import nn
 from odenet.data.toy2d import DataError, PointSet
 from odenet.errors import ConfigError
 from odenet.inspect.analysis import REFERENCE_SOLVER
-from odenet.ode.gradients import GRADIENT_METHODS, solve_spec
+from odenet.ode.gradients import solve_spec
 from odenet.ode.solvers import SolverError, SolverSpec
+from odenet.plane.settings import SEED_RANGE, PlaneSettings
 from odenet.utils import torch_threads
 
 __all__ = ["DIVERGENCES", "DensityConfig", "Velocity", "CNFDynamics", "DensityFlow", "LogLikelihood",
@@ -76,7 +77,7 @@ def one_thread(fn: F) -> F:
 
 
 @dataclass(frozen=True)
-class DensityConfig:
+class DensityConfig(PlaneSettings):
     """Everything a density training needs besides the points; validated on construction.
 
     The defaults fit the ring-plus-blobs mixture (1,000 points) to a test NLL within a few
@@ -97,41 +98,18 @@ class DensityConfig:
     batch_size: int = 2048  # training points per iteration (all of them when there are fewer)
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        def whole(name: str, lo: int, hi: int) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ConfigError(f"{name} must be a whole number from {lo} to {hi:,}, got {v!r}")
+    _WHOLE = {"width": (2, MAX_WIDTH), "depth": (1, MAX_DEPTH), "iterations": (1, MAX_ITERATIONS),
+              "batch_size": (2, 100_000), "seed": SEED_RANGE}
+    _NON_NEGATIVE = ("lr", "kinetic", "jacobian")
 
-        whole("width", 2, MAX_WIDTH)
-        whole("depth", 1, MAX_DEPTH)
-        whole("iterations", 1, MAX_ITERATIONS)
-        whole("batch_size", 2, 100_000)
-        whole("seed", 0, 2**31 - 1)
-        if not isinstance(self.solver, SolverSpec):
-            raise ConfigError(f"solver must be a SolverSpec, got {type(self.solver).__name__}")
-        if self.gradient not in GRADIENT_METHODS:
-            raise ConfigError(f"gradient must be one of {', '.join(GRADIENT_METHODS)}, got {self.gradient!r}")
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.divergence not in DIVERGENCES:
             raise ConfigError(f"divergence must be one of {', '.join(DIVERGENCES)}, got {self.divergence!r}")
-        for name in ("lr", "kinetic", "jacobian"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"{name} must be a finite number >= 0, got {v!r}")
-        if self.lr == 0:
-            raise ConfigError("lr must be > 0")
 
     @property
     def regularised(self) -> bool:
         return self.kinetic > 0 or self.jacobian > 0
-
-    def replace(self, **changes: Any) -> DensityConfig:
-        return replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["solver"] = {k: v for k, v in asdict(self.solver).items() if v is not None}
-        return d
 
 
 class Velocity(nn.Module):
