@@ -1,6 +1,5 @@
 """Density flows: a continuous normalizing flow carries a Gaussian into the data's density, trained live."""
 
-import pandas as pd
 import streamlit as st
 import torch
 
@@ -9,11 +8,18 @@ from odenet.app.cache import get_or_compute, peek
 from odenet.app.density_view import LESSON, baselines, lesson_table, pictures, regulariser_lesson, start_job
 from odenet.app.links import PageLink, locked_controls
 from odenet.app.nav import ensure_app_navigation
-from odenet.app.plane_view import CSV_CHOICE, poll_job
+from odenet.app.plane_view import (
+    CSV_CHOICE,
+    csv_inputs,
+    live_training,
+    progress_bar,
+    read_points,
+    stop_on_bad_input,
+    train_buttons,
+)
 from odenet.app.state import keep
 from odenet.app.urlstate import Param
-from odenet.data.toy2d import DATASETS, DataError, train_test_points
-from odenet.errors import ConfigError
+from odenet.data.toy2d import DATASETS
 from odenet.ode.gradients import GRADIENT_METHODS
 from odenet.ode.integrators import METHODS
 from odenet.ode.solvers import SolverError, SolverSpec
@@ -63,53 +69,36 @@ with locked_controls(link.lesson):
                                   help="weight of the Jacobian Frobenius-norm regulariser ||df/dz||^2 (RNODE)")
     upload = pasted = None
     if dataset == CSV_CHOICE:
-        upload = st.file_uploader("Your points: CSV with the header x,y (a label column is ignored)",
-                                  type=["csv", "txt"], key="dn_upload")
-        pasted = st.text_area("... or paste them here", key="dn_paste", height=100,
-                              placeholder="x,y\n0.1,0.2\n1.5,-0.3\n...")
+        upload, pasted = csv_inputs("dn", "Your points: CSV with the header x,y (a label column is ignored)",
+                                    "x,y\n0.1,0.2\n1.5,-0.3\n...")
 link.publish({"dataset": dataset, "noise": noise, "integrator": integ, "steps": steps, "adaptive": adaptive,
               "gradient": gradient, "kinetic": kinetic, "jacobian": jacobian})
 
-try:
+with stop_on_bad_input():
     solver = SolverSpec(integrator=integ, steps=steps, adaptive=adaptive)
-    source = upload.getvalue() if upload is not None else (pasted.encode() if pasted else None)
-    if dataset == CSV_CHOICE and source is None:
-        st.info("Upload or paste a CSV to fit a density to your own points.")
-        st.stop()
-    train, test = train_test_points(dataset if dataset != CSV_CHOICE else None, source, noise=noise, labelled=False)
+    train, test = read_points(dataset, upload, pasted, noise, False,
+                              "Upload or paste a CSV to fit a density to your own points.")
     config = DensityConfig(solver=solver, gradient=gradient, kinetic=float(kinetic), jacobian=float(jacobian))
-except (DataError, SolverError, ConfigError) as exc:
-    st.error(str(exc))
-    st.stop()
 
-job = st.session_state.get("density_job")
-running = job is not None and job.snapshot().state == "running"
-b1, b2, b3 = st.columns([2, 2, 6])
-if b1.button("Train", type="primary", disabled=running, key="dn_train"):
+
+def start():
+    """A new flow job, with the Gaussian and KDE baselines its curves are drawn against."""
     st.session_state["density_baselines"] = baselines(train, test)
-    job = st.session_state["density_job"] = start_job(config, train, test)
-    running = True
-if b2.button("Stop", disabled=not running, key="dn_stop"):
-    job.stop()
+    return start_job(config, train, test)
+
+
+job, running, b3 = train_buttons("density_job", "dn", start)
 b3.caption(f"{len(train)} training and {len(test)} test points; {config.iterations} full-batch Adam steps with "
            f"{solver.label()} ({'adaptive' if adaptive else solver.nfe_estimate} evaluations of f per solve), "
            f"{gradient} gradients. Every {REPORT_EVERY} iterations the test points are also solved with the "
            f"reference solver ({REFERENCE.label()}).")
 
 
-@st.fragment(run_every=1.0 if running else None)  # a second: the browser redraws two charts per update
-def live() -> None:
-    """The NLL and NFE curves while a job runs; a full rerun when it ends, so the pictures appear."""
-    poll_job("density_job", "density_shown", draw_progress)
-
-
 def draw_progress(history: list) -> None:
-    hist = pd.DataFrame([p.__dict__ for p in history])
+    """The NLL and NFE curves while a job runs."""
     last = history[-1]
     test_s = f", test NLL {last.test_nll:.3f}" if last.test_nll is not None else ""
-    st.progress(last.iteration / last.iterations,
-                text=f"iteration {last.iteration}/{last.iterations}: train NLL {last.train_nll:.3f}{test_s} "
-                     f"nats/point, {last.seconds:.1f} s")
+    hist = progress_bar(history, f"train NLL {last.train_nll:.3f}{test_s} nats/point")
     left, right = st.columns([3, 2])
     left.plotly_chart(plots.density_curves(hist, st.session_state.get("density_baselines")), key="dn_curve")
     right.plotly_chart(plots.density_nfe(hist), key="dn_nfe")
@@ -170,7 +159,7 @@ def lesson_section() -> None:
         st.dataframe(lesson_table(lesson), hide_index=True, key="dn_lesson_table")
 
 
-live()
+live_training("density_job", "density_shown", running, draw_progress)
 done = job is not None and job.snapshot().run is not None
 if done:
     results(job)

@@ -1,16 +1,26 @@
 """Flows in the plane: train a small Neural ODE on 2-D points in seconds and watch its flow."""
 
-import pandas as pd
 import streamlit as st
 
 from odenet.app import plots
 from odenet.app.cache import get_or_compute, peek
 from odenet.app.links import PageLink, locked_controls
 from odenet.app.nav import ensure_app_navigation
-from odenet.app.plane_view import CSV_CHOICE, LESSON, lesson_pair, poll_job, start_job
+from odenet.app.plane_view import (
+    CSV_CHOICE,
+    LESSON,
+    csv_inputs,
+    lesson_pair,
+    live_training,
+    progress_bar,
+    read_points,
+    start_job,
+    stop_on_bad_input,
+    train_buttons,
+)
 from odenet.app.state import keep
 from odenet.app.urlstate import Param
-from odenet.data.toy2d import DATASETS, DataError, train_test_points
+from odenet.data.toy2d import DATASETS
 from odenet.ode.integrators import METHODS
 from odenet.ode.solvers import SolverError, SolverSpec
 from odenet.plane.classifier import MAX_AUGMENT, PlaneConfig
@@ -50,51 +60,28 @@ with locked_controls(link.lesson):
     width = c[5].select_slider("Width", WIDTHS, value=D.width, key="pl_width", help="hidden units of f")
     upload = pasted = None
     if dataset == CSV_CHOICE:
-        upload = st.file_uploader("Your points: CSV with the header x,y,label (labels 0..K-1, K <= 10)",
-                                  type=["csv", "txt"], key="pl_upload")
-        pasted = st.text_area("... or paste them here", key="pl_paste", height=100,
-                              placeholder="x,y,label\n0.1,0.2,0\n1.5,-0.3,1\n...")
+        upload, pasted = csv_inputs("pl", "Your points: CSV with the header x,y,label (labels 0..K-1, K <= 10)",
+                                    "x,y,label\n0.1,0.2,0\n1.5,-0.3,1\n...")
 link.publish({"dataset": dataset, "noise": noise, "integrator": integ, "steps": steps, "augment": augment,
               "width": width})
 
-try:
+with stop_on_bad_input():
     solver = SolverSpec(integrator=integ, steps=steps)
-    source = upload.getvalue() if upload is not None else (pasted.encode() if pasted else None)
-    if dataset == CSV_CHOICE and source is None:
-        st.info("Upload or paste a CSV to train on your own points.")
-        st.stop()
-    train, test = train_test_points(dataset if dataset != CSV_CHOICE else None, source, noise=noise)
+    train, test = read_points(dataset, upload, pasted, noise, True,
+                              "Upload or paste a CSV to train on your own points.")
     config = PlaneConfig(augment=int(augment), width=width, solver=solver)
-except (DataError, SolverError) as exc:
-    st.error(str(exc))
-    st.stop()
 
-job = st.session_state.get("plane_job")
-running = job is not None and job.snapshot().state == "running"
-b1, b2, b3 = st.columns([2, 2, 6])
-if b1.button("Train", type="primary", disabled=running, key="pl_train"):
-    job = st.session_state["plane_job"] = start_job(config, train, test)
-    running = True
-if b2.button("Stop", disabled=not running, key="pl_stop"):
-    job.stop()
+job, running, b3 = train_buttons("plane_job", "pl", lambda: start_job(config, train, test))
 b3.caption(f"{len(train)} training and {len(test)} test points, {train.classes} classes; "
            f"{config.iterations} full-batch Adam steps with {solver.label()} ({solver.nfe_estimate} evaluations "
            "of f per solve).")
 
 
-@st.fragment(run_every=1.0 if running else None)
-def live() -> None:
-    """The training curve while a job runs; a full rerun when it ends, so the pictures appear."""
-    poll_job("plane_job", "plane_shown", draw_progress)
-
-
 def draw_progress(history: list) -> None:
-    hist = pd.DataFrame([p.__dict__ for p in history])
+    """The training curve while a job runs."""
     last = history[-1]
     test_s = f", test {100 * last.test_accuracy:.1f}%" if last.test_accuracy is not None else ""
-    st.progress(last.iteration / last.iterations,
-                text=f"iteration {last.iteration}/{last.iterations}: loss {last.loss:.3f}, train "
-                     f"{100 * last.train_accuracy:.1f}%{test_s}, {last.seconds:.1f} s")
+    hist = progress_bar(history, f"loss {last.loss:.3f}, train {100 * last.train_accuracy:.1f}%{test_s}")
     st.plotly_chart(plots.plane_curves(hist), key="pl_curve")
 
 
@@ -153,7 +140,7 @@ def lesson_section() -> None:
                              key=f"pl_lesson_{label[:9]}")
 
 
-live()
+live_training("plane_job", "plane_shown", running, draw_progress)
 done = job is not None and job.snapshot().run is not None
 if done:
     results(job)

@@ -3,20 +3,25 @@ the augmentation lesson (shared by every visitor, computed once)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from odenet.app.access import work_limiter
 from odenet.app.visitor import visitor_id
-from odenet.data.toy2d import PointSet, make_dataset, split
+from odenet.data.toy2d import DataError, PointSet, make_dataset, split, train_test_points
+from odenet.errors import ConfigError
+from odenet.ode.solvers import SolverError
 from odenet.plane.classifier import PlaneConfig, PlaneRun, accuracy, train_plane
 from odenet.plane.job import PlaneJob
 from odenet.plane.views import REFERENCE, Regions, decision_regions
 
-__all__ = ["CSV_CHOICE", "LESSON", "start_job", "lesson_pair", "LessonRun", "poll_job"]
+__all__ = ["CSV_CHOICE", "LESSON", "start_job", "lesson_pair", "LessonRun", "poll_job", "csv_inputs", "read_points",
+           "stop_on_bad_input", "train_buttons", "live_training", "progress_bar"]
 
 CSV_CHOICE = "your CSV"
 
@@ -80,3 +85,66 @@ def poll_job(job_key: str, shown_key: str, draw: Callable[[list[Any]], None]) ->
     elif view.state != "running" and st.session_state.get(shown_key) is not job:
         st.session_state[shown_key] = job
         st.rerun()
+
+
+def csv_inputs(prefix: str, label: str, placeholder: str) -> tuple[Any, str | None]:
+    """The plane pages' own-points inputs: an upload and a paste box (keys ``{prefix}_upload``/``_paste``)."""
+    upload = st.file_uploader(label, type=["csv", "txt"], key=f"{prefix}_upload")
+    pasted = st.text_area("... or paste them here", key=f"{prefix}_paste", height=100, placeholder=placeholder)
+    return upload, pasted
+
+
+def read_points(dataset: str, upload: Any, pasted: str | None, noise: float, labelled: bool,
+                ask: str) -> tuple[PointSet, PointSet]:
+    """(train, test) points for the page's choice: a generated ``dataset`` or the visitor's CSV.
+    With the CSV choice and nothing given yet, the page shows ``ask`` and ends its run there."""
+    source = upload.getvalue() if upload is not None else (pasted.encode() if pasted else None)
+    if dataset == CSV_CHOICE and source is None:
+        st.info(ask)
+        st.stop()
+    return train_test_points(dataset if dataset != CSV_CHOICE else None, source, noise=noise, labelled=labelled)
+
+
+@contextlib.contextmanager
+def stop_on_bad_input() -> Iterator[None]:
+    """Show bad points, a bad solver or a bad setting as its one-line message and end the run there."""
+    try:
+        yield
+    except (DataError, SolverError, ConfigError) as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def train_buttons(job_key: str, prefix: str, start: Callable[[], Any]) -> tuple[Any, bool, Any]:
+    """Train and Stop for the job kept in ``st.session_state[job_key]`` (``start()`` makes a new one).
+    Returns (the job or None, whether it runs, the column beside the buttons for a caption)."""
+    job = st.session_state.get(job_key)
+    running = job is not None and job.snapshot().state == "running"
+    b1, b2, b3 = st.columns([2, 2, 6])
+    if b1.button("Train", type="primary", disabled=running, key=f"{prefix}_train"):
+        job = st.session_state[job_key] = start()
+        running = True
+    if b2.button("Stop", disabled=not running, key=f"{prefix}_stop"):
+        job.stop()
+    return job, running, b3
+
+
+def live_training(job_key: str, shown_key: str, running: bool, draw: Callable[[list[Any]], None],
+                  every: float = 1.0) -> None:
+    """The plane pages' live view: a fragment that polls the job (:func:`poll_job`) every ``every``
+    seconds while ``running`` (the browser redraws the charts on each update, so not faster)."""
+
+    @st.fragment(run_every=every if running else None)
+    def live() -> None:
+        poll_job(job_key, shown_key, draw)
+
+    live()
+
+
+def progress_bar(history: list[Any], said: str) -> pd.DataFrame:
+    """A progress bar at the newest point of ``history`` ("iteration i/n: <said>, <seconds> s"); returns
+    the points as a table for the curves."""
+    last = history[-1]
+    st.progress(last.iteration / last.iterations,
+                text=f"iteration {last.iteration}/{last.iterations}: {said}, {last.seconds:.1f} s")
+    return pd.DataFrame([p.__dict__ for p in history])

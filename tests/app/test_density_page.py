@@ -1,39 +1,17 @@
 """The "Density flows" page in AppTest: data first, train (short), the pictures, a link's settings, lesson
 mode, bad CSV, the regulariser lesson."""
 
-import json
 import time
 
 import pytest
 
 from odenet.app import cache, density_view
-from tests.support.apptest import open_link, page
-
-
-def _figures(at) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-
-
-def _titles(at) -> list[str]:
-    out = []
-    for f in _figures(at):
-        title = f["layout"].get("title", {})
-        out.append(str(title.get("text", "")) if isinstance(title, dict) else str(title))
-    return out
-
-
-def _trained(at, timeout: float = 120.0):
-    at.button(key="dn_train").click().run()
-    job = at.session_state["density_job"]
-    assert job.wait(timeout), "the density training did not finish"
-    at.run()  # the run that shows the pictures
-    assert not at.exception, [e.value for e in at.exception]
-    return job
+from tests.support.apptest import figures, open_link, page, titles, train_plane_page
 
 
 def test_first_render_is_fast_and_shows_the_data(runs):
     at = page("density")
-    assert _titles(at) == ["ringblobs: the training points"]
+    assert titles(at) == ["ringblobs: the training points"]
     assert at.button(key="dn_stop").disabled and not at.button(key="dn_train").disabled
     assert "700 training and 300 test points; 800 full-batch Adam steps with rk4 x4" in at.caption[0].value
     started = time.perf_counter()
@@ -60,20 +38,20 @@ def test_train_shows_curves_and_every_picture(runs, monkeypatch):
     monkeypatch.setattr(density_view, "start_job", lambda config, train, test: real(config.replace(iterations=60),
                                                                                     train, test))
     at = open_link("density", dataset="ringblobs", steps="2")
-    job = _trained(at)
+    job = train_plane_page(at, "dn", "density_job")
     run = job.snapshot().run
     assert run.config.solver.steps == 2 and run.history[-1].iteration == 60
     assert [p.iteration for p in job.snapshot().history] == [20, 40, 60]
     assert all(p.probe_nfe and p.probe_nfe > 0 for p in job.snapshot().history)  # the live NFE of an accurate solve
     assert "Trained in" in at.success[0].value and "rk4 x2" in at.success[0].value
     assert "Gaussian fit" in at.success[0].value and "kernel density estimate" in at.success[0].value
-    titles = _titles(at)
+    shown = titles(at)
     for want in ("Negative log-likelihood (nats per point, lower is better)", "Evaluations of f per solve",
                  "The density at t = 1.00, with samples carried there",
                  "The flow carries the Gaussian into the data's density", "Samples beside the data"):
-        assert want in titles, (want, titles)
-    assert any(t.startswith("Trajectories of 40 samples (2 solver steps)") for t in titles)
-    anim = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("The flow carries"))
+        assert want in shown, (want, shown)
+    assert any(t.startswith("Trajectories of 40 samples (2 solver steps)") for t in shown)
+    anim = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith("The flow carries"))
     assert len(anim["frames"]) == 21 and anim["frames"][0]["data"][0]["type"] == "heatmap"
     labels = [s["label"] for s in anim["layout"]["sliders"][0]["steps"]]
     assert labels[0] == "t=0.00" and labels[-1] == "t=1.00"
@@ -82,7 +60,7 @@ def test_train_shows_curves_and_every_picture(runs, monkeypatch):
     assert mass == pytest.approx(1.0, abs=0.03)
     at.slider(key="dn_time").set_value(0.0).run()  # the Gaussian itself: no solve
     assert not at.exception
-    assert "The density at t = 0.00, with samples carried there" in _titles(at)
+    assert "The density at t = 0.00, with samples carried there" in titles(at)
 
 
 def test_link_settings_lesson_mode_and_a_bad_solver(runs):
@@ -109,7 +87,7 @@ def test_regulariser_lesson_trains_both_once_for_everyone(runs, monkeypatch):
     at = open_link("density", lesson="1")
     at.button(key="dn_lesson_run").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    lesson = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("How hard the flow"))
+    lesson = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith("How hard the flow"))
     assert [d["name"] for d in lesson["data"]] == ["no regulariser", "kinetic 0.05 + Jacobian 0.1"]
     table = at.dataframe[0].value
     assert list(table["model"]) == ["no regulariser", "kinetic 0.05 + Jacobian 0.1"]

@@ -1,35 +1,21 @@
 """The "Flows in the plane" page in AppTest: train, the pictures, a link's settings, lesson mode, bad CSV."""
 
-import json
 
 from odenet.app import cache
-from tests.support.apptest import open_link, page
-
-
-def _trained(at, timeout: float = 120.0):
-    at.button(key="pl_train").click().run()
-    job = at.session_state["plane_job"]
-    assert job.wait(timeout), "the plane training did not finish"
-    at.run()  # the run that shows the pictures
-    assert not at.exception, [e.value for e in at.exception]
-    return job
-
-
-def _figures(at) -> list[dict]:
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+from tests.support.apptest import figures, open_link, page, train_plane_page
 
 
 def test_default_page_shows_points_then_trains_and_shows_every_picture(runs):
     at = page("plane")
-    assert [f["layout"]["title"]["text"] for f in _figures(at)] == ["moons: the training points"]
+    assert [f["layout"]["title"]["text"] for f in figures(at)] == ["moons: the training points"]
     assert at.button(key="pl_stop").disabled and not at.button(key="pl_train").disabled
-    job = _trained(at)
+    job = train_plane_page(at, "pl", "plane_job")
     run = job.snapshot().run
     assert run.test_accuracy >= 0.97
     assert "Trained in" in at.success[0].value and "rk4 x4" in at.success[0].value
-    titles = [str(f["layout"].get("title", {}).get("text", "")) for f in _figures(at)]
+    titles = [str(f["layout"].get("title", {}).get("text", "")) for f in figures(at)]
     assert "Training" in titles and "Decision regions in the input plane (test points)" in titles
-    flow = next(f for f in _figures(at) if f["layout"]["title"]["text"].startswith("The flow"))
+    flow = next(f for f in figures(at) if f["layout"]["title"]["text"].startswith("The flow"))
     assert len(flow["frames"]) == 5  # t0 and the four rk4 steps: played in the browser, no rerun per frame
     assert [s["label"] for s in flow["layout"]["sliders"][0]["steps"]] == ["t=0", "t=0.25", "t=0.5", "t=0.75", "t=1"]
     sweep = at.dataframe[0].value
@@ -42,8 +28,8 @@ def test_link_settings_lesson_mode_and_the_3d_lift(runs):
     assert at.session_state["pl_data"] == "circles" and at.session_state["pl_aug"] == 1
     assert at.session_state["pl_steps"] == 2
     assert any("odenet_locked" in str(h.proto) for h in at.get("html"))  # the controls are hidden
-    _trained(at)
-    titles = [f["layout"]["title"]["text"] for f in _figures(at) if "title" in f["layout"]]
+    train_plane_page(at, "pl", "plane_job")
+    titles = [f["layout"]["title"]["text"] for f in figures(at) if "title" in f["layout"]]
     assert "Trajectories with the augmented dimension (vertical axis)" in titles
     assert "augment 1" in at.success[0].value and "rk4 x2" in at.success[0].value
 
@@ -65,7 +51,7 @@ def test_augment_lesson_trains_both_once_for_everyone(runs, monkeypatch):
     at = open_link("plane", dataset="circles")
     at.button(key="pl_lesson_run").click().run()
     assert not at.exception
-    labels = [f["layout"]["title"]["text"] for f in _figures(at) if f["layout"]["title"]["text"].startswith("augment")]
+    labels = [f["layout"]["title"]["text"] for f in figures(at) if f["layout"]["title"]["text"].startswith("augment")]
     assert len(labels) == 2 and labels[0].startswith("augment 0: ") and labels[1].startswith("augment 1: ")
     acc = [float(t.split(": ")[1].split("%")[0]) for t in labels]
     assert acc[1] >= 98.0 and acc[1] > acc[0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from streamlit.testing.v1 import AppTest
 
@@ -30,3 +32,29 @@ def page(name: str) -> AppTest:
 def open_link(page: str, **query: str) -> AppTest:
     """A fresh session opening ``/<page>?<query>``."""
     return _session(page, query)
+
+
+def figures(at: AppTest) -> list[dict]:
+    """The plotly figures the page drew, as their JSON specs."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def titles(at: AppTest) -> list[str]:
+    """The title text of every plotly figure ('' for an untitled one)."""
+    out = []
+    for f in figures(at):
+        title = f["layout"].get("title", {})
+        out.append(str(title.get("text", "")) if isinstance(title, dict) else str(title))
+    return out
+
+
+def train_plane_page(at: AppTest, prefix: str, job_key: str, timeout: float = 120.0) -> Any:
+    """Press a plane page's Train (``{prefix}_train``), wait for the job kept in
+    ``session_state[job_key]`` and rerun once so the pictures are drawn; fails the test on an
+    exception or a job that does not finish in ``timeout`` seconds.  Returns the job."""
+    at.button(key=f"{prefix}_train").click().run()
+    job = at.session_state[job_key]
+    assert job.wait(timeout), f"the {job_key} training did not finish in {timeout:g} s"
+    at.run()  # the run that shows the pictures
+    assert not at.exception, [e.value for e in at.exception]
+    return job

@@ -62,3 +62,36 @@ def shot(pg: Any, name: str) -> None:
     """Save a full-page screenshot as ``SHOTS/<name>.png``."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def readme_shot(pg: Any, name: str) -> None:
+    """:func:`shot`, and with ``ODENET_UPDATE_DOCS=1`` also the README's ``docs/screenshots/<name>.png``."""
+    shot(pg, name)
+    if os.environ.get("ODENET_UPDATE_DOCS") == "1":
+        docs = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+        docs.mkdir(exist_ok=True)
+        pg.screenshot(path=str(docs / f"{name}.png"), full_page=True)
+
+
+def press_train(pg: Any, url: str, heading: str) -> list:
+    """Open ``url``, wait for ``heading``, press the page's Train button; returns the (live) list of
+    every websocket frame the page sends from then on, to show that something happens in the browser alone."""
+    sent: list = []
+    pg.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
+    pg.goto(url)
+    pg.get_by_role("heading", name=heading).wait_for()
+    settle(pg)
+    pg.get_by_role("button", name="Train", exact=True).click()
+    return sent
+
+
+def plays_in_the_browser(chart: Any, current: Any, sent: list, end: str, timeout_ms: int = 20_000) -> None:
+    """Press a Plotly animation's Play in ``chart`` and wait until its slider text ``current`` reads
+    ``end``; fails if the page sent the server any message meanwhile (the frames are the browser's)."""
+    from playwright.sync_api import expect
+
+    assert sent, "the page's websocket was not observed"
+    sent.clear()
+    chart.get_by_text("▶ Play").click()
+    expect(current).to_have_text(end, timeout=timeout_ms)
+    assert sent == [], f"the page sent {len(sent)} messages to the server while the animation played"

@@ -10,7 +10,7 @@ import threading
 import pytest
 import torch
 
-from odenet.data.toy2d import DataError, load_csv, make_dataset, split, train_test_points
+from odenet.data.toy2d import DataError, load_csv, make_dataset, train_test_points
 from odenet.ode.integrators import custom_method
 from odenet.ode.solvers import SolverError, SolverSpec
 from odenet.plane.density import (
@@ -28,17 +28,6 @@ from odenet.plane.density_views import density_frames, probability_mass, sample_
 from odenet.plane.job import PlaneJob
 from odenet.plane.views import REFERENCE
 from odenet.utils import torch_threads
-
-
-@pytest.fixture(scope="module")
-def rings() -> tuple:
-    return split(make_dataset("ringblobs", n=500, noise=0.05, seed=1), seed=1)
-
-
-@pytest.fixture(scope="module")
-def rings_run(rings) -> DensityRun:
-    train, test = rings
-    return train_density(DensityConfig(iterations=150), train, test)
 
 
 def test_ringblobs_is_a_ring_and_three_blobs():

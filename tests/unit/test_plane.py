@@ -11,7 +11,7 @@ import torch
 from odenet.data.toy2d import DATASETS, DataError, load_csv, make_dataset, split, to_csv, train_test_points
 from odenet.ode.integrators import custom_method
 from odenet.ode.solvers import SolverSpec
-from odenet.plane.classifier import PlaneConfig, PlaneRun, accuracy, train_plane
+from odenet.plane.classifier import PlaneConfig, accuracy, train_plane
 from odenet.plane.job import PlaneJob
 from odenet.plane.views import (
     REFERENCE,
@@ -23,17 +23,6 @@ from odenet.plane.views import (
     round_trip_error,
     solver_sweep,
 )
-
-
-@pytest.fixture(scope="module")
-def moons() -> tuple:
-    return split(make_dataset("moons", n=600, noise=0.1, seed=3), seed=3)
-
-
-@pytest.fixture(scope="module")
-def moons_run(moons) -> PlaneRun:
-    train, test = moons
-    return train_plane(PlaneConfig(iterations=150), train, test)
 
 
 @pytest.mark.parametrize("name", DATASETS)
