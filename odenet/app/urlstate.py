@@ -69,7 +69,8 @@ def _one(p: Param, raw: str) -> Any:
         raise ValueError("not true/false")
     if kind == "choice":
         allowed = p.allowed()
-        by_text = {str(a): a for a in allowed}
+        # a link carries a choice as encode() writes it ("0" for 0.0) or as typed by hand ("0.0")
+        by_text = {**{str(a): a for a in allowed}, **{_text(a): a for a in allowed}}
         if raw not in by_text:
             raise ValueError("not one of the choices")
         return by_text[raw]
@@ -112,15 +113,17 @@ def encode(values: Mapping[str, Any], params: Sequence[Param]) -> dict[str, str]
         if p.name not in values or values[p.name] == p.default:
             continue
         v = values[p.name]
-        if isinstance(v, bool):
-            out[p.name] = "1" if v else "0"
-        elif isinstance(v, (list, tuple)):
-            out[p.name] = ",".join(str(x) for x in v)
-        elif isinstance(v, float):
-            out[p.name] = f"{v:g}"
-        else:
-            out[p.name] = str(v)
+        out[p.name] = ",".join(_text(x) for x in v) if isinstance(v, (list, tuple)) else _text(v)
     return out
+
+
+def _text(v: Any) -> str:
+    """One value as a link writes it: booleans as 1/0, floats short (0.05, 1e-05), the rest as str."""
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
 
 
 def lesson_mode(query: Mapping[str, Any]) -> bool:

@@ -40,3 +40,16 @@ def test_invalid_or_hostile_values_warn_and_use_the_default(name, raw):
 
 def test_lesson_flag():
     assert lesson_mode({"lesson": "1"}) and not lesson_mode({}) and not lesson_mode({"lesson": "0"})
+
+
+def test_float_choices_round_trip_through_their_short_form():
+    """A float choice is written short (0.0 -> "0", 1e-05 -> "1e-05"); reading the link back must give
+    the same value, not a warning (it used to: "0" is not str(0.0))."""
+    params = [Param("weight", "choice", 0.05, choices=[0.0, 1e-5, 0.05, 0.5]),
+              Param("weights", "choice_list", [0.05], choices=[0.0, 1e-5, 0.05, 0.5])]
+    for value in (0.0, 1e-5):
+        values = {"weight": value, "weights": [value, 0.5]}
+        query = encode(values, params)
+        assert query["weight"] == f"{value:g}"
+        assert parse(query, params) == (values, [])
+    assert parse({"weight": "0.0"}, params) == ({"weight": 0.0, "weights": [0.05]}, [])  # typed by hand
