@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default=None, help="run directory name (default: timestamp + integrator)")
     t.add_argument("--out", type=Path, default=None, help="also copy the final checkpoint to this path")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                   help="continue an interrupted or stopped run (e.g. runs/NAME) from its last resume checkpoint, "
+                        "with its own settings (no other training options)")
     e = sub.add_parser("evaluate", help="test loss/accuracy of a checkpoint",
                        description=f"Evaluate a checkpoint on the {TEST_SIZE:,} MNIST test images, optionally with "
                                    "another integrator or step count than it was trained with.")
@@ -283,9 +286,16 @@ def _density(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from odenet.train.trainer import Trainer, new_run_dir
+    from odenet.train.runs import TrainLock, holder_text, lock_holder
+    from odenet.train.trainer import Trainer, default_runs_dir, new_run_dir
     from odenet.utils import safe_name
 
+    if args.resume is not None:
+        given = [f"--{f.name.replace('_', '-')}" for f in _option_fields() if getattr(args, f.name, None) is not None]
+        given += [flag for flag, v in (("--config", args.config), ("--name", args.name), ("--runs-dir", args.runs_dir))
+                  if v is not None]
+        if given:
+            raise ConfigError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
     if args.name is not None:
         safe_name(args.name)  # before anything is created: a bad --name writes nothing anywhere
     base: dict[str, Any] = {}
@@ -299,7 +309,24 @@ def _train(args: argparse.Namespace) -> int:
     preset = opts.pop("preset", base.pop("preset", "default"))
     cfg = TrainConfig.from_preset(preset, **{**base, **opts})
     rank = int(os.environ.get("RANK", "0"))  # under torchrun only rank 0 writes and reports
-    run_dir = new_run_dir(args.runs_dir, args.name, cfg) if rank == 0 else None
+    resumed = None
+    if args.resume is not None:  # the run's own config; a bad path is a one-line error before anything runs
+        resumed = Trainer.resume(args.resume)
+        cfg = resumed.config
+    lock = None
+    if rank == 0:  # one job at a time per runs directory, across the app's servers and the CLI
+        runs_root = args.resume.parent if args.resume is not None else args.runs_dir
+        lock = TrainLock(runs_root if runs_root is not None else default_runs_dir())
+        if not lock.acquire(args.resume.name if args.resume is not None else None):
+            holder = lock_holder(lock.path.parent)
+            raise ConfigError(f"another job trains in {lock.path.parent} now: {holder_text(holder or {})}; wait for "
+                              f"it to end or use another --runs-dir")
+    if resumed is not None:
+        run_dir = args.resume
+    else:
+        run_dir = new_run_dir(args.runs_dir, args.name, cfg) if rank == 0 else None
+        if lock is not None:
+            lock.record(run_dir.name)
     bar = None
     if not args.quiet and rank == 0:
         from tqdm import tqdm
@@ -315,15 +342,27 @@ def _train(args: argparse.Namespace) -> int:
             msg = f"epoch {ev.epoch} batch {ev.batch}: test loss {ev.test_loss:.4f}, test acc {100 * ev.test_acc:.2f}%"
             (bar.write if bar is not None else print)(msg)
 
-    trainer = Trainer(cfg, run_dir=run_dir, callback=on_event)
+    if resumed is not None:
+        trainer = resumed
+        trainer.callback = on_event
+        for note in trainer.resume_notes:  # a damaged checkpoint was skipped: say so
+            print(f"warning: {note}", file=sys.stderr, flush=True)
+        if bar is not None:
+            bar.update(trainer.resume_point.step)
+    else:
+        trainer = Trainer(cfg, run_dir=run_dir, callback=on_event)
     prev = signal.signal(signal.SIGINT, lambda *_: trainer.stop())
     try:
         print(f"run directory: {run_dir}\nconfig: {json.dumps(cfg.to_dict(), sort_keys=True)}", flush=True)
+        if resumed is not None:
+            print(f"resuming from {trainer.resume_point.path.name} (step {trainer.resume_point.step})", flush=True)
         res = trainer.run()
     finally:
         signal.signal(signal.SIGINT, prev)
         if bar is not None:
             bar.close()
+        if lock is not None:
+            lock.release()
     if rank != 0:
         return 0 if res.status in ("finished", "stopped") else 1
     if args.out is not None and (run_dir / "last.pt").exists():

@@ -159,8 +159,7 @@ def lesson_section() -> None:
         st.dataframe(lesson_table(lesson), hide_index=True, key="dn_lesson_table")
 
 
-# every 2 s: the browser redraws two charts per update, on the same 2 cores in a demo
-live_training("density_job", "density_shown", running, draw_progress, every=2.0)
+live_training("density_job", "density_shown", running, draw_progress)
 done = job is not None and job.snapshot().run is not None
 if done:
     results(job)

@@ -7,10 +7,12 @@ is refused instead of executed.  A bare ``state_dict`` saved from the notebook a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pickle
 import pickletools
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -38,6 +40,12 @@ __all__ = [
     "shipped_odeness",
     "file_sha256",
     "MAX_CHECKPOINT_BYTES",
+    "ResumeError",
+    "ResumePoint",
+    "save_resume",
+    "resume_files",
+    "load_resume",
+    "KEEP_RESUME",
 ]
 
 FORMAT = "odenet.rknet"
@@ -152,7 +160,11 @@ def _infer_model_config(state: dict[str, torch.Tensor]) -> ModelConfig:
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and validate a checkpoint (odenet format or a bare notebook ``state_dict``)."""
     path = Path(path)
-    obj = _read(path)
+    return _checkpoint_from(_read(path), path)
+
+
+def _checkpoint_from(obj: Any, path: Path) -> Checkpoint:
+    """Validate what :func:`_read` returned for ``path`` (named in the errors)."""
     if isinstance(obj, dict) and obj.get("format") == FORMAT:
         if obj.get("version") != VERSION:
             raise CheckpointError(f"checkpoint {path} has format version {obj.get('version')!r}; "
@@ -171,6 +183,112 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         return Checkpoint(_infer_model_config(obj), obj, None, {"source": "state_dict"})
     raise CheckpointError(f"checkpoint {path} is neither an odenet checkpoint nor an RKNet state_dict "
                           f"(got {type(obj).__name__})")
+
+
+# -- resume checkpoints -----------------------------------------------------------------------
+# A run directory keeps its newest KEEP_RESUME resume checkpoints, ``resume-<step>.pt``.  Each is an
+# ordinary odenet checkpoint (the result model loads with load_model) plus a "resume" dict: the live
+# model, EMA, optimizer and schedule states, RNG states as uint8 tensors, the position (epoch, batch,
+# step), the training solver's steps (step adaptation), the counters of the run so far and how many
+# bytes of metrics.jsonl belong to the run up to this point.  Only tensors, numbers, strings, None,
+# lists, tuples and dicts: torch.load(weights_only=True) reads it.
+KEEP_RESUME = 2
+RESUME_VERSION = 1
+_RESUME_NAME = re.compile(r"resume-(\d+)\.pt")
+_RESUME_KEYS = ("epoch", "batch", "step", "evaluated", "model", "optimizer", "rng", "solver_steps", "elapsed",
+                "eval_seconds", "metrics_bytes")
+
+
+class ResumeError(OdenetError, ValueError):
+    """A run cannot be resumed (no such run, no resume checkpoint, finished, damaged); the message says why."""
+
+
+@dataclass
+class ResumePoint:
+    """The resume checkpoint a run continues from: its ``path``, the run's ``config`` and the ``state``
+    (the checkpoint's "resume" dict); ``notes`` says what was skipped to find it (damaged files)."""
+
+    path: Path
+    config: TrainConfig
+    state: dict[str, Any]
+    notes: list[str]
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+
+def save_resume(run_dir: str | Path, model: RKNet, train_config: TrainConfig, metrics: dict[str, Any],
+                model_config: ModelConfig, state: dict[str, Any]) -> Path:
+    """Atomically write ``run_dir/resume-<step>.pt`` (``model``: the result model, as in last.pt;
+    ``state``: the "resume" dict) and remove all but the newest :data:`KEEP_RESUME` of them."""
+    run_dir = Path(run_dir)
+    path = run_dir / f"resume-{int(state['step']):08d}.pt"
+    weights = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": VERSION, "model_config": model_config.to_dict(),
+               "train_config": train_config.to_dict(), "metrics": dict(metrics), "state_dict": weights,
+               "resume": {"version": RESUME_VERSION, **state}}
+    atomic_torch_save(payload, path)
+    for old in resume_files(run_dir)[KEEP_RESUME:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+    return path
+
+
+def resume_files(run_dir: str | Path) -> list[Path]:
+    """A run's resume checkpoints, newest (highest step) first."""
+    found = []
+    with contextlib.suppress(OSError):
+        for p in Path(run_dir).iterdir():
+            m = _RESUME_NAME.fullmatch(p.name)
+            if m:
+                found.append((int(m[1]), p))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def _read_resume(path: Path) -> ResumePoint:
+    """One resume checkpoint, validated (CheckpointError if unreadable or incomplete)."""
+    raw = _read(path)
+    ck = _checkpoint_from(raw, path)
+    state = raw.get("resume")
+    if not isinstance(state, dict) or state.get("version") != RESUME_VERSION:
+        raise CheckpointError(f"checkpoint {path} carries no resume state of version {RESUME_VERSION}")
+    missing = [k for k in _RESUME_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}'s resume state lacks {', '.join(missing)}")
+    if ck.train_config is None:
+        raise CheckpointError(f"checkpoint {path} has no training config")
+    return ResumePoint(path, ck.train_config, state, [])
+
+
+def load_resume(run_dir: str | Path) -> ResumePoint:
+    """The newest readable resume checkpoint of ``run_dir``.  A damaged one (truncated, corrupted) is
+    renamed ``*.damaged`` and the one before it is used; ``notes`` says so.  ResumeError when the
+    directory is not a run or none is readable."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ResumeError(f"cannot resume {run_dir}: no such run directory")
+    if not run_dir.is_dir():
+        raise ResumeError(f"cannot resume {run_dir}: not a directory (give the run's directory, e.g. runs/NAME)")
+    if not (run_dir / "config.json").is_file():
+        raise ResumeError(f"cannot resume {run_dir}: not an odenet run directory (it has no config.json)")
+    files = resume_files(run_dir)
+    if not files:
+        raise ResumeError(f"cannot resume {run_dir}: it has no resume checkpoint (resume-*.pt); it was written by "
+                          f"an older odenet or ended before its first one")
+    notes: list[str] = []
+    for path in files:
+        try:
+            point = _read_resume(path)
+        except CheckpointError as exc:
+            with contextlib.suppress(OSError):
+                path.rename(path.with_name(path.name + ".damaged"))
+            notes.append(f"{path.name} is damaged ({exc}); renamed it {path.name}.damaged and fell back to the "
+                         f"checkpoint before it")
+            continue
+        point.notes = notes
+        return point
+    raise ResumeError(f"cannot resume {run_dir}: every resume checkpoint is damaged ({'; '.join(notes)})")
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> RKNet:

@@ -1,13 +1,16 @@
-"""The runs directory: list finished/stopped/interrupted runs and read their metrics."""
+"""The runs directory: list finished/stopped/interrupted runs, read their metrics, and the lock that
+lets one job at a time train across every process sharing the directory."""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +18,12 @@ from typing import Any
 import pandas as pd
 
 from odenet.errors import OdenetError
-from odenet.train.checkpoints import pretrained_models, summarize_checkpoint
+from odenet.train.checkpoints import pretrained_models, resume_files, summarize_checkpoint
 from odenet.train.config import TrainConfig
-from odenet.train.trainer import default_runs_dir
+from odenet.train.trainer import default_runs_dir, process_alive
 
 __all__ = ["RunInfo", "list_runs", "read_metrics", "ModelChoice", "available_models", "config_solver_label", "RunBusy",
-           "delete_run", "remove_stale_temp_files"]
+           "delete_run", "remove_stale_temp_files", "TrainLock", "LOCK_NAME", "lock_holder", "holder_text"]
 
 
 @dataclass
@@ -42,6 +45,11 @@ class RunInfo:
     def checkpoint(self) -> Path | None:
         p = self.path / "last.pt"
         return p if p.is_file() else None
+
+    @property
+    def resumable(self) -> bool:
+        """Interrupted or stopped with a resume checkpoint: ``python -m odenet train --resume`` continues it."""
+        return self.status in ("interrupted", "stopped") and bool(resume_files(self.path))
 
     @property
     def solver_label(self) -> str:
@@ -72,16 +80,101 @@ def config_solver_label(config: dict[str, Any]) -> str:
         return "?"
 
 
-def _pid_alive(pid: Any, host: Any) -> bool:
-    if not isinstance(pid, int) or host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+_pid_alive = process_alive
+
+
+# -- one training job at a time per runs directory ----------------------------------------------
+LOCK_NAME = ".train.lock"
+
+
+class TrainLock:
+    """The runs directory's training lock: ``<runs>/.train.lock``, held with ``fcntl.flock`` by the
+    process that trains (the app's job worker, the CLI), so the processes sharing a runs directory
+    (two servers, a restarted one, the CLI) train one job at a time.  The kernel releases it when
+    its holder dies (SIGKILL, out of memory); the file records the holder's pid, host and run so the
+    others can say where the running job is.  flock is per open file: a second TrainLock in the same
+    process conflicts too."""
+
+    def __init__(self, runs_dir: str | Path) -> None:
+        self.path = Path(runs_dir) / LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, run: str | None = None, what: str = "job") -> bool:
+        """Take the lock without waiting; True if this object holds it now."""
+        if self._fd is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        self.record(run, what)
         return True
-    return True
+
+    def record(self, run: str | None, what: str = "job") -> None:
+        """Say in the lock file who holds it: pid, host, the run directory's name, since when."""
+        if self._fd is None:
+            return
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "run": run, "what": what,
+                           "since": time.time()}).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, info, 0)
+
+    def release(self) -> None:
+        """Let the next job train (closing the file drops the flock)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)
+
+    def __enter__(self) -> TrainLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_holder(runs_dir: str | Path | None = None) -> dict[str, Any] | None:
+    """Who trains in ``runs_dir`` now: the lock file's record (pid, host, run, what, since), or None
+    when nobody holds the lock.  Probes with a shared flock, so it never blocks and never takes the
+    lock from a trainer for longer than the probe."""
+    path = (Path(runs_dir) if runs_dir is not None else default_runs_dir()) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            for _ in range(5):  # the holder writes its record right after taking the lock
+                try:
+                    obj = json.loads(os.pread(fd, 4096, 0) or b"null")
+                except ValueError:
+                    obj = None
+                if isinstance(obj, dict):
+                    return obj
+                time.sleep(0.02)
+            return {}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def holder_text(holder: dict[str, Any]) -> str:
+    """Where the running job is, in words: ``run 2026...-rk4x1 (pid 123 on host h)``."""
+    run = holder.get("run")
+    where = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}"
+    return f"run {run} ({where})" if run else f"a job starting ({where})"
 
 
 def _read_status(run: Path) -> dict[str, Any]:
@@ -107,13 +200,15 @@ def list_runs(runs_dir: str | Path | None = None, active: set[Path] | None = Non
     if not root.is_dir():
         return []
     out = []
+    holder = lock_holder(root) or {}
     for run in sorted((p for p in root.iterdir() if p.is_dir()), key=_mtime, reverse=True):
         if not run.is_dir():  # deleted since the listing (another visitor, New class)
             continue
         st = _read_status(run)
         status = st.get("status", "unknown")
         if status == "running":
-            alive = _pid_alive(st.get("pid"), st.get("host"))
+            alive = _pid_alive(st.get("pid"), st.get("host")) or (  # another host: the lock says it lives
+                holder.get("run") == run.name and holder.get("pid") == st.get("pid"))
             if not alive or (active is not None and st.get("pid") == os.getpid() and run.resolve() not in active):
                 status = "interrupted"
         final_solver = st.get("final_solver")

@@ -30,19 +30,53 @@ from odenet.errors import OdenetError
 from odenet.model.regularizers import Regularized, solver_accuracies, steer_solver
 from odenet.model.rknet import RKNet
 from odenet.ode.solvers import SolverSpec
-from odenet.train.checkpoints import save_checkpoint
+from odenet.train.checkpoints import ResumeError, ResumePoint, load_resume, save_checkpoint, save_resume
 from odenet.train.config import TrainConfig
 from odenet.utils import amp_pays, atomic_write_text, pick_device, safe_name
 
 __all__ = ["TrainEvent", "TrainResult", "TrainingDiverged", "Trainer", "Ranks", "MetricsWindow", "evaluate",
-           "default_runs_dir", "new_run_dir", "decay_groups"]
+           "default_runs_dir", "new_run_dir", "decay_groups", "process_alive", "RESUME_EVERY"]
 
 
 ADAPT_HOLDOUT = 500  # held-out training images on which step adaptation compares solvers
+# Seconds between mid-epoch resume checkpoints (also written at every epoch end and on stop); one
+# costs ~3 MB and tens of milliseconds (docs/training.md, "Resuming a run").  ODENET_RESUME_EVERY overrides.
+RESUME_EVERY = 30.0
+
+
+def resume_every_default() -> float:
+    """``$ODENET_RESUME_EVERY`` (seconds, 0 = at every report) if set and valid, else :data:`RESUME_EVERY`."""
+    try:
+        v = float(os.environ.get("ODENET_RESUME_EVERY", RESUME_EVERY))
+    except ValueError:
+        return RESUME_EVERY
+    return v if math.isfinite(v) and v >= 0 else RESUME_EVERY
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def process_alive(pid: Any, host: Any) -> bool:
+    """Whether process ``pid`` runs on this host (False for another host: it cannot be asked)."""
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, {} if missing or unreadable."""
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 class TrainingDiverged(OdenetError, RuntimeError):
@@ -293,7 +327,8 @@ class Trainer:
     def __init__(self, config: TrainConfig,
                  data: tuple[MNISTSplit, MNISTSplit] | Callable[[], tuple[MNISTSplit, MNISTSplit]] | None = None,
                  run_dir: str | Path | None = None, callback: Callable[[TrainEvent], None] | None = None,
-                 stop_event: threading.Event | None = None) -> None:
+                 stop_event: threading.Event | None = None, resume: ResumePoint | None = None,
+                 resume_every: float | None = None) -> None:
         self.config = config
         self._data = data
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -316,6 +351,42 @@ class Trainer:
         self.solver: SolverSpec = config.model.solver  # the training solver now (step adaptation changes it)
         self._holdout: tuple[torch.Tensor, torch.Tensor] | None = None  # step adaptation's held-out batch
         self._steer_gen: torch.Generator | None = None
+        # resuming (resume checkpoints: odenet.train.checkpoints.save_resume)
+        self._resume = resume
+        self.resume_every = resume_every_default() if resume_every is None else max(0.0, float(resume_every))
+        self._last_resume_save = 0.0
+        self._opt: torch.optim.Optimizer | None = None
+        self._sched: Any = None
+        self._gen: torch.Generator | None = None
+        self._epoch_rng: torch.Tensor | None = None  # the data generator's state when the epoch began
+
+    @classmethod
+    def resume(cls, run_dir: str | Path,
+               data: tuple[MNISTSplit, MNISTSplit] | Callable[[], tuple[MNISTSplit, MNISTSplit]] | None = None,
+               callback: Callable[[TrainEvent], None] | None = None, stop_event: threading.Event | None = None,
+               resume_every: float | None = None) -> Trainer:
+        """A Trainer that continues ``run_dir`` from its newest readable resume checkpoint (a damaged one
+        falls back to the one before; ``resume_notes`` says so).  ResumeError if the run cannot be
+        resumed: no such directory, no resume checkpoint, already finished."""
+        run_dir = Path(run_dir)
+        status = _read_json(run_dir / "status.json") if run_dir.is_dir() else {}
+        if status.get("status") == "finished":
+            raise ResumeError(f"cannot resume {run_dir}: it has finished; there is nothing left to train")
+        if status.get("status") == "running" and process_alive(status.get("pid"), status.get("host")):
+            raise ResumeError(f"cannot resume {run_dir}: it is training now (pid {status.get('pid')} on "
+                              f"{status.get('host')})")
+        point = load_resume(run_dir)
+        return cls(point.config, data, run_dir, callback, stop_event, resume=point, resume_every=resume_every)
+
+    @property
+    def resume_point(self) -> ResumePoint | None:
+        """The resume checkpoint this trainer continues from (None for a fresh run)."""
+        return self._resume
+
+    @property
+    def resume_notes(self) -> list[str]:
+        """What resuming had to skip (damaged checkpoints), for the caller to show."""
+        return list(self._resume.notes) if self._resume is not None else []
 
     # -- control ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -379,9 +450,16 @@ class Trainer:
         self._start = time.perf_counter()
         self._status = {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
                         "started": _now(), "config": cfg.to_dict()}
+        if self._resume is not None:
+            if world > 1:
+                raise ResumeError("resuming is not supported under torchrun (several processes); resume on one")
+            old = _read_json(self.run_dir / "status.json") if self.run_dir is not None else {}
+            self._status.update(started=old.get("started", self._status["started"]), resumed=_now(),
+                                resumed_from=self._resume.path.name)
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / "config.json", cfg.to_json())
+            if self._resume is None:
+                atomic_write_text(self.run_dir / "config.json", cfg.to_json())
             self._write_status()
         try:
             status, message = self._train()
@@ -482,6 +560,7 @@ class Trainer:
         self._bpe = (train_size // ranks.world) // batch_size
         self._total = cfg.epochs * self._bpe
         self._model, opt, sched = self._build(self._total)
+        self._opt, self._sched, self._gen = opt, sched, gen
         if cfg.ema > 0:  # weights and BatchNorm statistics averaged over the last ~1/(1-ema) steps
             self._ema = torch.optim.swa_utils.AveragedModel(self._model, multi_avg_fn=_ema_update(cfg.ema),
                                                             use_buffers=True)
@@ -500,8 +579,19 @@ class Trainer:
         if cfg.compile:
             model_fwd = torch.compile(model_fwd)
         self.amp = cfg.amp if cfg.amp is not None else amp_pays(self.device)
-        self._emit(TrainEvent("start", batches_per_epoch=self._bpe, total_steps=self._total,
-                              message=f"{cfg.model.label()}{' (bf16 autocast)' if self.amp else ''}"))
+        if self._resume is not None:
+            self._restore(self._resume.state)
+        self._last_resume_save = time.perf_counter()
+        label = f"{cfg.model.label()}{' (bf16 autocast)' if self.amp else ''}"
+        if self._resume is None:
+            self._emit(TrainEvent("start", batches_per_epoch=self._bpe, total_steps=self._total, message=label))
+        else:  # where it goes on from, and what resuming had to skip
+            st = self._resume.state
+            notes = "".join(f"; {n}" for n in self._resume.notes)
+            self._emit(TrainEvent("start", epoch=int(st["epoch"]), batch=int(st["batch"]), batches_per_epoch=self._bpe,
+                                  step=self.step, total_steps=self._total, elapsed=time.perf_counter() - self._start,
+                                  message=f"{label}; resumed from {self._resume.path.name} at epoch "
+                                          f"{int(st['epoch'])}, batch {int(st['batch'])} (step {self.step}){notes}"))
         self._model.train()
         try:
             return self._epochs(model_fwd, opt, sched, train, test, gen, batch_size)
@@ -511,20 +601,98 @@ class Trainer:
     def _epochs(self, model_fwd: Any, opt: torch.optim.Optimizer, sched: Any, train: MNISTSplit, test: MNISTSplit,
                 gen: torch.Generator, batch_size: int) -> tuple[str, str]:
         cfg, ranks = self.config, self.ranks
-        for epoch in range(1, cfg.epochs + 1):
+        first, done, evaluated = 1, 0, True
+        if self._resume is not None:  # the epoch it stopped in, and the batches of it already trained
+            st = self._resume.state
+            first, done, evaluated = int(st["epoch"]), int(st["batch"]), bool(st["evaluated"])
+            gen.set_state(st["rng"]["data_epoch"])
+        for epoch in range(first, cfg.epochs + 1):
+            self._epoch_rng = gen.get_state()
             batches = iterate_batches(train, batch_size, shuffle=True, generator=gen, augment=cfg.augment,
                                       drop_last=True, shard=(ranks.rank, ranks.world))
-            stopped_at = self._run_epoch(epoch, batches, model_fwd, opt, sched, test, batch_size)
+            if epoch == first and done:
+                batches = self._replay(batches, done)
+            stopped_at = self._run_epoch(epoch, batches, model_fwd, opt, sched, test, batch_size,
+                                         start=done if epoch == first else 0,
+                                         evaluate_first=epoch == first and not evaluated)
             if stopped_at is not None:
                 self._average_buffers()
                 self._save("last.pt", epoch)
+                self._save_resume(epoch, stopped_at, evaluated=False)
                 return "stopped", f"stopped by request at epoch {epoch}, batch {stopped_at}"
             self._evaluate(epoch, self._bpe, test, full=True)
             self._emit(TrainEvent("epoch", epoch=epoch, batch=self._bpe, batches_per_epoch=self._bpe, step=self.step,
                                   total_steps=self._total, elapsed=time.perf_counter() - self._start,
                                   test_acc=self.final_acc))
             self._save("last.pt", epoch)
+            if epoch < cfg.epochs:  # the next epoch from its start (a finished run has nothing to resume)
+                self._save_resume(epoch + 1, 0)
         return "finished", ""
+
+    # -- resuming -----------------------------------------------------------------------
+    def _resume_state(self, epoch: int, batch: int, evaluated: bool) -> dict[str, Any]:
+        """Everything :meth:`_restore` needs to continue after ``batch`` of ``epoch`` exactly as an
+        uninterrupted run would: tensors (RNG states as uint8), numbers, strings, dicts (no objects)."""
+        cpu = {k: v.detach().to("cpu").clone() for k, v in self._model.state_dict().items()}
+        metrics = self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
+        return {
+            "epoch": epoch, "batch": batch, "step": self.step, "evaluated": evaluated, "model": cpu,
+            "ema": None if self._ema is None else {k: v.detach().to("cpu").clone()
+                                                   for k, v in self._ema.state_dict().items()},
+            "optimizer": self._opt.state_dict(), "scheduler": None if self._sched is None else self._sched.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "data_epoch": self._epoch_rng.clone(),
+                    "data": self._gen.get_state(),
+                    "steer": None if self._steer_gen is None else self._steer_gen.get_state(),
+                    "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None},
+            "solver_steps": self.solver.steps, "best_acc": self.best_acc, "final_acc": self.final_acc,
+            "elapsed": time.perf_counter() - self._start, "eval_seconds": self._eval_seconds,
+            "metrics_bytes": metrics.stat().st_size if metrics is not None and metrics.exists() else 0,
+        }
+
+    def _save_resume(self, epoch: int, batch: int, evaluated: bool = True) -> None:
+        """Write a resume checkpoint for the position after ``batch`` of ``epoch`` (0: its start);
+        ``evaluated``: the mid-epoch evaluation due after that batch (if any) is done."""
+        if self.run_dir is None:
+            return
+        model = self._result_model()
+        save_resume(self.run_dir, model, self.config, self._metrics(epoch), model.config.with_solver(self.solver),
+                    self._resume_state(epoch, batch, evaluated))
+        self._last_resume_save = time.perf_counter()
+
+    def _restore(self, st: dict[str, Any]) -> None:
+        """Put the model, EMA, optimizer, schedule, RNG streams, solver and counters back as
+        :meth:`_resume_state` recorded them, and cut metrics.jsonl back to that point."""
+        self._model.load_state_dict(st["model"])
+        if self._ema is not None and st.get("ema") is not None:
+            self._ema.load_state_dict(st["ema"])
+        self._opt.load_state_dict(st["optimizer"])
+        if self._sched is not None and st.get("scheduler") is not None:
+            self._sched.load_state_dict(st["scheduler"])
+        torch.set_rng_state(st["rng"]["torch"])
+        if self._steer_gen is not None and st["rng"].get("steer") is not None:
+            self._steer_gen.set_state(st["rng"]["steer"])
+        if self.device.type == "cuda" and st["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(st["rng"]["cuda"], self.device)
+        self.solver = self.config.model.solver.replace(steps=int(st["solver_steps"]))
+        self.step = int(st["step"])
+        self.best_acc, self.final_acc = st.get("best_acc"), st.get("final_acc")
+        self._eval_seconds = float(st["eval_seconds"])
+        self._start = time.perf_counter() - float(st["elapsed"])  # elapsed times go on from where they were
+        metrics = self.run_dir / "metrics.jsonl" if self.run_dir is not None else None
+        if metrics is not None and metrics.exists() and metrics.stat().st_size > int(st["metrics_bytes"]):
+            with open(metrics, "r+b") as fh:  # reports after the checkpoint are made again
+                fh.truncate(int(st["metrics_bytes"]))
+
+    def _replay(self, batches: Any, done: int) -> Any:
+        """Draw the ``done`` batches already trained this epoch (no training: the data generator's
+        permutation and augmentation draws advance as they did), check that the generator is where
+        the checkpoint left it, and return the rest of the epoch."""
+        for _ in range(done):
+            next(batches, None)
+        if not torch.equal(self._gen.get_state(), self._resume.state["rng"]["data"]):
+            raise ResumeError(f"cannot resume from {self._resume.path.name}: replaying the data order did not reach "
+                              f"the recorded generator state (different data or train_size?)")
+        return batches
 
     def _adapt_steps(self, epoch: int, batch: int) -> None:
         """Step adaptation (Ott et al. 2021): double ``steps`` when accuracy on the held-out batch
@@ -548,13 +716,17 @@ class Trainer:
                                       f"{100 * gap:.1f} > {100 * cfg.adapt_threshold:g} points)"))
 
     def _run_epoch(self, epoch: int, batches: Any, model_fwd: Any, opt: torch.optim.Optimizer, sched: Any,
-                   test: MNISTSplit, batch_size: int) -> int | None:
-        """One pass over the batches; returns the batch at which a stop was agreed, else None."""
+                   test: MNISTSplit, batch_size: int, start: int = 0, evaluate_first: bool = False) -> int | None:
+        """One pass over the batches after the first ``start`` (a resumed epoch); returns the batch at
+        which a stop was agreed, else None.  ``evaluate_first``: make the mid-epoch evaluation due
+        after batch ``start`` first (a run stopped just before it)."""
         cfg, ranks, model = self.config, self.ranks, self._model
         eval_split = test.subset(cfg.eval_size)
         window = MetricsWindow(self.device)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
-        for batch, (x, y) in enumerate(batches, start=1):
+        if evaluate_first and cfg.eval_every and start % cfg.eval_every == 0 and 0 < start < self._bpe:
+            self._evaluate(epoch, start, eval_split, full=cfg.eval_size is None)
+        for batch, (x, y) in enumerate(batches, start=start + 1):
             spec = steer_solver(self.solver, cfg.steer, self._steer_gen)
             regs: dict[str, torch.Tensor] | None = None
             with autocast:
@@ -582,7 +754,8 @@ class Trainer:
             if cfg.adapt_every and self.step % cfg.adapt_every == 0:
                 self._adapt_steps(epoch, batch)
             last = batch == self._bpe
-            if batch % cfg.log_every == 0 or last or stop:
+            reported = batch % cfg.log_every == 0 or last or stop
+            if reported:
                 stats = window.report(ranks, batch_size)
                 if not math.isfinite(stats["train_loss"]):
                     raise TrainingDiverged(f"training diverged: mean loss {stats['train_loss']} at epoch {epoch}, "
@@ -596,4 +769,8 @@ class Trainer:
                 return batch
             if cfg.eval_every and batch % cfg.eval_every == 0 and not last:
                 self._evaluate(epoch, batch, eval_split, full=cfg.eval_size is None)
+            # a resume point only where the metrics window was just reported (empty): a resumed run then
+            # reports the same windows as an uninterrupted one
+            if reported and not last and time.perf_counter() - self._last_resume_save >= self.resume_every:
+                self._save_resume(epoch, batch)
         return None
