@@ -53,7 +53,7 @@ u = link.values
 link.seed({"dn_data": u["dataset"], "dn_noise": u["noise"], "dn_integ": u["integrator"], "dn_steps": u["steps"],
            "dn_adapt": u["adaptive"], "dn_grad": u["gradient"], "dn_kin": u["kinetic"], "dn_jac": u["jacobian"]})
 with locked_controls(link.lesson):
-    c = st.columns([2, 2, 2, 2, 2, 2, 2, 2])
+    c = [*st.columns(4), *st.columns(4)]  # two rows of four: the labels fit at 1280 x 720
     dataset = c[0].selectbox("Dataset", [*DATASETS, CSV_CHOICE], index=DATASETS.index("ringblobs"), key="dn_data",
                              help="labels are ignored: the flow models where the points are")
     noise = c[1].slider("Noise", 0.0, 0.5, 0.05, 0.01, key="dn_noise", disabled=dataset == CSV_CHOICE)
@@ -159,7 +159,8 @@ def lesson_section() -> None:
         st.dataframe(lesson_table(lesson), hide_index=True, key="dn_lesson_table")
 
 
-live_training("density_job", "density_shown", running, draw_progress)
+# every 2 s: the browser redraws two charts per update, on the same 2 cores in a demo
+live_training("density_job", "density_shown", running, draw_progress, every=2.0)
 done = job is not None and job.snapshot().run is not None
 if done:
     results(job)
