@@ -104,6 +104,25 @@ def warm_pages(timeout: float = 120.0) -> list[str]:
     return failed
 
 
+def freeze_warm_heap() -> int:
+    """Hide what the warm-up built from the garbage collector (``gc.freeze``); returns how many objects.
+
+    Streamlit runs a full collection (``gc.collect(2)``, its ``runner.postScriptGC``) after every
+    script run, a fragment's timed rerun included, holding the GIL.  Over the warmed heap (torch,
+    plotly's validators, MNIST, the shipped models, the pages' modules: ~450,000 objects) one took
+    0.24 s on the 2-core EPYC, so a room's reruns queued behind each other's collections: with 30
+    visitors and a job training the server used one core and p95 was 21 s
+    (``benchmarks/app/capacity.json``).  Frozen objects live as long as the server anyway; what
+    sessions create afterwards is still collected after each run.  ``ODENET_GC_FREEZE=0`` skips it."""
+    import gc
+
+    if os.environ.get("ODENET_GC_FREEZE", "1") == "0":
+        return 0
+    gc.collect()  # garbage goes first: frozen objects are never collected
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def main(argv: list[str] | None = None) -> None:
     from odenet.app.access import shared_override
     from odenet.errors import OdenetError
@@ -136,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     # the server starts (a few seconds each; a job that starts meanwhile stops it)
     probe_in_background([TrainConfig.for_app("classroom"), TrainConfig.for_app("default")])
     from streamlit.web import cli
+
+    freeze_warm_heap()  # last: everything imported and warmed above stays out of every rerun's collection
 
     sys.argv = ["streamlit", "run", str(app), *(sys.argv[1:] if argv is None else argv)]
     cli.main()
