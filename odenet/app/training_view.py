@@ -22,7 +22,7 @@ __all__ = ["FEW_IMAGES", "TRAIN_SIZES", "RECIPE_KEYS", "recipe_values", "recipe_
 # Below this many training images a run has not had the chance to learn: the app's recipes pass 90%
 # test accuracy after 7,000-10,000 images (benchmarks/training/classroom.json), and 1,000 images end near 20%.
 FEW_IMAGES = 10_000
-TRAIN_SIZES = [1000, 2000, 5000, 10000, 15000, 20000, 30000, 60000]  # every recipe's size is one of them
+TRAIN_SIZES = [1000, 2000, 5000, 10000, 15000, 20000, 30000, 45000, 60000]  # every recipe's size is one of them
 # the widgets a recipe sets, by the TrainConfig field they hold
 RECIPE_KEYS = {"tr_epochs": "epochs", "tr_batch": "batch_size", "tr_optimizer": "optimizer", "tr_lr": "lr",
                "tr_schedule": "schedule", "tr_train_size": "train_size", "tr_augment": "augment"}

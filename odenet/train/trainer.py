@@ -212,14 +212,15 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _ema_update(decay: float) -> Callable[..., None]:
-    """EMA step for AveragedModel with a warm-up: the decay grows as (1 + n) / (10 + n) up to
-    ``decay``, so the average does not drag the random initial weights through a short run."""
+def _ema_update(decay: float, warmup: float = 10.0) -> Callable[..., None]:
+    """EMA step for AveragedModel with a warm-up: the decay grows as (1 + n) / (warmup + n) up to
+    ``decay``, so the average does not drag the random initial weights through a short run (it
+    spans about the last n / (warmup - 1) steps until the decay reaches ``decay``)."""
 
     @torch.no_grad()
     def update(ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
         n = float(num_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
+        d = min(decay, (1.0 + n) / (warmup + n))
         if ema[0].is_floating_point():  # called once per dtype group
             torch._foreach_lerp_(ema, current, 1.0 - d)
         else:  # BatchNorm's step counters: keep the live model's
@@ -424,6 +425,7 @@ class Trainer:
         cfg = self.config
         model = RKNet(cfg.model).to(self.device).to(memory_format=torch.channels_last)
         groups = decay_groups(model, cfg.weight_decay)
+        groups[1]["lr"] = cfg.lr * cfg.norm_lr_scale  # biases and BatchNorm: their own (often larger) rate
         if cfg.optimizer == "adamw":
             opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         elif cfg.optimizer == "adam":
@@ -432,7 +434,7 @@ class Trainer:
             opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
         sched = None
         if cfg.schedule != "constant":
-            warm = 0.25 if cfg.schedule == "onecycle" else 0.0
+            warm = cfg.warmup if cfg.schedule == "onecycle" else 0.0
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, warm))
         return model, opt, sched
 
@@ -562,8 +564,8 @@ class Trainer:
         self._model, opt, sched = self._build(self._total)
         self._opt, self._sched, self._gen = opt, sched, gen
         if cfg.ema > 0:  # weights and BatchNorm statistics averaged over the last ~1/(1-ema) steps
-            self._ema = torch.optim.swa_utils.AveragedModel(self._model, multi_avg_fn=_ema_update(cfg.ema),
-                                                            use_buffers=True)
+            self._ema = torch.optim.swa_utils.AveragedModel(
+                self._model, multi_avg_fn=_ema_update(cfg.ema, cfg.ema_warmup), use_buffers=True)
         if cfg.steer:  # its own stream, so STEER leaves the data order and initialisation unchanged
             self._steer_gen = torch.Generator().manual_seed(cfg.seed + 1)
         train = train.subset(train_size).to(self.device)  # resident on the device: no host copies

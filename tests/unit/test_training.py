@@ -104,11 +104,46 @@ def test_diverging_training_stops_with_message(small, tmp_path):
         (dict(adaptive=True), r"adaptive=True needs an embedded pair"),
         (dict(t1=0.0), r"t0 and t1 must differ"),
         (dict(amp="yes"), r"amp must be true, false or null \(auto\), got 'yes'"),
+        (dict(warmup=1.0), r"warmup must be in \[0, 1\) \(a fraction of the one-cycle schedule's steps\), got 1.0"),
+        (dict(norm_lr_scale=0), r"norm_lr_scale must be in \(0, 100\]"),
+        (dict(ema_warmup=1), r"ema_warmup must be in \(1, 1000\]"),
     ],
 )
 def test_config_validation(kw, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_dict(kw)
+
+
+def test_warmup_and_norm_lr_scale_shape_the_learning_rates():
+    """``warmup`` moves the one-cycle peak; ``norm_lr_scale`` multiplies the biases' and BatchNorm's rate."""
+    def rates(cfg: TrainConfig, total: int) -> list[list[float]]:
+        _, opt, sched = Trainer(cfg)._build(total)
+        out = []
+        for _ in range(total):
+            out.append([g["lr"] for g in opt.param_groups])  # [weights, biases and BatchNorm]
+            opt.step()
+            sched.step()
+        return out
+
+    lrs = rates(quick(lr=1e-2, warmup=0.5, norm_lr_scale=4.0), 10)
+    assert max(range(10), key=lambda i: lrs[i][0]) == 5 and lrs[5] == pytest.approx([1e-2, 4e-2])
+    assert all(b == pytest.approx(4 * w) for w, b in lrs)
+    lrs = rates(quick(lr=1e-2), 8)  # the defaults: a quarter of the steps warming up, one rate for every parameter
+    assert max(range(8), key=lambda i: lrs[i][0]) == 2 and all(w == b for w, b in lrs)
+
+
+def test_ema_warmup_sets_how_fast_the_average_forgets():
+    """The average's decay is (1 + n) / (ema_warmup + n) after n updates, capped at ``ema``."""
+    from odenet.train.trainer import _ema_update
+
+    def decay(n: int, ema: float, warmup: float) -> float:
+        avg, new = [torch.zeros(3)], [torch.ones(3)]
+        _ema_update(ema, warmup)(avg, new, torch.tensor(n))
+        return 1.0 - float(avg[0][0])  # avg = decay * 0 + (1 - decay) * 1
+
+    assert decay(0, 0.995, 10.0) == pytest.approx(0.1) and decay(0, 0.995, 4.0) == pytest.approx(0.25)
+    assert decay(90, 0.995, 10.0) == pytest.approx(0.91) and decay(5000, 0.995, 4.0) == pytest.approx(0.995)
+    assert TrainConfig.from_preset("default", ema_warmup=4).ema_warmup == 4.0
 
 
 def test_config_json_round_trip_and_unknown_keys():
