@@ -14,12 +14,16 @@ from odenet.app.state import all_methods, forget, keep
 from odenet.app.training_view import (
     FEW_IMAGES,
     TRAIN_SIZES,
+    elsewhere_text,
     end_text,
     eta_text,
     eval_label,
     progress_text,
+    queued_text,
     recipe_line,
     recipe_values,
+    resumable_runs,
+    resume_label,
     runs_table,
     setting_warnings,
     settings_line,
@@ -177,6 +181,17 @@ if c1.button("▶ Start", type="primary", disabled=config is None or not can_con
             time.sleep(0.3)  # let the worker pick it up so the first render shows it running
         except (JobRejected, ValueError) as exc:
             st.error(str(exc))
+all_runs = list_runs(active=mgr.active_run_dirs())
+if can_control and (resumable := {r.name: r for r in resumable_runs(all_runs)}):
+    r1, r2 = st.columns([4, 1], vertical_alignment="bottom")
+    again = r1.selectbox("Resume an interrupted or stopped run from its last checkpoint", list(resumable),
+                         key="tr_resume_run", format_func=lambda n: resume_label(resumable[n]) if n in resumable else n)
+    if r2.button("⏵ Resume", key="btn_resume", disabled=again not in resumable) and again in resumable:
+        try:
+            mine = st.session_state["watch_job"] = mgr.resume(resumable[again].path, owner=owner).id
+            time.sleep(0.3)
+        except (JobRejected, ValueError) as exc:
+            st.error(str(exc))
 target_job = mgr.snapshot(mine) if mine is not None else None
 if target_job is None or target_job.status not in ("queued", "running"):
     target_job = mgr.current_or_next()  # one read: the worker may start or end a job at any moment
@@ -210,16 +225,18 @@ def live_view() -> None:
     snap = (mgr.snapshot(job_id) if job_id is not None else None) or cur
     if snap is None and (seen := st.session_state.get("tr_seen_job")) is not None:
         snap = mgr.snapshot(seen)  # the job this visitor was watching ended: everyone sees how it ended
+    if snap is None and (snap := mgr.elsewhere()) is not None:  # another server (or the CLI) trains: its run dir
+        st.info(elsewhere_text(snap))
     if snap is None:
         st.info("No training job is running. Choose settings in the sidebar and press Start.")
         return
-    st.session_state["tr_seen_job"] = snap.id
+    if snap.id:
+        st.session_state["tr_seen_job"] = snap.id
     if cur is not None and cur.id != snap.id:
         st.warning(f"Another visitor's job (#{cur.id}, {cur.config.model.label()}) is running; "
                    f"it should end in about {eta_text(cur.eta_seconds)}.")
     if snap.status == "queued":
-        st.info(f"Job #{snap.id} is queued at position {snap.queue_position}; it should start in about "
-                f"{eta_text(mgr.wait_until_start_estimate(snap.id))}. Press Stop to cancel it.")
+        st.info(queued_text(snap, mgr.wait_until_start_estimate(snap.id)))
         return
     st.progress(snap.progress, text=progress_text(snap))
     if snap.status == "failed":
@@ -284,7 +301,7 @@ def pareto_view(chosen: list) -> None:
 
 st.divider()
 st.subheader("Runs")
-runs = [r for r in list_runs(active=mgr.active_run_dirs()) if r.status != "running"]
+runs = [r for r in all_runs if r.status != "running"]
 if not runs:
     st.caption("Finished and stopped runs will appear here.")
 else:

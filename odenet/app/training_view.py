@@ -17,7 +17,7 @@ from odenet.train.throughput import format_duration
 
 __all__ = ["FEW_IMAGES", "TRAIN_SIZES", "RECIPE_KEYS", "recipe_values", "recipe_line", "settings_line",
            "setting_warnings", "eta_text", "phase_text", "progress_text", "end_text", "verdict", "eval_label",
-           "run_accuracy", "runs_table"]
+           "run_accuracy", "runs_table", "resumable_runs", "resume_label", "elsewhere_text", "queued_text"]
 
 # Below this many training images a run has not had the chance to learn: the app's recipes pass 90%
 # test accuracy after 7,000-10,000 images (benchmarks/training/classroom.json), and 1,000 images end near 20%.
@@ -76,7 +76,8 @@ def phase_text(snap: JobSnapshot) -> str:
 
 def progress_text(snap: JobSnapshot) -> str:
     """The progress bar's line: job, solver, status, then where it is and the time left."""
-    head = f"Job #{snap.id} · {snap.config.model.label()} · {snap.status}"
+    who = f"Job #{snap.id}" if snap.id else f"Run {snap.run_dir.name if snap.run_dir else ''}"  # id 0: elsewhere
+    head = f"{who} · {snap.config.model.label()} · {snap.status}"
     ev = snap.last_batch
     if snap.status != "running":
         return head
@@ -87,6 +88,31 @@ def progress_text(snap: JobSnapshot) -> str:
         return (f"{head} · epoch {ev.epoch}/{snap.config.epochs} · batch {ev.batch}/{ev.batches_per_epoch} · "
                 f"{ev.images_per_s:.0f} img/s · ETA {eta_text(snap.eta_seconds)}")
     return f"{head} · {phase_text(snap)}"
+
+
+def elsewhere_text(snap: JobSnapshot) -> str:
+    """What a server says about a job another process trains in its runs directory (a second server,
+    the CLI): where it runs, and that the view is read from its run directory."""
+    run = snap.run_dir.name if snap.run_dir is not None else "?"
+    return (f"Run {run} is training in another process sharing this runs directory ({snap.owner}); its curves, "
+            f"phase and ETA are read from the run directory. Stop it where it runs.")
+
+
+def queued_text(snap: JobSnapshot, wait: float | None) -> str:
+    """A queued job: its place, when it should start, and why it waits when another process trains."""
+    why = f" {snap.message[0].upper()}{snap.message[1:]}." if snap.message.startswith("waiting") else ""
+    return (f"Job #{snap.id} is queued at position {snap.queue_position}; it should start in about "
+            f"{eta_text(wait)}.{why} Press Stop to cancel it.")
+
+
+def resumable_runs(runs: list[RunInfo]) -> list[RunInfo]:
+    """Interrupted or stopped runs that have a resume checkpoint, newest first."""
+    return [r for r in runs if r.resumable]
+
+
+def resume_label(r: RunInfo) -> str:
+    """A resumable run in the Resume picker: what it was and how it ended."""
+    return f"{r.name} ({r.legend}, {r.status})"
 
 
 def verdict(snap: JobSnapshot) -> str | None:

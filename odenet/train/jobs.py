@@ -3,18 +3,26 @@
 The manager is process-wide (every browser tab and session sees the same jobs).  It owns
 one worker thread that never touches Streamlit; pages only read :meth:`JobManager.snapshot`
 and call :meth:`submit` / :meth:`stop`.  All state changes happen under one lock.
+
+Across processes (two servers sharing ``ODENET_RUNS``, a restarted server, the CLI) the runs
+directory's lock (:class:`odenet.train.runs.TrainLock`) lets one job train at a time: a job whose
+turn has come waits, queued with a message naming where the running job is, until the lock is
+free.  What another process trains is read from its run directory (:func:`snapshot_from_run_dir`,
+:meth:`JobManager.elsewhere`), so every server shows it live.
 """
 
 from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import os
 import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +31,19 @@ import torch
 from odenet.data.mnist import TEST_SIZE
 from odenet.errors import OdenetError
 from odenet.train.config import TrainConfig
+from odenet.train.runs import TrainLock, holder_text, lock_holder
 from odenet.train.throughput import speed_book, speed_from_events
 from odenet.train.trainer import Trainer, TrainEvent, default_runs_dir, new_run_dir
-from odenet.utils import release_free_memory
+from odenet.utils import BoundedLRU, release_free_memory
 
-__all__ = ["JobLimits", "Job", "JobSnapshot", "JobManager", "get_manager", "QueueFull", "JobRejected", "NotYourJob"]
+__all__ = ["JobLimits", "Job", "JobSnapshot", "JobManager", "get_manager", "QueueFull", "JobRejected", "NotYourJob",
+           "snapshot_from_run_dir", "read_events", "LOCK_POLL_S"]
 
 ACTIVE = ("queued", "running")
 # Ended jobs (with their event lists) kept in memory for the pages' live views; their runs stay
 # on disk and in the Runs table.  Bounded, so a server that runs for days does not grow with them.
 KEEP_ENDED_JOBS = 50
+LOCK_POLL_S = 1.0  # how often a job whose turn has come tries the runs directory's lock again
 
 
 class JobRejected(OdenetError, ValueError):
@@ -100,6 +111,7 @@ class Job:
     message: str = ""
     best_test_acc: float | None = None
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)  # handed to the Trainer
+    resume_dir: Path | None = None  # a run to continue from its resume checkpoint instead of a new run
 
 
 @dataclass(frozen=True)
@@ -215,6 +227,74 @@ class JobSnapshot:
         return c.epochs * c.train_size / 1000.0 * (0.5 + 0.04 * nfe * (3 if c.model.adaptive else 1))
 
 
+_EVENT_FIELDS = frozenset(f.name for f in fields(TrainEvent))
+
+
+def read_events(path: str | Path, limit: int | None = None) -> list[TrainEvent]:
+    """The TrainEvents of a metrics.jsonl (its first ``limit`` bytes); a torn or unknown line is skipped."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read() if limit is None else fh.read(limit)
+    except OSError:
+        return []
+    out = []
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        try:
+            d = json.loads(line)
+            out.append(TrainEvent(**{k: v for k, v in d.items() if k in _EVENT_FIELDS}))
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
+def _file_key(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (st.st_size, st.st_mtime_ns)
+
+
+def _iso_seconds(text: Any) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp() if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+_RUN_SNAPSHOTS: BoundedLRU[JobSnapshot | None] = BoundedLRU(16)
+
+
+def snapshot_from_run_dir(run_dir: str | Path, status: str | None = None,
+                          owner: str | None = None) -> JobSnapshot | None:
+    """A job's snapshot built from its run directory alone (config.json, status.json, metrics.jsonl):
+    what a server shows of a job that another process trains.  Phase, progress and ETA come from the
+    events as for a job of this process.  ``status`` overrides status.json's (the caller knows
+    whether the run's process is alive); None if the directory holds no readable run.  Read once per
+    version of the files, whoever asks (every visitor polls it)."""
+    run = Path(run_dir)
+    key = (str(run), status, owner, _file_key(run / "metrics.jsonl"), _file_key(run / "status.json"))
+
+    def build() -> JobSnapshot | None:
+        try:
+            st = json.loads((run / "status.json").read_text(encoding="utf-8"))
+            config = TrainConfig.from_json((run / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, OdenetError):
+            return None
+        st = st if isinstance(st, dict) else {}
+        events = tuple(read_events(run / "metrics.jsonl"))
+        best = st.get("best_test_acc")
+        if best is None:
+            best = max((e.test_acc for e in events if e.kind == "eval" and e.test_acc is not None
+                        and e.batch == e.batches_per_epoch), default=None)
+        who = owner or f"pid {st.get('pid', '?')} on host {st.get('host', '?')}"
+        return JobSnapshot(0, config, who, status or str(st.get("status", "unknown")), run,
+                           _iso_seconds(st.get("started")) or 0.0, _iso_seconds(st.get("started")),
+                           _iso_seconds(st.get("ended")), events, str(st.get("message", "")), best, None)
+
+    return _RUN_SNAPSHOTS.get_or_compute(key, build)
+
+
 class JobManager:
     """Runs submitted :class:`TrainConfig` jobs one at a time in a daemon worker thread."""
 
@@ -230,6 +310,7 @@ class JobManager:
         self._queue: deque[int] = deque()
         self._worker: threading.Thread | None = None
         self._closed = False
+        self._runs_lock = TrainLock(self.runs_dir)  # one job at a time across processes sharing runs_dir
         from odenet.train.runs import remove_stale_temp_files  # temp files of writes a killed server left behind
 
         remove_stale_temp_files(self.runs_dir)
@@ -248,6 +329,36 @@ class JobManager:
             self._ensure_worker()
             self._wake.notify_all()
             return self._snap(job)
+
+    def resume(self, run_dir: str | Path, owner: str = "anonymous") -> JobSnapshot:
+        """Queue the continuation of an interrupted or stopped run from its resume checkpoint (its own
+        settings; the same caps as a new job).  ResumeError (a ValueError) if it cannot be resumed."""
+        run_dir = Path(run_dir)
+        config = Trainer.resume(run_dir).config  # checks the run now: a bad one is refused, not queued
+        self.limits.check(config)
+        with self._lock:
+            if any(j.resume_dir is not None and j.resume_dir.resolve() == run_dir.resolve() and j.status in ACTIVE
+                   for j in self._jobs.values()):
+                raise JobRejected(f"run {run_dir.name} is already being resumed")
+            if len(self._queue) >= self.limits.max_queue:
+                raise QueueFull(f"{len(self._queue)} jobs are already waiting (cap {self.limits.max_queue}); "
+                                f"try again when the current job ends")
+            job = Job(next(self._ids), config, run_dir.name, owner, resume_dir=run_dir)
+            self._jobs[job.id] = job
+            self._queue.append(job.id)
+            self._ensure_worker()
+            self._wake.notify_all()
+            return self._snap(job)
+
+    def elsewhere(self) -> JobSnapshot | None:
+        """The job another process (a second server, the CLI) trains in this runs directory now, read
+        from its run directory; None when none does."""
+        holder = lock_holder(self.runs_dir)
+        if holder is None or self._runs_lock.held or not holder.get("run"):
+            return None
+        snap = snapshot_from_run_dir(self.runs_dir / str(holder["run"]), status="running",
+                                     owner=f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}")
+        return snap
 
     def stop(self, job_id: int, requester: str | None = None, presenter: bool = True) -> bool:
         """Stop a running job (within one batch) or cancel a queued one.  True if it acted.
@@ -311,7 +422,7 @@ class JobManager:
         with self._lock:
             if job_id not in self._queue:
                 return None
-            cur = self.current()
+            cur = self.current() or self.elsewhere()
             wait = 0.0
             if cur is not None:
                 wait += cur.eta_seconds if cur.eta_seconds is not None else cur.estimated_duration()
@@ -366,12 +477,25 @@ class JobManager:
                     self._wake.wait()
                 if self._closed and not self._queue:
                     return
+                head = self._jobs[self._queue[0]]
+            if not self._runs_lock.acquire(head.name if head.resume_dir is not None else None):
+                with self._lock:  # another process trains in this runs directory: wait, queued, saying where
+                    holder = lock_holder(self.runs_dir)
+                    head.message = (f"waiting: another process trains in {self.runs_dir} now, "
+                                    f"{holder_text(holder or {})}; this job starts when it ends")
+                    self._wake.wait(LOCK_POLL_S)
+                continue
+            with self._lock:
+                if not self._queue or self._queue[0] != head.id:  # cancelled while it waited
+                    self._runs_lock.release()
+                    continue
                 job = self._jobs[self._queue.popleft()]
-                job.status, job.started = "running", time.time()
+                job.status, job.started, job.message = "running", time.time(), ""
             speed_book().give_way()  # a speed probe stops and waits: it would slow and reseed this job
             try:
                 self._run(job)
             finally:
+                self._runs_lock.release()
                 speed_book().job_done()
             release_free_memory()  # the job's model and activations are freed now: back to the system
 
@@ -384,15 +508,24 @@ class JobManager:
 
         status, message = "failed", ""
         try:
-            run_dir = new_run_dir(self.runs_dir, job.name, job.config)
-            with self._lock:
-                job.run_dir = run_dir
-            trainer = Trainer(job.config, data=self._data_loader, run_dir=run_dir, callback=on_event,
-                              stop_event=job.stop_event)
+            if job.resume_dir is not None:  # the run's events so far, then its own from the resume point on
+                trainer = Trainer.resume(job.resume_dir, data=self._data_loader, callback=on_event,
+                                         stop_event=job.stop_event)
+                point = trainer.resume_point
+                with self._lock:
+                    job.run_dir = run_dir = job.resume_dir
+                    job.events[:0] = read_events(run_dir / "metrics.jsonl", int(point.state["metrics_bytes"]))
+            else:
+                run_dir = new_run_dir(self.runs_dir, job.name, job.config)
+                with self._lock:
+                    job.run_dir = run_dir
+                trainer = Trainer(job.config, data=self._data_loader, run_dir=run_dir, callback=on_event,
+                                  stop_event=job.stop_event)
+            self._runs_lock.record(run_dir.name)
             res = trainer.run()
             status, message = res.status, res.message
-            # what this server really does with this solver: the Train page's time estimates
-            speed_book().record(job.config, speed_from_events(res.history, job.config, f"job #{job.id} here"))
+            if job.resume_dir is None:  # what this server really does with this solver: the page's time estimates
+                speed_book().record(job.config, speed_from_events(res.history, job.config, f"job #{job.id} here"))
             with self._lock:
                 job.best_test_acc = res.best_test_acc
         except torch.OutOfMemoryError as exc:
