@@ -88,6 +88,7 @@ def test_server_caps_malloc_arenas_unless_the_user_set_them(monkeypatch, user_va
     monkeypatch.setattr(serve, "warm_caches", lambda: None)
     monkeypatch.setattr(streamlit.web.cli, "main", lambda: None)
     monkeypatch.setenv("ODENET_WARM_PAGES", "0")
+    monkeypatch.setenv("ODENET_GC_FREEZE", "0")  # main() would freeze this test process's heap
     monkeypatch.setattr(sys, "argv", ["odenet.app.serve"])
     if user_value is None:
         monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
@@ -104,6 +105,7 @@ def test_freeze_warm_heap_takes_the_warm_heap_out_of_every_full_collection(monke
     import gc
     import time
 
+    gc.unfreeze()  # whatever an earlier test froze
     heap = [[i] for i in range(400_000)]  # a warmed server's ~450,000 tracked objects, roughly
 
     def full_collection() -> float:
