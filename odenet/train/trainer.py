@@ -40,7 +40,7 @@ __all__ = ["TrainEvent", "TrainResult", "TrainingDiverged", "Trainer", "Ranks", 
 
 ADAPT_HOLDOUT = 500  # held-out training images on which step adaptation compares solvers
 # Seconds between mid-epoch resume checkpoints (also written at every epoch end and on stop); one
-# costs ~3 MB and tens of milliseconds (docs/training.md, "Resuming a run").  ODENET_RESUME_EVERY overrides.
+# costs ~4 MB and ~17 ms (docs/training.md, "Resuming a run").  ODENET_RESUME_EVERY overrides.
 RESUME_EVERY = 30.0
 
 
