@@ -77,7 +77,7 @@ def main() -> None:
                 b.close()
         finally:
             server.stop(timeout=30)
-        run = next(Path(runs).iterdir())
+        run = next(d for d in Path(runs).iterdir() if d.is_dir())  # the run (not the runs directory's lock file)
         rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         # the same evaluation in this process, server stopped: what 10,000 images of inference cost here
         from odenet.data.mnist import load_mnist
