@@ -37,7 +37,16 @@ from odenet.model.rknet import ModelConfig
 from odenet.ode.gradients import GRADIENT_METHODS
 from odenet.ode.integrators import METHODS as BUILTIN
 from odenet.ode.integrators import method_spec
-from odenet.train.config import APP_PURPOSE, APP_TOLERANCE, OPTIMIZERS, PRESETS, SCHEDULES, ConfigError, TrainConfig
+from odenet.train.config import (
+    APP_DEFAULT_RECIPE,
+    APP_PURPOSE,
+    APP_TOLERANCE,
+    OPTIMIZERS,
+    PRESETS,
+    SCHEDULES,
+    ConfigError,
+    TrainConfig,
+)
 from odenet.train.jobs import JobRejected, get_manager
 from odenet.train.runs import RunBusy, delete_run, list_runs, read_metrics
 from odenet.train.throughput import describe_run, speed_book
@@ -57,7 +66,7 @@ def apply_preset() -> None:
 
 # the form's fields travel in the URL (a link reproduces the settings; it never starts a job); the
 # recipe's fields default to the recipe's values (None here)
-URL_PARAMS = [Param("preset", "choice", train_defaults.preset, choices=list(PRESETS)),
+URL_PARAMS = [Param("preset", "choice", APP_DEFAULT_RECIPE, choices=list(PRESETS)),
               Param("integrator", "choice", model_defaults.integrator, choices=lambda: list(all_methods())),
               Param("steps", "int", model_defaults.steps, lo=1, hi=32),
               Param("t1", "float", model_defaults.t1, lo=-1e3, hi=1e3),

@@ -12,7 +12,7 @@ from odenet.errors import ConfigError
 from odenet.model.rknet import ModelConfig
 
 __all__ = ["ConfigError", "TrainConfig", "PRESETS", "APP_SETTINGS", "APP_TOLERANCE", "APP_RECIPES", "APP_PURPOSE",
-           "OPTIMIZERS", "SCHEDULES", "TRAIN_SIZE_MAX"]
+           "APP_DEFAULT_RECIPE", "OPTIMIZERS", "SCHEDULES", "TRAIN_SIZE_MAX"]
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
@@ -45,6 +45,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 # first-time user sees finish, with frequent reports and mid-epoch evaluations on 1,000 test
 # images.  The CLI runs the presets as they are (``--preset notebook`` is the notebook's 20 epochs).
 APP_SETTINGS: dict[str, Any] = dict(epochs=1, eval_size=1000, log_every=5)
+# the recipe the Train page starts with: `fast` shows 98% about 50 s after Start on a 2-core CPU without
+# AMX (benchmarks/training/train_live_fast.json), where `default`'s 30,000 images show 97% after 71 s
+APP_DEFAULT_RECIPE = "fast"
 APP_TOLERANCE = 1e-2  # the Train page's rtol and atol for an adaptive solver: loose, so a batch takes few steps
 APP_RECIPES: dict[str, dict[str, Any]] = {
     # 30,000 images: ~97.5% on the full test set (benchmarks/training/train_live.py)

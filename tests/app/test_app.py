@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from odenet.data.mnist import load_mnist
 from odenet.data.preprocess import render_digit_on_canvas
+from odenet.train.config import APP_DEFAULT_RECIPE, TrainConfig
 from tests.support.apptest import page
 
 
@@ -72,16 +73,16 @@ def test_integrators_custom_tableau_valid_and_invalid(runs):
 
 def test_train_page_controls_and_invalid_input(runs):
     at = page("train")
-    assert at.selectbox(key="tr_preset").value == "default"
+    assert at.selectbox(key="tr_preset").value == APP_DEFAULT_RECIPE
     assert at.selectbox(key="tr_integ").value == "rk4" and at.number_input(key="tr_steps").value == 1
-    assert at.number_input(key="tr_lr").value == pytest.approx(3e-3)
+    assert at.number_input(key="tr_lr").value == pytest.approx(TrainConfig.for_app(APP_DEFAULT_RECIPE).lr)
     keys = ["tr_epochs", "tr_batch", "tr_lr"]
     first = [at.number_input(key=k).value for k in keys] + [at.selectbox(key="tr_optimizer").value,
                                                           at.select_slider(key="tr_train_size").value]
     at.selectbox(key="tr_preset").set_value("notebook").run()
     assert at.number_input(key="tr_lr").value == pytest.approx(0.1)
     assert at.selectbox(key="tr_optimizer").value == "adam"
-    at.selectbox(key="tr_preset").set_value("default").run()
+    at.selectbox(key="tr_preset").set_value(APP_DEFAULT_RECIPE).run()
     again = [at.number_input(key=k).value for k in keys] + [at.selectbox(key="tr_optimizer").value,
                                                           at.select_slider(key="tr_train_size").value]
     assert again == first

@@ -4,7 +4,7 @@ Reset keeps the lesson, a link reproduces its recipe, and Stop's target is read 
 import threading
 import time
 
-from odenet.train.config import TrainConfig
+from odenet.train.config import APP_DEFAULT_RECIPE, TrainConfig
 from odenet.train.jobs import JobManager, get_manager
 from tests.support.apptest import open_link, page
 
@@ -17,8 +17,9 @@ def test_a_train_lesson_link_names_its_settings_and_reset_keeps_the_lesson(runs)
     at.button(key="btn_reset").click().run()
     assert not at.exception
     assert at.query_params["lesson"] == "1" and "preset" not in at.query_params  # defaults, still a lesson
-    assert at.selectbox(key="tr_preset").value == "default" and at.selectbox(key="tr_integ").value == "rk4"
-    assert any(c.value.startswith("Recipe **default**") for c in at.caption)
+    assert at.selectbox(key="tr_preset").value == APP_DEFAULT_RECIPE == "fast"
+    assert at.selectbox(key="tr_integ").value == "rk4"
+    assert any(c.value.startswith("Recipe **fast**") for c in at.caption)
 
 
 def test_a_link_reproduces_its_recipe_over_the_visitors_own_changes(runs):

@@ -113,7 +113,7 @@ def test_a_watcher_sees_the_final_verdict_and_the_new_run(runs, monkeypatch):
 
 def test_app_recipes_differ_and_say_what_they_run():
     cfgs = {name: TrainConfig.for_app(name) for name in PRESETS}
-    assert cfgs["fast"].train_size == 45_000 and cfgs["default"].train_size == 30_000  # fast is not default again
+    assert cfgs["fast"].train_size == 45_000 and cfgs["default"].train_size == 30_000  # fast: the speedrun budget
     assert cfgs["classroom"].train_size == 20_000 and cfgs["classroom"].batch_size == 64
     assert all(c.epochs == 1 for c in cfgs.values())
     assert "20 epochs" in APP_PURPOSE["notebook"] and set(APP_PURPOSE) == set(PRESETS)
