@@ -6,7 +6,7 @@ same checkpoint in this process with the server stopped (plain inference through
 
     python benchmarks/training/train_live.py   # default recipe -> benchmarks/training/train_live.json
     python benchmarks/training/train_live.py --recipe classroom   # -> benchmarks/training/train_live_classroom.json
-    python benchmarks/training/train_live.py --recipe fast --target 98   # -> benchmarks/training/train_live_fast.json
+    python benchmarks/training/train_live.py --recipe speedrun --target 98  # -> train_live_speedrun.json
 """
 
 from __future__ import annotations

@@ -17,9 +17,9 @@ def test_a_train_lesson_link_names_its_settings_and_reset_keeps_the_lesson(runs)
     at.button(key="btn_reset").click().run()
     assert not at.exception
     assert at.query_params["lesson"] == "1" and "preset" not in at.query_params  # defaults, still a lesson
-    assert at.selectbox(key="tr_preset").value == APP_DEFAULT_RECIPE == "fast"
+    assert at.selectbox(key="tr_preset").value == APP_DEFAULT_RECIPE == "speedrun"
     assert at.selectbox(key="tr_integ").value == "rk4"
-    assert any(c.value.startswith("Recipe **fast**") for c in at.caption)
+    assert any(c.value.startswith("Recipe **speedrun**") for c in at.caption)
 
 
 def test_a_link_reproduces_its_recipe_over_the_visitors_own_changes(runs):

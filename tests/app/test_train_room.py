@@ -113,12 +113,14 @@ def test_a_watcher_sees_the_final_verdict_and_the_new_run(runs, monkeypatch):
 
 def test_app_recipes_differ_and_say_what_they_run():
     cfgs = {name: TrainConfig.for_app(name) for name in PRESETS}
-    assert cfgs["fast"].train_size == 45_000 and cfgs["default"].train_size == 30_000  # fast: the speedrun budget
+    assert cfgs["fast"].train_size == 60_000 and cfgs["default"].train_size == 30_000  # fast is not default again
+    assert cfgs["speedrun"].train_size == 45_000  # the speedrun budget
     assert cfgs["classroom"].train_size == 20_000 and cfgs["classroom"].batch_size == 64
     assert all(c.epochs == 1 for c in cfgs.values())
     assert "20 epochs" in APP_PURPOSE["notebook"] and set(APP_PURPOSE) == set(PRESETS)
     # the CLI's presets are the full recipes
-    assert TrainConfig.from_preset("notebook").epochs == 20 and TrainConfig.from_preset("fast").train_size == 45_000
+    assert TrainConfig.from_preset("notebook").epochs == 20 and TrainConfig.from_preset("fast").epochs == 3
+    assert TrainConfig.from_preset("speedrun").train_size == 45_000
 
 
 def test_expected_time_counts_training_and_every_evaluation():
@@ -137,7 +139,8 @@ def test_the_recipe_picker_shows_the_time_measured_here(runs, monkeypatch):
 
     at = page("train")
     opts = at.selectbox(key="tr_preset").options
-    assert "fast · 1 epoch × 45,000 images" in opts and "classroom · 1 epoch × 20,000 images" in opts, opts
+    assert "fast · 1 epoch × 60,000 images" in opts and "speedrun · 1 epoch × 45,000 images" in opts
+    assert "classroom · 1 epoch × 20,000 images" in opts, opts
     speed_book().record(TrainConfig.for_app("classroom"), Speed(300.0, 1000.0, "test"))
     at.selectbox(key="tr_preset").set_value("classroom").run()
     assert any(c.value.startswith("This run: 1 epoch × 20,000 training images") and "1 min 21 s" in c.value

@@ -154,7 +154,7 @@ def test_config_json_round_trip_and_unknown_keys():
         TrainConfig.from_dict({"learning_rate": 0.1})
     with pytest.raises(ConfigError, match="not valid JSON"):
         TrainConfig.from_json("{oops")
-    assert set(PRESETS) == {"default", "notebook", "fast", "classroom"}
+    assert set(PRESETS) == {"default", "notebook", "fast", "speedrun", "classroom"}
 
 
 def test_run_dirs_never_reused_and_names_are_safe(tmp_path):
