@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 
 from odenet import TrainConfig
 from odenet.data.mnist import load_mnist
+from odenet.train.runs import LOCK_NAME, lock_holder
 from odenet.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +70,8 @@ def test_torchrun_cli(tmp_path):
                         "cpu", "--runs-dir", str(tmp_path), "--name", "ddp", "--quiet"],
                        capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
+    # one run directory (rank 0's) and the runs directory's training lock, which rank 0 took and released
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, "ddp"])
+    assert lock_holder(tmp_path) is None  # released: nobody trains here now
     status = json.loads((tmp_path / "ddp" / "status.json").read_text())
     assert status["status"] == "finished" and r.stdout.count("finished: final test accuracy") == 1
