@@ -303,3 +303,30 @@ def test_one_pca_serves_both_names(shape):
                                rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(fit.explained, (s[:2] ** 2 / (s**2).sum()).float())
     torch.testing.assert_close(fit.project(x), fit.coords, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("converges", [True, False], ids=["iterated", "fallback"])
+def test_large_pca_takes_the_leading_components_exactly(converges, monkeypatch):
+    """Above EXACT_PCA_SIZE rows and columns the leading components come from subspace iteration
+    (no full eigendecomposition: the Trajectories page's 200 images x 11 times took 3.5 s); they match
+    an SVD, and when the iteration does not converge the full decomposition gives the same."""
+    import odenet.inspect.analysis as analysis
+
+    gen = torch.Generator().manual_seed(1)
+    m, d = 700, 600
+    x = (torch.randn(m, d, generator=gen) * 0.8 ** torch.arange(d, dtype=torch.float32)).reshape(70, 10, d // 4, 2, 2)
+    flat = x.reshape(m, d).double()
+    centred = flat - flat.mean(0)
+    assert analysis._top_eigenpairs(centred, 3, max_iter=1) is None  # one round is not enough: it says so
+    if not converges:
+        monkeypatch.setattr(analysis, "_top_eigenpairs", lambda *a, **k: None)
+    calls: list[int] = []
+    full = torch.linalg.eigh
+    monkeypatch.setattr(torch.linalg, "eigh", lambda a: calls.append(a.shape[0]) or full(a))
+    fit = analysis.pca_fit(x, k=3)
+    assert (max(calls) == d) != converges  # the full D x D decomposition only as the fallback
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    torch.testing.assert_close(fit.components.abs(), vh[:3].abs(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(fit.explained, (s[:3] ** 2 / (s**2).sum()).float())
+    torch.testing.assert_close(fit.coords.abs(), (centred @ vh[:3].T).reshape(70, 10, 3).float().abs(),
+                               rtol=1e-5, atol=1e-4)
