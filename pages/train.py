@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from odenet.app import plots
-from odenet.app.cache import cached_model, file_version, get_or_compute, peek
+from odenet.app.cache import cached_live_curves, cached_model, file_version, get_or_compute, peek
 from odenet.app.links import PageLink, locked_controls
 from odenet.app.nav import ensure_app_navigation
 from odenet.app.state import all_methods, forget, keep
@@ -256,12 +256,11 @@ def live_view() -> None:
         if st.session_state.get("tr_done_seen") != snap.id:  # show it in the Runs table and disable Stop now
             st.session_state["tr_done_seen"] = snap.id
             st.rerun(scope="app")
-    df = pd.DataFrame([e.to_dict() for e in snap.events])
+    df, loss, acc = cached_live_curves(snap)  # built once per report for everyone watching
     if df.empty or "kind" not in df or not (df["kind"] == "batch").any():
         st.caption("Starting: the first report arrives after a few batches ..." if snap.status == "running"
                    else "No reports were recorded.")
         return
-    loss, acc = plots.training_curves({"run": df})
     m1, m2, m3, m4 = st.columns(4)
     if (ev := snap.last_batch) is not None:
         m1.metric("train loss", f"{ev.train_loss:.4f}")

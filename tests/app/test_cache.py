@@ -140,3 +140,28 @@ def test_the_draw_page_classifies_on_the_server_while_no_slot_is_free_for_its_ex
     assert told and "ONNX export: you already have 1 computation" in told[0], [c.value for c in at.caption]
     assert work_limiter().running() == 0
     digit_stats(cache.cached_model(available_models()[0].path))  # the page's background fit ends here, not at exit
+
+
+def test_live_curves_are_built_once_per_report_for_every_watcher(monkeypatch):
+    """The Train page's live charts: every visitor watching a job between two reports gets the same
+    figures (built once), and a new report builds new ones."""
+    from odenet.app import plots
+    from odenet.train.config import TrainConfig
+    from odenet.train.jobs import JobSnapshot
+    from odenet.train.trainer import TrainEvent
+
+    cache.clear("live")
+    built: list[int] = []
+    real = plots.training_curves
+    monkeypatch.setattr(plots, "training_curves", lambda runs: built.append(1) or real(runs))
+
+    def snap(n: int) -> JobSnapshot:
+        events = tuple(TrainEvent("batch", epoch=1, batch=b, batches_per_epoch=10, step=b, total_steps=10,
+                                  elapsed=float(b), train_loss=2.0 / b, train_acc=0.1 * b) for b in range(1, n + 1))
+        return JobSnapshot(7, TrainConfig(), "someone", "running", None, 0.0, 0.0, None, events, "", None, None)
+
+    watchers = [cache.cached_live_curves(snap(3)) for _ in range(5)]  # five visitors' refreshes, one report
+    assert len(built) == 1 and all(w[1] is watchers[0][1] and w[2] is watchers[0][2] for w in watchers)
+    df, loss, _ = cache.cached_live_curves(snap(4))  # the next report
+    assert len(built) == 2 and len(df) == 4 and loss is not watchers[0][1]
+    assert list(loss.data[0].y) == pytest.approx([2.0, 1.0, 2 / 3, 0.5])
