@@ -116,6 +116,11 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); the average is the result
     ema_warmup: float = 10.0  # the average's decay grows as (1 + n) / (ema_warmup + n) over steps n, up to ema
     label_smoothing: float = 0.0
+    # fraction of the steps after which the vector field's BatchNorm layers use (and stop updating) their running
+    # statistics, so the rest of training fits the model as it is evaluated (0 = off).  In training mode each
+    # solver stage normalises by its own batch statistics; the running statistics are one mix over the stages
+    # (docs/benchmarks.md, "The speedrun")
+    field_bn_freeze: float = 0.0
     # keep it an ODE (odenet.model.regularizers): weights of the kinetic-energy and Jacobian-norm
     # regularisers, STEER half-width b (end time drawn from [t1 - b, t1 + b]), step adaptation
     # every ``adapt_every`` batches (0 = off) when the accuracy gap to twice the steps exceeds
@@ -166,7 +171,7 @@ class TrainConfig:
         if self.batch_size > self.train_size:
             raise ConfigError(f"batch_size ({self.batch_size}) must not exceed train_size ({self.train_size})")
         for name in ("lr", "weight_decay", "momentum", "warmup", "norm_lr_scale", "ema", "ema_warmup",
-                     "label_smoothing", "kinetic", "jacobian", "steer", "adapt_threshold"):
+                     "label_smoothing", "field_bn_freeze", "kinetic", "jacobian", "steer", "adapt_threshold"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise err(name, "must be a finite number")
@@ -187,6 +192,8 @@ class TrainConfig:
             raise err("ema_warmup", "must be in (1, 1000] (the average's decay grows as (1 + n) / (ema_warmup + n))")
         if not 0 <= self.label_smoothing < 1:
             raise err("label_smoothing", "must be in [0, 1)")
+        if not 0 <= self.field_bn_freeze < 1:
+            raise err("field_bn_freeze", "must be in [0, 1) (a fraction of the steps; 0 = off)")
         self._check_ode_options(err)
         if self.optimizer not in OPTIMIZERS:
             raise err("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")

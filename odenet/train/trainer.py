@@ -516,6 +516,19 @@ class Trainer:
         final.load_state_dict(model.state_dict())
         return final
 
+    def _freeze_field_bn(self) -> None:
+        """From ``field_bn_freeze`` of the steps on, put the vector field's BatchNorm layers in eval mode:
+        they normalise by their running statistics (no longer updated) as evaluation does.  In training
+        mode every solver stage uses its own batch statistics, while the running statistics are one mix
+        over the stages (RK4's four stages differ up to ~8x in variance on the speedrun), so a model fitted
+        to the former can lose points when evaluated with the latter; frozen, the rest of training fits
+        the evaluated model.  Called before every step (the evaluations put the model back in training mode)."""
+        cfg = self.config
+        if cfg.field_bn_freeze and self.step >= round(cfg.field_bn_freeze * self._total):
+            for m in self._model.gradient.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
     def _metrics(self, epoch: int) -> dict[str, Any]:
         return {"epoch": epoch, "step": self.step, "best_test_acc": self.best_acc, "test_acc": self.final_acc,
                 "elapsed": time.perf_counter() - self._start}
@@ -729,6 +742,7 @@ class Trainer:
         if evaluate_first and cfg.eval_every and start % cfg.eval_every == 0 and 0 < start < self._bpe:
             self._evaluate(epoch, start, eval_split, full=cfg.eval_size is None)
         for batch, (x, y) in enumerate(batches, start=start + 1):
+            self._freeze_field_bn()
             spec = steer_solver(self.solver, cfg.steer, self._steer_gen)
             regs: dict[str, torch.Tensor] | None = None
             with autocast:

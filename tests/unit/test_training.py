@@ -107,6 +107,7 @@ def test_diverging_training_stops_with_message(small, tmp_path):
         (dict(warmup=1.0), r"warmup must be in \[0, 1\) \(a fraction of the one-cycle schedule's steps\), got 1.0"),
         (dict(norm_lr_scale=0), r"norm_lr_scale must be in \(0, 100\]"),
         (dict(ema_warmup=1), r"ema_warmup must be in \(1, 1000\]"),
+        (dict(field_bn_freeze=1.0), r"field_bn_freeze must be in \[0, 1\) \(a fraction of the steps; 0 = off\)"),
     ],
 )
 def test_config_validation(kw, message):
@@ -144,6 +145,33 @@ def test_ema_warmup_sets_how_fast_the_average_forgets():
     assert decay(0, 0.995, 10.0) == pytest.approx(0.1) and decay(0, 0.995, 4.0) == pytest.approx(0.25)
     assert decay(90, 0.995, 10.0) == pytest.approx(0.91) and decay(5000, 0.995, 4.0) == pytest.approx(0.995)
     assert TrainConfig.from_preset("default", ema_warmup=4).ema_warmup == 4.0
+
+
+def test_field_bn_freeze_fixes_the_vector_fields_statistics_for_the_rest_of_training(small):
+    """``field_bn_freeze=0.5``: from half the steps on, the vector field's BatchNorm statistics stay as they
+    were (the field trains in eval mode, as it is evaluated) while the stem's keep following the batches."""
+    def stats_per_step(cfg: TrainConfig) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+        out: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        tr: Trainer | None = None
+
+        def cb(ev):
+            if ev.kind == "batch":
+                out[ev.step] = (tr._model.gradient.block1[1].running_var.clone(),
+                                tr._model.sampling[4].running_var.clone())  # field's, stem's (C,)
+
+        tr = Trainer(cfg, data=small, callback=cb)
+        assert tr.run().status == "finished"
+        return out
+
+    cfg = quick(train_size=640, batch_size=64, log_every=1, amp=False)  # 10 steps
+    frozen = stats_per_step(cfg.replace(field_bn_freeze=0.5))
+    assert sorted(frozen) == list(range(1, 11))
+    assert not torch.equal(frozen[4][0], frozen[5][0])  # step 5 still updates them
+    assert all(torch.equal(frozen[5][0], frozen[s][0]) for s in range(6, 11))  # steps 6..10 do not
+    assert not torch.equal(frozen[9][1], frozen[10][1])  # the stem's statistics still move
+    free = stats_per_step(cfg)
+    assert not torch.equal(free[9][0], free[10][0])
+    assert torch.equal(free[5][0], frozen[5][0])  # the same run up to the freeze
 
 
 def test_config_json_round_trip_and_unknown_keys():
