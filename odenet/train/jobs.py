@@ -63,14 +63,16 @@ class JobLimits:
     """Server-wide caps so one user cannot occupy the machine indefinitely.
 
     Defaults come from ``ODENET_MAX_EPOCHS``, ``ODENET_MAX_IMAGES`` (epochs x train images),
-    ``ODENET_MAX_QUEUE`` and ``ODENET_TRAIN_THREADS`` (intra-op threads of the worker;
-    0 = torch's default).
+    ``ODENET_MAX_QUEUE``, ``ODENET_TRAIN_THREADS`` (intra-op threads of the worker;
+    0 = torch's default) and ``ODENET_TRAIN_NICE`` (the worker's nice value, 0-19, for it and the
+    intra-op threads it starts; 0 = the server's: a higher value lets the visitors' reruns go first).
     """
 
     max_epochs: int = 20
     max_images: int = 1_200_000
     max_queue: int = 4
     train_threads: int = 0
+    train_nice: int = 0
 
     @classmethod
     def from_env(cls) -> JobLimits:
@@ -83,7 +85,8 @@ class JobLimits:
 
         d = cls()
         return cls(get("ODENET_MAX_EPOCHS", d.max_epochs), get("ODENET_MAX_IMAGES", d.max_images),
-                   get("ODENET_MAX_QUEUE", d.max_queue), get("ODENET_TRAIN_THREADS", d.train_threads))
+                   get("ODENET_MAX_QUEUE", d.max_queue), get("ODENET_TRAIN_THREADS", d.train_threads),
+                   min(19, max(0, get("ODENET_TRAIN_NICE", d.train_nice))))
 
     def check(self, cfg: TrainConfig) -> None:
         if cfg.epochs > self.max_epochs:
@@ -228,6 +231,17 @@ class JobSnapshot:
 
 
 _EVENT_FIELDS = frozenset(f.name for f in fields(TrainEvent))
+
+
+def lower_thread_priority(nice: int) -> bool:
+    """Raise the calling thread's nice value to ``nice`` (Linux: the value is per thread, and threads
+    it starts afterwards, OpenMP's among them, inherit it); False where that is not possible.  The
+    training worker calls it so that on a busy shared server the visitors' reruns get the cores first."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 def read_events(path: str | Path, limit: int | None = None) -> list[TrainEvent]:
@@ -469,6 +483,8 @@ class JobManager:
             self._worker.start()
 
     def _loop(self) -> None:
+        if self.limits.train_nice > 0:
+            lower_thread_priority(self.limits.train_nice)  # first: the intra-op threads started below inherit it
         if self.limits.train_threads > 0:
             torch.set_num_threads(self.limits.train_threads)
         while True:
@@ -495,7 +511,7 @@ class JobManager:
             try:
                 self._run(job)
             finally:
-                self._runs_lock.release()
+                self._runs_lock.release()  # a no-op after _run's own release; kept for a failure outside it
                 speed_book().job_done()
             release_free_memory()  # the job's model and activations are freed now: back to the system
 
@@ -533,6 +549,7 @@ class JobManager:
         except Exception as exc:  # a failing job must never take the server down
             message = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
+        self._runs_lock.release()  # before the job reads as ended: whoever waits on it finds the directory free
         with self._lock:
             job.status, job.message, job.ended = status, message, time.time()
             ended = sorted(j.id for j in self._jobs.values() if j.status not in ACTIVE)

@@ -140,3 +140,36 @@ def test_only_the_newest_ended_jobs_stay_in_memory(manager, monkeypatch):
     assert manager.snapshot(ids[0]) is None and manager.snapshot(ids[2]).status == "finished"
     assert manager.wait(ids[0], timeout=1) is None and manager.stop(ids[0]) is False
     assert sorted(r.name for r in list_runs(manager.runs_dir)) == ["j0", "j1", "j2"]
+
+
+def _thread_nice(tid: int) -> int:
+    """The nice value of one thread of this process (Linux: /proc/self/task/<tid>/stat, field 19)."""
+    stat = open(f"/proc/self/task/{tid}/stat").read()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+def test_train_nice_comes_from_the_environment_and_is_clamped(monkeypatch):
+    for raw, want in (("10", 10), ("40", 19), ("-5", 0)):
+        monkeypatch.setenv("ODENET_TRAIN_NICE", raw)
+        assert JobLimits.from_env().train_nice == want
+    monkeypatch.delenv("ODENET_TRAIN_NICE")
+    assert JobLimits.from_env().train_nice == 0
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/task"), reason="reads Linux's /proc")
+def test_the_training_worker_runs_at_the_configured_nice_value(tmp_path, small):
+    """ODENET_TRAIN_NICE=10: the worker thread (and so the intra-op threads it starts) runs at nice 10 while
+    the server's own threads keep theirs, so visitors' reruns get the cores first when the machine is busy."""
+    import threading
+
+    base = _thread_nice(threading.get_native_id())
+    m = JobManager(tmp_path / "runs", JobLimits(max_epochs=50, max_images=10**7, train_nice=10),
+                   data_loader=lambda: small)
+    try:
+        snap = m.submit(cfg(epochs=40))
+        assert wait_for(lambda: m.snapshot(snap.id).status == "running")
+        assert _thread_nice(m._worker.native_id) == max(base, 10)
+        assert _thread_nice(threading.get_native_id()) == base  # the calling thread is untouched
+        m.stop(snap.id)
+    finally:
+        m.close()
