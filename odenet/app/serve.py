@@ -15,10 +15,14 @@ else changes: options after the module name go to ``streamlit run`` unchanged.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
 from pathlib import Path
+
+_CLIENT_GONE = ("odenet: a browser tab went away while the server was still writing to it; its session "
+                "ended normally (%s: %s)")
 
 
 def app_script() -> Path:
@@ -31,6 +35,37 @@ def app_script() -> Path:
         raise FileNotFoundError(f"no app.py at {path}: start the server from the odenet checkout "
                                 "(the app and its pages are not part of the wheel) or set ODENET_APP")
     return path
+
+
+class ClientGoneFilter(logging.Filter):
+    """Turn one upstream race into a one-line warning instead of a traceback in the server's log.
+
+    With Streamlit 1.67's Starlette server, when a tab disconnects while the server is sending to
+    it and its next message is being handled, the websocket handler calls ``close()`` on a socket
+    that is already closed; Starlette raises ``WebSocketDisconnected`` and uvicorn logs
+    "Exception in ASGI application" with a traceback, after the session was already ended and
+    cleaned up (the handler's ``finally``).  Nothing is wrong with the app, but a traceback in a
+    booth's log reads as a crash, so exactly that record (uvicorn's message, that exception type)
+    is rewritten to one line; any other exception keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if (exc is not None and type(exc).__name__ == "WebSocketDisconnected"
+                and type(exc).__module__.startswith("starlette")
+                and str(record.msg).startswith("Exception in ASGI application")):
+            record.msg, record.args = _CLIENT_GONE, (type(exc).__name__, exc)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_client_gone_race() -> None:
+    """Install :class:`ClientGoneFilter` on uvicorn's error logger, once per process (idempotent:
+    ``app.py`` calls it on every run, :func:`main` before the server starts).  A logger's filters
+    survive uvicorn's ``dictConfig`` of its loggers."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, ClientGoneFilter) for f in logger.filters):
+        logger.addFilter(ClientGoneFilter())
 
 
 def warm_imports() -> None:
@@ -156,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     probe_in_background([TrainConfig.for_app("classroom"), TrainConfig.for_app("default")])
     from streamlit.web import cli
 
+    quiet_client_gone_race()
     freeze_warm_heap()  # last: everything imported and warmed above stays out of every rerun's collection
 
     sys.argv = ["streamlit", "run", str(app), *(sys.argv[1:] if argv is None else argv)]

@@ -126,3 +126,41 @@ def test_freeze_warm_heap_takes_the_warm_heap_out_of_every_full_collection(monke
     finally:
         gc.unfreeze()
     assert after < before / 4, (before, after)
+
+
+def test_a_tab_gone_mid_send_is_one_line_and_other_errors_keep_their_traceback():
+    """The Starlette race behind a CI failure (a closed tab logged 'Exception in ASGI application'
+    with a WebSocketDisconnected traceback): after uvicorn configures its loggers, that record is
+    one warning line without a traceback; any other exception still prints its traceback."""
+    import io
+    import logging
+    import logging.config
+
+    from starlette.websockets import WebSocketDisconnected
+    from uvicorn.config import LOGGING_CONFIG
+
+    logger = logging.getLogger("uvicorn.error")
+    saved = (logger.filters[:], logger.handlers[:], logger.level, logger.propagate)
+    try:
+        serve.quiet_client_gone_race()
+        serve.quiet_client_gone_race()  # idempotent
+        logging.config.dictConfig(LOGGING_CONFIG)  # what uvicorn does when the server starts
+        assert sum(isinstance(f, serve.ClientGoneFilter) for f in logger.filters) == 1
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.handlers = [handler]
+        for exc in (WebSocketDisconnected('Cannot call "send" once a close message has been sent.'),
+                    ValueError("a real bug")):
+            try:
+                raise exc
+            except Exception:
+                logger.exception("Exception in ASGI application\n")
+        lines = out.getvalue().splitlines()
+        assert lines[0].startswith("WARNING odenet: a browser tab went away") and "WebSocketDisconnected" in lines[0]
+        assert "Traceback" not in lines[1] and lines[1].startswith("ERROR Exception in ASGI application")
+        assert lines.count("Traceback (most recent call last):") == 1 and lines[-1] == "ValueError: a real bug"
+    finally:
+        logger.filters[:], logger.handlers[:] = saved[0], saved[1]
+        logger.setLevel(saved[2])
+        logger.propagate = saved[3]
