@@ -9,6 +9,7 @@ names match the notebook so its ``state_dict`` loads unchanged.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -223,6 +224,7 @@ class ModelTrajectory:
     """Hidden states at every solver step time and the logits the head gives for each.
 
     ``ts``: (T,), ``states``: (T, N, C, H, W), ``logits``: (T, N, classes), T = steps + 1.
+    ``fields``: the vector field at every state, f(t_i, h_i) (T, N, C, H, W), when asked for.
     """
 
     ts: torch.Tensor
@@ -230,6 +232,7 @@ class ModelTrajectory:
     logits: torch.Tensor
     stats: SolverStats
     log: list[StepRecord] = field(default_factory=list)
+    fields: torch.Tensor | None = None
 
 
 class RKNet(nn.Module):
@@ -329,14 +332,44 @@ class RKNet(nn.Module):
         return self.output(sol.y), terms
 
     @torch.no_grad()
-    def trajectory(self, x: torch.Tensor, solver: SolverSpec | None = None) -> ModelTrajectory:
-        """Hidden state at every solver step time plus the head's logits at each of them."""
-        sol = self.solve(self.features(x), solver, trajectory=True)
+    def trajectory(self, x: torch.Tensor, solver: SolverSpec | None = None, fields: bool = False) -> ModelTrajectory:
+        """Hidden state at every solver step time plus the head's logits at each of them.
+
+        ``fields=True`` also returns f(t_i, h_i) at every state.  An explicit RK step's first stage
+        evaluates exactly that (the same time, the same state tensor), so those evaluations are
+        kept as the solve makes them instead of being repeated: only states no step started
+        from (the last one; an FSAL method's reused slope) cost an evaluation of their own.
+        ``stats.nfe`` counts the solve's evaluations only, as without ``fields``."""
+        spec = solver if solver is not None else self.config.solver
+        kept: dict[tuple[int, float], torch.Tensor] = {}  # (id(state), t) -> f(t, state)
+
+        def keeping(h: torch.Tensor) -> Callable[[float, torch.Tensor], torch.Tensor]:
+            f = self.gradient.prepared(h)
+
+            def f_kept(t: float, y: torch.Tensor) -> torch.Tensor:
+                out = f(t, y)
+                key = (id(y), float(t))
+                if key not in kept:  # dropped when y is freed (a stage's input): only live states stay
+                    kept[key] = out
+                    weakref.finalize(y, kept.pop, key, None)
+                return out
+
+            return f_kept
+
+        if fields and not (torch.is_grad_enabled() and self.config.gradient != "backprop"):
+            sol = solve_spec(self.gradient, self.features(x), spec, self.config.gradient, True, prepare=keeping)
+        else:
+            sol = self.solve(self.features(x), solver, trajectory=True)
         states = sol.stacked()  # (T, N, C, H, W)
         t_len, n = states.shape[:2]
         logits = self.output(states.flatten(0, 1)).view(t_len, n, -1)  # (T, N, classes)
+        field_at = None
+        if fields:
+            f = self.gradient.prepared(sol.ys[0])
+            field_at = torch.stack([kept[(id(y), float(t))] if (id(y), float(t)) in kept else f(float(t), y)
+                                    for t, y in zip(sol.ts, sol.ys)])  # (T, N, C, H, W)
         return ModelTrajectory(ts=torch.tensor(sol.ts, dtype=torch.float64), states=states, logits=logits,
-                               stats=sol.stats, log=sol.log)
+                               stats=sol.stats, log=sol.log, fields=field_at)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -54,6 +54,36 @@ def test_output_and_trajectory_shapes(model):
     assert torch.allclose(traj.states[0], h0, atol=1e-6)
 
 
+@pytest.mark.parametrize("spec, calls", [(SolverSpec("rk4", steps=8), 32 + 1), (SolverSpec("euler", steps=5), 5 + 1),
+                                         (SolverSpec("dopri5", adaptive=True, rtol=1e-3, atol=1e-4), None)])
+def test_trajectory_fields_reuse_the_steps_first_stages(model, spec, calls, monkeypatch):
+    """f(t_i, h_i) at every state: equal to evaluating it afresh, at the cost of one evaluation
+    (the last state) on top of a fixed-step solve instead of one per state (issue 31: the
+    Trajectories page's field norms).  FSAL dopri5 starts its steps from reused slopes: it
+    evaluates the states it did not start from, and stays exact."""
+    x = torch.randn(3, 1, 28, 28)
+    count = [0]
+    real = model.gradient.prepared
+
+    def counting(h):
+        f = real(h)
+        return lambda t, y: count.__setitem__(0, count[0] + 1) or f(t, y)
+
+    monkeypatch.setattr(model.gradient, "prepared", counting)
+    with torch.no_grad():
+        traj = model.trajectory(x, spec, fields=True)
+        fresh = torch.stack([model.gradient(float(t), h) for t, h in zip(traj.ts, traj.states)])
+        plain = model.trajectory(x, spec)
+    assert traj.fields.shape == traj.states.shape
+    assert torch.allclose(traj.fields, fresh, atol=1e-5), float((traj.fields - fresh).abs().max())
+    assert torch.equal(traj.states, plain.states) and plain.fields is None
+    assert traj.stats.nfe == plain.stats.nfe  # the solve's own count, unchanged
+    if calls is not None:
+        assert count[0] - plain.stats.nfe == calls  # the solve with fields, then the plain solve
+    else:
+        assert traj.stats.nfe < count[0] - plain.stats.nfe < traj.stats.nfe + len(traj.ts)
+
+
 def test_solver_is_passed_in_and_the_model_never_changes(model):
     x = torch.randn(2, 1, 28, 28)
     before = model.config
