@@ -201,7 +201,9 @@ st.subheader("Watch it think")
 view_steps = st.slider("Solver steps for this view", 1, MAX_VIEW_STEPS, int(solver.steps),
                        key=f"think_steps_{solver.label()}",
                        help="The output head applied to the hidden state at every solver step time.")
-think = predict(model, x, solver.replace(steps=int(view_steps)))
+# at the inference solver's own steps the server's answer above is this view already: not solved again
+think = pred if pred is not None and int(view_steps) == solver.steps else predict(model, x, solver.replace(
+    steps=int(view_steps)))
 if int(view_steps) != solver.steps:
     st.caption(f"This view solves with {solver.integrator} x{int(view_steps)}; the panel beside the canvas uses the "
                f"inference solver, {solver.label()}. More steps show the same path at finer time resolution (the "

@@ -75,8 +75,8 @@ APP_PURPOSE: dict[str, str] = {
                 "60,000 images: `python -m odenet train --preset notebook`)",
     "fast": "a full epoch: EMA of the weights, label smoothing and augmentation over all 60,000 images "
             "(ends near 99%)",
-    "speedrun": "99% soonest: small batches, a short warm-up, an average of the weights and label smoothing over "
-                "45,000 images, the vector field's normalisation frozen for the second half (ends near 99.1%)",
+    "speedrun": "99% soonest: 45,000 images in small batches, an average of the weights, label smoothing, "
+                "the field's normalisation frozen halfway (ends near 99.1%)",
     "classroom": "a live demo: small batches, a higher learning rate, an average of the weights and label "
                  "smoothing reach 97% on 20,000 images",
 }

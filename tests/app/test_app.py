@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from odenet.data.mnist import load_mnist
 from odenet.data.preprocess import render_digit_on_canvas
 from odenet.train.config import APP_DEFAULT_RECIPE, TrainConfig
-from tests.support.apptest import page
+from tests.support.apptest import figures, page
 
 
 def test_home_explains_and_lists_models(runs):
@@ -138,6 +138,27 @@ def test_draw_page_blank_prompt_then_prediction(runs):
     chosen = at.selectbox(key="draw_model").value  # the first model: a shipped one when present
     at.selectbox(key=f"draw_{chosen}_integ").set_value("euler").run()
     assert draw_summary(at).endswith("· euler x1")
+
+
+def test_draw_page_solves_a_drawing_once_at_the_inference_steps(runs, monkeypatch):
+    """Issue 31: "Watch it think" at the inference solver's own steps is the server's answer itself
+    (one solve per drawing, was two); another step count solves once more for that view."""
+    import odenet.inspect.analysis as analysis
+
+    calls: list[int] = []
+    real = analysis.predict
+    monkeypatch.setattr(analysis, "predict", lambda m, x, s=None, **k: calls.append(s.steps) or real(m, x, s, **k))
+    at = page("draw")
+    _, test = load_mnist()
+    at.session_state["canvas_override"] = render_digit_on_canvas(test.images[0].numpy(), scale=0.8)
+    calls.clear()
+    at.run()
+    assert not at.exception and calls == [1], calls  # the shipped RK4 x1 model
+    think = next(s for s in at.slider if s.key.startswith("think_steps_"))
+    calls.clear()
+    think.set_value(6).run()
+    assert not at.exception and calls == [1, 6], calls
+    assert [len(f["data"][0]["x"]) for f in figures(at) if f["layout"].get("xaxis", {}).get("title")][-1:] == [7]
 
 
 def test_trajectories_and_robustness_pages(runs):
