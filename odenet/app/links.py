@@ -130,7 +130,8 @@ class PageLink:
         with self._slot.container():
             # built only while open: st.code needs a 1.6 MB highlighter script that, loaded on every
             # first visit, cost Integrators 0.4 s of its first render (benchmarks/app/page_times.py)
-            box = st.expander("🔗 Copy link to this view", key=link_box_key(self.page), on_change="rerun")
+            box = st.expander("Copy link to this view", icon=":material/link:", key=link_box_key(self.page),
+                              on_change="rerun")
             if box.open:
                 with box:
                     st.code(base + query_string(q), language=None)
