@@ -49,6 +49,14 @@ FIELD_HELP: dict[str, str] = {
     "ema": "decay of an exponential moving average of the weights, e.g. 0.998 (0 = off); the average is evaluated "
            "and saved",
     "label_smoothing": "label smoothing of the cross-entropy loss (0 = off)",
+    "warmup": "one-cycle: fraction of the steps warming up (linear) before the cosine decay",
+    "restart": "one-cycle with a restart: the first cycle ends at this fraction of the steps, a second follows "
+               "(0 = off)",
+    "restart_peak": "the second cycle's peak learning rate, as a fraction of --lr",
+    "ema_warmup": "the weight average's decay grows as (1 + n) / (ema_warmup + n) over steps n, up to --ema",
+    "norm_lr_scale": "learning-rate multiplier for biases and BatchNorm parameters",
+    "field_bn_freeze": "from this fraction of the steps on, the vector field's BatchNorm uses its running "
+                       "statistics (0 = off)",
     "kinetic": "weight of the kinetic-energy regulariser, mean ||f(t,h)||^2 over the solve (0 = off; Finlay et al. "
                "2020)",
     "jacobian": "weight of the Jacobian Frobenius-norm regulariser, Hutchinson estimate (0 = off; Finlay et al. 2020)",

@@ -116,6 +116,11 @@ class TrainConfig:
     momentum: float = 0.9
     schedule: str = "onecycle"
     warmup: float = 0.25  # one-cycle: fraction of the steps spent warming up (linear), then cosine decay
+    # one-cycle with a restart (0 = off): the first cycle warms up and decays to nothing within this fraction of
+    # the steps, then a second cycle, its peak ``restart_peak`` times ``lr``, does the same over the rest; a
+    # model measured where the first cycle ends has settled instead of being mid-way down a high learning rate
+    restart: float = 0.0
+    restart_peak: float = 0.5
     norm_lr_scale: float = 1.0  # learning-rate multiplier for biases and BatchNorm parameters (the no-decay group)
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off); the average is the result
     ema_warmup: float = 10.0  # the average's decay grows as (1 + n) / (ema_warmup + n) over steps n, up to ema
@@ -174,7 +179,8 @@ class TrainConfig:
             raise err("train_size", f"must be at most {TRAIN_SIZE_MAX} (the MNIST training set)")
         if self.batch_size > self.train_size:
             raise ConfigError(f"batch_size ({self.batch_size}) must not exceed train_size ({self.train_size})")
-        for name in ("lr", "weight_decay", "momentum", "warmup", "norm_lr_scale", "ema", "ema_warmup",
+        for name in ("lr", "weight_decay", "momentum", "warmup", "restart", "restart_peak", "norm_lr_scale", "ema",
+                     "ema_warmup",
                      "label_smoothing", "field_bn_freeze", "kinetic", "jacobian", "steer", "adapt_threshold"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
@@ -188,6 +194,12 @@ class TrainConfig:
             raise err("momentum", "must be in [0, 1)")
         if not 0 <= self.warmup < 1:
             raise err("warmup", "must be in [0, 1) (a fraction of the one-cycle schedule's steps)")
+        if not 0 <= self.restart < 1:
+            raise err("restart", "must be in [0, 1) (where the first one-cycle ends, a fraction of the steps; 0 = off)")
+        if self.restart and self.schedule != "onecycle":
+            raise err("restart", f"needs schedule 'onecycle', not {self.schedule!r}")
+        if not 0 < self.restart_peak <= 1:
+            raise err("restart_peak", "must be in (0, 1] (the second cycle's peak as a fraction of lr)")
         if not 0 < self.norm_lr_scale <= 100:
             raise err("norm_lr_scale", "must be in (0, 100] (1 = the same learning rate as the weights)")
         if not 0 <= self.ema < 1:

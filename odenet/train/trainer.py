@@ -191,10 +191,18 @@ def evaluate(model: RKNet, split: MNISTSplit, batch_size: int = 1000,
     return float(sums[0]) / n, float(sums[1]) / n
 
 
-def lr_factor(step: int, total: int, warmup: float = 0.25, start: float = 0.04, end: float = 1e-3) -> float:
+def lr_factor(step: int, total: int, warmup: float = 0.25, start: float = 0.04, end: float = 1e-3,
+              restart: float = 0.0, restart_peak: float = 0.5) -> float:
     """Learning-rate multiplier: linear warm-up from ``start`` over ``warmup * total`` steps,
     then cosine decay to ``end`` (one-cycle); ``warmup=0`` is plain cosine.  Works for any
-    ``total >= 1`` (torch's OneCycleLR fails on very short runs)."""
+    ``total >= 1`` (torch's OneCycleLR fails on very short runs).  ``restart`` in (0, 1): that
+    one-cycle over the first ``restart * total`` steps, then another, its peak ``restart_peak``,
+    over the rest (each with the same warm-up fraction)."""
+    if restart > 0:
+        first = max(1, round(restart * total))
+        if step < first:
+            return lr_factor(step, first, warmup, start, end)
+        return restart_peak * lr_factor(step - first, max(1, total - first), warmup, start, end)
     w = int(warmup * total)
     if step < w:
         return start + (1 - start) * step / w
@@ -435,7 +443,8 @@ class Trainer:
         sched = None
         if cfg.schedule != "constant":
             warm = cfg.warmup if cfg.schedule == "onecycle" else 0.0
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total, warm))
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda step: lr_factor(step, total, warm, restart=cfg.restart, restart_peak=cfg.restart_peak))
         return model, opt, sched
 
     # -- main loop ----------------------------------------------------------------------

@@ -108,6 +108,9 @@ def test_diverging_training_stops_with_message(small, tmp_path):
         (dict(norm_lr_scale=0), r"norm_lr_scale must be in \(0, 100\]"),
         (dict(ema_warmup=1), r"ema_warmup must be in \(1, 1000\]"),
         (dict(field_bn_freeze=1.0), r"field_bn_freeze must be in \[0, 1\) \(a fraction of the steps; 0 = off\)"),
+        (dict(restart=1.0), r"restart must be in \[0, 1\)"),
+        (dict(restart=0.3, schedule="cosine"), r"restart needs schedule 'onecycle', not 'cosine'"),
+        (dict(restart_peak=0), r"restart_peak must be in \(0, 1\]"),
     ],
 )
 def test_config_validation(kw, message):
@@ -226,3 +229,19 @@ def test_ema_weights_are_the_result_and_are_what_was_evaluated(small, tmp_path):
     assert acc == pytest.approx(res.final_test_acc)
     with pytest.raises(ConfigError, match=r"ema must be in \[0, 1\)"):
         quick(ema=1.0)
+
+
+def test_one_cycle_with_a_restart_settles_where_the_first_cycle_ends():
+    """``restart``: the first one-cycle (warm-up, cosine to ~0) fills that fraction of the steps, the
+    second repeats it at ``restart_peak`` of the rate; 0 is the plain one-cycle, step for step."""
+    from odenet.train.trainer import lr_factor
+
+    total, first = 900, 300
+    plain = [lr_factor(s, total, 0.1) for s in range(total)]
+    assert [lr_factor(s, total, 0.1, restart=0.0) for s in range(total)] == plain
+    two = [lr_factor(s, total, 0.1, restart=1 / 3, restart_peak=0.5) for s in range(total)]
+    assert two[:first] == [lr_factor(s, first, 0.1) for s in range(first)]
+    assert max(two[:first]) == pytest.approx(1.0) and two[first - 1] < 2e-3  # settled at the 300th step
+    assert two[first] == pytest.approx(0.5 * 0.04)  # the second warm-up starts over, at half the peak
+    assert max(two[first:]) == pytest.approx(0.5) and two[-1] < 1e-3
+    assert two[first:] == [0.5 * lr_factor(s, total - first, 0.1) for s in range(total - first)]
