@@ -6,6 +6,7 @@ import re
 
 from playwright.sync_api import expect
 
+from odenet.train.config import APP_DEFAULT_RECIPE, TrainConfig
 from tests.support.browser import no_exception, open_page, settle
 from tests.support.server import serving
 
@@ -18,7 +19,7 @@ def test_a_job_on_one_server_shows_live_on_the_other_and_a_second_start_waits(tm
     with serving(tmp_path / "a.log", runs=runs, env=ENV) as a, serving(tmp_path / "b.log", runs=runs, env=ENV) as b:
         pa, pb = open_page(browser), open_page(browser)
         try:
-            pa.goto(f"{a.url}/train?train_size=5000&epochs=1")
+            pa.goto(f"{a.url}/train?train_size=20000&epochs=1")  # long enough to outlast B's steps; stopped below
             settle(pa)
             pa.get_by_role("button", name="▶ Start").click()
             pa.get_by_text("img/s").first.wait_for(timeout=120_000)  # A trains
@@ -28,8 +29,11 @@ def test_a_job_on_one_server_shows_live_on_the_other_and_a_second_start_waits(tm
             settle(pb)
             pb.get_by_text(f"Run {run} is training in another process sharing this runs directory").wait_for(
                 timeout=60_000)
-            live = pb.get_by_text(re.compile(rf"Run {re.escape(run)} · rk4 x1 · running · (epoch 1/1 · batch \d+/39"
-                                             r" · \d+ img/s|evaluating on 1,000 test images)"))
+            # A's run as the page starts it: the default recipe on 20,000 images (was a fixed "/39", batch 128's count
+            # for 5,000, which only ever matched in the evaluation phases once the default recipe changed)
+            batches = TrainConfig.for_app(APP_DEFAULT_RECIPE, train_size=20000, epochs=1).batches_per_epoch()
+            live = pb.get_by_text(re.compile(rf"Run {re.escape(run)} · rk4 x1 · running · (epoch 1/1 · batch "
+                                             rf"\d+/{batches} · \d+ img/s|evaluating on 1,000 test images)"))
             live.first.wait_for(timeout=30_000)  # its phase and progress, from metrics.jsonl
             expect(pb.locator("[data-testid='stPlotlyChart']")).to_have_count(2, timeout=30_000)  # its curves
             first = live.first.inner_text()
