@@ -202,9 +202,9 @@ view_steps = st.slider("Solver steps for this view", 1, MAX_VIEW_STEPS, int(solv
                        key=f"think_steps_{solver.label()}",
                        help="The output head applied to the hidden state at every solver step time.")
 # at the inference solver's own steps the server's answer above is this view already: not solved again
-think = pred if pred is not None and int(view_steps) == solver.steps else predict(model, x, solver.replace(
-    steps=int(view_steps)))
-if int(view_steps) != solver.steps:
+same_steps = int(view_steps) == solver.steps
+think = pred if pred is not None and same_steps else predict(model, x, solver.replace(steps=int(view_steps)))
+if not same_steps:
     st.caption(f"This view solves with {solver.integrator} x{int(view_steps)}; the panel beside the canvas uses the "
                f"inference solver, {solver.label()}. More steps show the same path at finer time resolution (the "
                "answer can differ slightly: the model was trained with its own steps).")

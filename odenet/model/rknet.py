@@ -356,10 +356,8 @@ class RKNet(nn.Module):
 
             return f_kept
 
-        if fields and not (torch.is_grad_enabled() and self.config.gradient != "backprop"):
-            sol = solve_spec(self.gradient, self.features(x), spec, self.config.gradient, True, prepare=keeping)
-        else:
-            sol = self.solve(self.features(x), solver, trajectory=True)
+        sol = solve_spec(self.gradient, self.features(x), spec, self.config.gradient, True,
+                         prepare=keeping if fields else self.gradient.prepared)  # as self.solve, no autograd here
         states = sol.stacked()  # (T, N, C, H, W)
         t_len, n = states.shape[:2]
         logits = self.output(states.flatten(0, 1)).view(t_len, n, -1)  # (T, N, classes)

@@ -183,8 +183,8 @@ class TrainConfig:
         if self.batch_size > self.train_size:
             raise ConfigError(f"batch_size ({self.batch_size}) must not exceed train_size ({self.train_size})")
         for name in ("lr", "weight_decay", "momentum", "warmup", "restart", "restart_peak", "norm_lr_scale", "ema",
-                     "ema_warmup",
-                     "label_smoothing", "field_bn_freeze", "kinetic", "jacobian", "steer", "adapt_threshold"):
+                     "ema_warmup", "label_smoothing", "field_bn_freeze", "kinetic", "jacobian", "steer",
+                     "adapt_threshold"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise err(name, "must be a finite number")

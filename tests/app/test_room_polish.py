@@ -105,9 +105,9 @@ def test_robustness_figures_show_intervals_at_the_sample_resolution():
 
 
 def test_robustness_page_intervals_decimals_and_one_image_warning(runs):
-    import streamlit as st
+    from odenet.app import cache
 
-    st.cache_resource.clear()  # the page's grid cache is per process: another test may have run this grid
+    cache.clear("robustness")  # the grid is shared process-wide: another test (test_app.py) may have run this one
     rob = page("robustness")
     rob.multiselect(key="rob_integ").set_value(["euler", "rk4"])
     rob.multiselect(key="rob_steps").set_value([1, 2])
