@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from odenet.utils import atomic_write_text  # noqa: E402
-from tests.support.machine import cpu_name  # noqa: E402
+from tests.support.machine import cpu_name, machine_note  # noqa: E402
 from tests.support.server import Server, server_usage, start_server  # noqa: E402
 from tests.support.stclient import (  # noqa: E402
     Interaction,
@@ -432,8 +432,8 @@ def main(argv: list[str] | None = None) -> None:
                    "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "seed": args.seed,
                    "load_before": os.getloadavg()})
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
-    data.setdefault("machine", {"cpu": cpu_name(), "cores": os.cpu_count(), "note": "2-core AMD EPYC without AMX, "
-                                "fp32; the harness runs on the same 2 cores as the server"})
+    data.setdefault("machine", {"cpu": cpu_name(), "cores": os.cpu_count(),
+                                "note": machine_note("the harness runs on the same cores as the server")})
     data["command"] = "python benchmarks/app/capacity.py --visitors N [--label L]"
     data.setdefault("runs", {})[name] = report
     atomic_write_text(args.out, json.dumps(data, indent=1) + "\n")

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.app.capacity import CHANGES, change_state, digit_image  # noqa: E402
 from odenet.utils import atomic_write_text  # noqa: E402
-from tests.support.machine import cpu_name  # noqa: E402
+from tests.support.machine import cpu_name, machine_note  # noqa: E402
 from tests.support.server import server_usage, start_server  # noqa: E402
 from tests.support.stclient import StTab, pen_drawing_state  # noqa: E402
 
@@ -125,11 +125,13 @@ def main(argv: list[str] | None = None) -> None:
         MIX[c] for c in MIX if by_class[c])
     head = subprocess.run(["git", "-C", str(args.checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
                           text=True).stdout.strip()
+    note = machine_note("one tab, no job")
     report = {"kinds": kinds, "mean_cpu_ms_weighted": round(1000 * weighted, 1), "mix": MIX, "revision": head,
+              "machine": note,
               "checkout": str(args.checkout), "env": args.env, "repeats": args.repeats,
               "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
-    data["machine"] = {"cpu": cpu_name(), "note": "2-core AMD EPYC without AMX, fp32; one tab, no job"}
+    data["machine"] = {"cpu": cpu_name(), "note": note}  # the latest run's; each run keeps its own
     data["command"] = "python benchmarks/app/rerun_cost.py --label L [--checkout DIR]"
     data.setdefault("runs", {})[args.label] = report
     atomic_write_text(args.out, json.dumps(data, indent=1) + "\n")
