@@ -6,13 +6,11 @@ from odenet.app.access import presenter_token
 from odenet.app.nav import PAGES
 from odenet.app.room import mark_server_start
 from odenet.app.room_ui import room_sidebar
-from odenet.app.serve import quiet_client_gone_race
 from odenet.app.visitor import server_is_public
 from odenet.errors import OdenetError
 
 st.set_page_config(page_title="odenet: Neural ODE lab", page_icon="🌀", layout="wide")
 mark_server_start()  # once per process: runs that exist now are never New class's to delete
-quiet_client_gone_race()  # also under a plain `streamlit run app.py` (idempotent)
 
 try:
     shared = server_is_public()

@@ -60,9 +60,9 @@ class ClientGoneFilter(logging.Filter):
 
 
 def quiet_client_gone_race() -> None:
-    """Install :class:`ClientGoneFilter` on uvicorn's error logger, once per process (idempotent:
-    ``app.py`` calls it on every run, :func:`main` before the server starts).  A logger's filters
-    survive uvicorn's ``dictConfig`` of its loggers."""
+    """Install :class:`ClientGoneFilter` on uvicorn's error logger, once per process (idempotent;
+    importing :mod:`odenet.app` calls it, so every server running odenet's pages or components has
+    it).  A logger's filters survive uvicorn's ``dictConfig`` of its loggers."""
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, ClientGoneFilter) for f in logger.filters):
         logger.addFilter(ClientGoneFilter())
@@ -191,7 +191,6 @@ def main(argv: list[str] | None = None) -> None:
     probe_in_background([TrainConfig.for_app("classroom"), TrainConfig.for_app("default")])
     from streamlit.web import cli
 
-    quiet_client_gone_race()
     freeze_warm_heap()  # last: everything imported and warmed above stays out of every rerun's collection
 
     sys.argv = ["streamlit", "run", str(app), *(sys.argv[1:] if argv is None else argv)]

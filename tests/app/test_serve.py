@@ -140,6 +140,8 @@ def test_a_tab_gone_mid_send_is_one_line_and_other_errors_keep_their_traceback()
     from uvicorn.config import LOGGING_CONFIG
 
     logger = logging.getLogger("uvicorn.error")
+    # installed by importing odenet.app (every page and component does), not by each entry point
+    assert sum(isinstance(f, serve.ClientGoneFilter) for f in logger.filters) == 1
     saved = (logger.filters[:], logger.handlers[:], logger.level, logger.propagate)
     try:
         serve.quiet_client_gone_race()
